@@ -1,0 +1,1 @@
+"""The callback interface, its context, and dispatch."""

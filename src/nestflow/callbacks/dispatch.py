@@ -1,0 +1,44 @@
+"""Fan an event out to a level's callbacks; a failing callback becomes a warning, never a failure."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from nestflow.errors import CallbackWarning
+
+
+class Dispatcher:
+    """Serialises the hook calls of one run and keeps count of callback failures."""
+
+    __slots__ = ("_lock", "_warned", "failures")
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._warned: set[tuple[int, str]] = set()
+        self.failures = 0
+
+    def emit(self, callbacks: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
+        """Call ``hook(*args)`` on every callback in list order."""
+        with self._lock:
+            for callback in callbacks:
+                try:
+                    getattr(callback, hook)(*args)
+                except Exception as exc:  # a callback must never change a run's outcome
+                    self._report(callback, hook, exc)
+
+    def _report(self, callback: Any, hook: str, exc: Exception) -> None:
+        self.failures += 1
+        key = (id(callback), hook)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        warnings.warn(
+            f"Callback {type(callback).__name__}.{hook} raised {type(exc).__name__}: {exc}. "
+            "The run continues; further failures of this hook are counted in "
+            "report.callback_failures.",
+            CallbackWarning,
+            stacklevel=2,
+        )

@@ -1,0 +1,1 @@
+"""Definitions only: nodes, pipelines, nesting and configuration. Nothing here runs."""

@@ -1,0 +1,318 @@
+"""Node: a Python function plus the names it consumes and publishes.
+
+A decorated function stays a plain function when called directly; everything a
+pipeline needs (inputs, outputs, defaults, options) is read once, here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, overload
+
+from nestflow.core.config import UNSET
+from nestflow.core.names import RULE, name_problem
+from nestflow.errors import InvalidNameError, InvalidNodeError
+
+OnError = Literal["raise", "continue"]
+_OPTION_NAMES = ("output_name", "name", "cache", "timeout", "retries", "on_error", "cache_version")
+
+
+class Node:
+    """A function with named inputs and outputs; a frozen value.
+
+    Derived copies come from :meth:`with_name`, :meth:`with_options` and
+    :meth:`with_inputs`; calling the node calls the function, nothing else.
+    """
+
+    func: Callable[..., Any]
+    name: str
+    params: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    output_name: str | tuple[str, ...]
+    defaults: dict[str, Any]
+    input_sources: dict[str, str]
+    keyword_params: frozenset[str]
+    is_async: bool
+    cache: bool
+    timeout: Any
+    retries: Any
+    on_error: OnError
+    cache_version: str | None
+    name_is_explicit: bool
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        output_name: str | tuple[str, ...] | None = None,
+        name: str | None = None,
+        cache: bool = True,
+        timeout: Any = UNSET,
+        retries: Any = UNSET,
+        on_error: OnError = "raise",
+        cache_version: str | None = None,
+        input_sources: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(func, Node):
+            func = func.func
+        if not callable(func):
+            raise TypeError(f"@node needs a callable, got {type(func).__name__}: {func!r}.")
+        func_name = getattr(func, "__name__", type(func).__name__)
+        signature = _signature_of(func, func_name)
+        params = tuple(signature.parameters)
+        outputs = _outputs_of(output_name, func_name, name)
+        sources = dict(input_sources or {})
+        _check_options(func_name, cache, timeout, retries, on_error)
+        _check_names(name if name is not None else func_name, outputs, sources, params)
+        fields: dict[str, Any] = {
+            "func": func,
+            "name": name if name is not None else func_name,
+            "name_is_explicit": name is not None,
+            "params": params,
+            "inputs": tuple(sources.get(p, p) for p in params),
+            "outputs": outputs,
+            "output_name": output_name if output_name is not None else func_name,
+            "defaults": {
+                p: v.default
+                for p, v in signature.parameters.items()
+                if v.default is not inspect.Parameter.empty
+            },
+            "input_sources": {p: sources.get(p, p) for p in params},
+            "keyword_params": frozenset(
+                p for p, v in signature.parameters.items() if v.kind is v.KEYWORD_ONLY
+            ),
+            "is_async": _is_async(func),
+            "cache": cache,
+            "timeout": timeout,
+            "retries": retries,
+            "on_error": on_error,
+            "cache_version": cache_version,
+            "__wrapped__": func,
+            "__doc__": getattr(func, "__doc__", None),
+            "__name__": func_name,
+        }
+        self.__dict__.update(fields)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(
+            f"Node `{self.name}` is immutable; use with_options(...), with_name(...) "
+            "or with_inputs(...) to get a modified copy."
+        )
+
+    def __delattr__(self, key: str) -> None:
+        self.__setattr__(key, None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Node(name={self.name!r}, inputs={self.inputs!r}, outputs={self.outputs!r})"
+
+    @property
+    def optional_inputs(self) -> frozenset[str]:
+        """Wired input names that have a default, so may be left unsupplied."""
+        return frozenset(self.input_sources[p] for p in self.defaults)
+
+    def default_for(self, input_name: str) -> tuple[bool, Any]:
+        """``(True, value)`` when the wired input ``input_name`` has a default."""
+        for param, source in self.input_sources.items():
+            if source == input_name and param in self.defaults:
+                return True, self.defaults[param]
+        return False, None
+
+    def _options(self) -> dict[str, Any]:
+        options = {key: getattr(self, key) for key in _OPTION_NAMES}
+        options["name"] = self.name if self.name_is_explicit else None
+        options["input_sources"] = {p: s for p, s in self.input_sources.items() if p != s}
+        return options
+
+    def with_name(self, name: str) -> Node:
+        """A copy with another node id."""
+        return self.with_options(name=name)
+
+    def with_options(self, **options: Any) -> Node:
+        """A copy with some decorator options changed (same keywords as ``@node``)."""
+        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        if unknown:
+            raise TypeError(
+                f"with_options() got unknown option(s) {', '.join(unknown)}; "
+                f"expected some of: {', '.join(_OPTION_NAMES)}."
+            )
+        merged = self._options()
+        if "name" not in options and merged["name"] is None:
+            merged.pop("name")
+        merged.update(options)
+        return Node(self.func, **merged)
+
+    def with_inputs(self, sources: Mapping[str, str]) -> Node:
+        """A copy whose parameters are fed from differently named values: ``{param: name}``."""
+        unknown = sorted(set(sources) - set(self.params))
+        if unknown:
+            raise InvalidNodeError(
+                f"Node `{self.name}` has no parameter {', '.join(f'`{u}`' for u in unknown)}. "
+                f"Its parameters are: {', '.join(f'`{p}`' for p in self.params) or '(none)'}. "
+                "with_inputs takes {parameter: source_name}."
+            )
+        merged = self._options()
+        merged["input_sources"] = {**merged["input_sources"], **sources}
+        return Node(self.func, **merged)
+
+
+def _signature_of(func: Callable[..., Any], func_name: str) -> inspect.Signature:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise InvalidNodeError(
+            f"Cannot read the signature of `{func_name}`: {exc}. "
+            "Wrap it in a plain def function with named parameters."
+        ) from exc
+    variadic = [
+        p.name for p in signature.parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if variadic:
+        raise InvalidNodeError(
+            f"Function `{func_name}` takes variadic parameter(s) {', '.join(variadic)} "
+            "(*args/**kwargs); a node's inputs must be named. "
+            "Declare each input as its own parameter."
+        )
+    return signature
+
+
+def _outputs_of(
+    output_name: str | tuple[str, ...] | list[str] | None, func_name: str, name: str | None
+) -> tuple[str, ...]:
+    if output_name is None:
+        if name_problem(func_name) is not None:
+            raise InvalidNameError(
+                f"`{func_name}` is not a valid node name ({RULE}). "
+                "Give the node a name with name='...' and its output with output_name='...', "
+                "for example node(lambda x: x, name='first', output_name='first')."
+            )
+        return (func_name,)
+    if isinstance(output_name, str):
+        return (output_name,)
+    if isinstance(output_name, (tuple, list)) and output_name:
+        return tuple(output_name)
+    raise InvalidNodeError(
+        f"output_name of `{name or func_name}` must be a str or a non-empty tuple of str, "
+        f"got {output_name!r}."
+    )
+
+
+def _check_names(
+    name: str, outputs: tuple[str, ...], sources: Mapping[str, str], params: tuple[str, ...]
+) -> None:
+    problems = []
+    if (problem := name_problem(name)) is not None:
+        hint = " Give it one with name='...'." if name == "<lambda>" else ""
+        problems.append(f"node name: {problem}.{hint}")
+    problems += [f"output name: {p}." for o in outputs if (p := name_problem(o)) is not None]
+    problems += [f"input name: {p}." for s in sources.values() if (p := name_problem(s)) is not None]
+    if len(set(outputs)) != len(outputs):
+        problems.append(f"output names repeat: {outputs!r}.")
+    unknown = sorted(set(sources) - set(params))
+    if unknown:
+        raise InvalidNodeError(
+            f"Node `{name}` has no parameter {', '.join(unknown)}; its parameters are {params!r}."
+        )
+    if problems:
+        raise InvalidNameError(f"Invalid name(s) for node `{name}` ({RULE}):\n  " + "\n  ".join(problems))
+
+
+def _check_options(name: str, cache: Any, timeout: Any, retries: Any, on_error: Any) -> None:
+    if not isinstance(cache, bool):
+        raise TypeError(f"cache= of node `{name}` must be True or False, got {cache!r}.")
+    if timeout is not UNSET and timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(
+                f"timeout= of node `{name}` must be a positive number of seconds, None (no "
+                f"limit) or UNSET (inherit), got {timeout!r}."
+            )
+    if retries is not UNSET and isinstance(retries, (int, bool)):
+        if isinstance(retries, bool) or retries < 0:
+            raise ValueError(
+                f"retries= of node `{name}` must be an int >= 0 or a Retry(...), got {retries!r}."
+            )
+    if on_error not in ("raise", "continue"):
+        raise ValueError(
+            f"on_error= of node `{name}` must be 'raise' or 'continue', got {on_error!r}."
+        )
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(type(func), "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+@overload
+def node(func: Callable[..., Any], /) -> Node: ...
+
+
+@overload
+def node(
+    func: None = None,
+    /,
+    *,
+    output_name: str | tuple[str, ...] | None = None,
+    name: str | None = None,
+    cache: bool = True,
+    timeout: Any = UNSET,
+    retries: Any = UNSET,
+    on_error: OnError = "raise",
+    cache_version: str | None = None,
+) -> Callable[[Callable[..., Any]], Node]: ...
+
+
+@overload
+def node(
+    func: Callable[..., Any],
+    /,
+    *,
+    output_name: str | tuple[str, ...] | None = None,
+    name: str | None = None,
+    cache: bool = True,
+    timeout: Any = UNSET,
+    retries: Any = UNSET,
+    on_error: OnError = "raise",
+    cache_version: str | None = None,
+) -> Node: ...
+
+
+def node(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    output_name: str | tuple[str, ...] | None = None,
+    name: str | None = None,
+    cache: bool = True,
+    timeout: Any = UNSET,
+    retries: Any = UNSET,
+    on_error: OnError = "raise",
+    cache_version: str | None = None,
+) -> Node | Callable[[Callable[..., Any]], Node]:
+    """Turn a function into a pipeline node: ``@node``, ``@node(output_name=...)`` or a call.
+
+    >>> @node(output_name="r")
+    ... def f(x):
+    ...     return x + 1
+    >>> f.inputs, f.outputs, f(2)
+    (('x',), ('r',), 3)
+    """
+    options: dict[str, Any] = {
+        "output_name": output_name,
+        "name": name,
+        "cache": cache,
+        "timeout": timeout,
+        "retries": retries,
+        "on_error": on_error,
+        "cache_version": cache_version,
+    }
+
+    def decorate(function: Callable[..., Any]) -> Node:
+        return Node(function, **options)
+
+    return decorate if func is None else decorate(func)

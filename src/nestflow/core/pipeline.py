@@ -1,0 +1,415 @@
+"""Pipeline: an immutable set of nodes wired by name, plus its own (possibly UNSET) config.
+
+Everything about the graph is checked and derived once, at construction. Running
+is delegated to ``nestflow.runtime``; no run-time state is ever written here, so one
+pipeline may be shared by many parents and many concurrent runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from nestflow.core.config import ASPECTS, UNSET
+from nestflow.core.names import RULE, name_problem
+from nestflow.core.nesting import MapMode, PipelineNode
+from nestflow.core.node import Node
+from nestflow.errors import (
+    CycleError,
+    DependencyError,
+    InputError,
+    InvalidNameError,
+    UnknownInputError,
+)
+from nestflow.graph.dag import Graph, Shape, analyse
+
+if TYPE_CHECKING:
+    from nestflow.core.config import EffectiveConfig
+
+AnyNode = Node | PipelineNode
+
+
+class Pipeline:
+    """A DAG of nodes inferred from their names; itself usable as a node.
+
+    >>> from nestflow import node
+    >>> @node(output_name="doubled")
+    ... def double(x):
+    ...     return 2 * x
+    >>> Pipeline([double]).run(x=3)
+    {'doubled': 6}
+    """
+
+    nodes: tuple[AnyNode, ...]
+    node_ids: tuple[str, ...]
+    name: str
+    inputs: tuple[str, ...]
+    required_inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    bound_inputs: dict[str, Any]
+    graph: Graph
+    backend: Any
+    cache: Any
+    callbacks: Any
+    timeout: Any
+    retries: Any
+
+    def __init__(
+        self,
+        nodes: Sequence[AnyNode | Pipeline],
+        *,
+        name: str | None = None,
+        backend: Any = UNSET,
+        cache: Any = UNSET,
+        callbacks: Any = UNSET,
+        timeout: Any = UNSET,
+        retries: Any = UNSET,
+    ) -> None:
+        pipeline_name = "pipeline" if name is None else name
+        if (problem := name_problem(pipeline_name)) is not None:
+            raise InvalidNameError(f"Invalid pipeline name ({RULE}): {problem}.")
+        members = tuple(_as_member(n) for n in _node_list(nodes))
+        ids = _assign_ids(members)
+        graph = analyse([Shape(i, n.inputs, n.outputs) for i, n in zip(ids, members, strict=True)])
+        _check_graph(pipeline_name, graph)
+        config = _checked_config(
+            backend=backend, cache=cache, callbacks=callbacks, timeout=timeout, retries=retries
+        )
+        self.__dict__.update(nodes=members, node_ids=ids, name=pipeline_name, graph=graph)
+        self.__dict__.update(config, bound_inputs={}, _memo={})
+        self._derive()
+
+    # --- construction helpers ----------------------------------------------------------------
+
+    def _derive(self) -> None:
+        assert self.graph.order is not None
+        consumed: dict[str, list[AnyNode]] = {}
+        for index in self.graph.order:
+            member = self.nodes[index]
+            for name in member.inputs:
+                if name not in self.graph.producers:
+                    consumed.setdefault(name, []).append(member)
+        optional = {
+            name
+            for name, members in consumed.items()
+            if all(name in m.optional_inputs for m in members)
+        }
+        self.__dict__.update(
+            inputs=tuple(consumed),
+            required_inputs=tuple(
+                n for n in consumed if n not in optional and n not in self.bound_inputs
+            ),
+            outputs=tuple(o for index in self.graph.order for o in self.nodes[index].outputs),
+        )
+
+    def _copy(self, **changes: Any) -> Pipeline:
+        clone = object.__new__(Pipeline)
+        clone.__dict__.update(self.__dict__)
+        clone.__dict__.update(changes, _memo={})
+        clone._derive()
+        return clone
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(
+            f"Pipeline `{self.name}` is immutable; use with_{key}(...) or bind(...) for a copy."
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Memoised plans hold compiled closures; they are rebuilt on the other side.
+        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _memo={})
+
+    def __repr__(self) -> str:
+        return f"Pipeline(name={self.name!r}, nodes={list(self.node_ids)!r})"
+
+    # --- introspection -----------------------------------------------------------------------
+
+    @property
+    def memo(self) -> dict[Any, Any]:
+        """Derived data (plans) computed on demand; never run-time state."""
+        memo: dict[Any, Any] = self.__dict__["_memo"]
+        return memo
+
+    def execution_order(self) -> tuple[str, ...]:
+        """Node ids in the order a sequential run uses."""
+        assert self.graph.order is not None
+        return tuple(self.node_ids[i] for i in self.graph.order)
+
+    def node(self, node_id: str) -> AnyNode:
+        """The node with id ``node_id``."""
+        try:
+            return self.nodes[self.node_ids.index(node_id)]
+        except ValueError:
+            raise KeyError(
+                f"Pipeline `{self.name}` has no node `{node_id}`; "
+                f"its nodes are: {', '.join(self.node_ids)}."
+            ) from None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The five configuration aspects as given (``UNSET`` where not set)."""
+        return {aspect: self.__dict__[aspect] for aspect in ASPECTS}
+
+    # --- copies ------------------------------------------------------------------------------
+
+    def with_name(self, name: str) -> Pipeline:
+        """A copy with another name."""
+        if (problem := name_problem(name)) is not None:
+            raise InvalidNameError(f"Invalid pipeline name ({RULE}): {problem}.")
+        return self._copy(name=name)
+
+    def with_backend(self, backend: Any) -> Pipeline:
+        """A copy with another backend (``UNSET`` to inherit)."""
+        return self._copy(**_checked_config(backend=backend))
+
+    def with_cache(self, cache: Any) -> Pipeline:
+        """A copy with another cache (``None`` disables, ``UNSET`` inherits)."""
+        return self._copy(**_checked_config(cache=cache))
+
+    def with_callbacks(self, callbacks: Any) -> Pipeline:
+        """A copy with other callbacks (``[]`` disables, ``UNSET`` inherits)."""
+        return self._copy(**_checked_config(callbacks=callbacks))
+
+    def with_timeout(self, timeout: Any) -> Pipeline:
+        """A copy with another per-node timeout in seconds (``None`` for no limit)."""
+        return self._copy(**_checked_config(timeout=timeout))
+
+    def with_retries(self, retries: Any) -> Pipeline:
+        """A copy with another retry policy (``0`` disables, ``UNSET`` inherits)."""
+        return self._copy(**_checked_config(retries=retries))
+
+    def bind(self, **values: Any) -> Pipeline:
+        """A copy with default values for some inputs; values given at run time still win."""
+        unknown = [n for n in values if n not in self.inputs]
+        published = [n for n in unknown if n in self.outputs]
+        if published:
+            raise InputError(
+                f"Cannot bind {', '.join(f'`{n}`' for n in published)}: published by a node of "
+                f"pipeline `{self.name}`; only inputs can be bound."
+            )
+        if unknown:
+            raise UnknownInputError(
+                f"Cannot bind {', '.join(f'`{n}`' for n in unknown)}: not an input of pipeline "
+                f"`{self.name}`. Its inputs are: {', '.join(f'`{n}`' for n in self.inputs)}."
+            )
+        return self._copy(bound_inputs={**self.bound_inputs, **values})
+
+    def unbind(self, *names: str) -> Pipeline:
+        """A copy without the bound values of ``names``."""
+        missing = [n for n in names if n not in self.bound_inputs]
+        if missing:
+            raise KeyError(
+                f"{', '.join(f'`{n}`' for n in missing)} not bound on pipeline `{self.name}`; "
+                f"bound inputs are: {', '.join(self.bound_inputs) or '(none)'}."
+            )
+        return self._copy(
+            bound_inputs={k: v for k, v in self.bound_inputs.items() if k not in names}
+        )
+
+    def as_node(
+        self,
+        *,
+        input_mapping: Mapping[str, str] | None = None,
+        output_mapping: Mapping[str, str] | None = None,
+        map_over: str | Sequence[str] | None = None,
+        map_mode: MapMode = "zip",
+        name: str | None = None,
+        on_error: Literal["raise", "continue"] = "raise",
+    ) -> PipelineNode:
+        """This pipeline as a node of another, with renamed inputs/outputs and an optional map."""
+        return PipelineNode(
+            self,
+            input_mapping=input_mapping,
+            output_mapping=output_mapping,
+            map_over=map_over,
+            map_mode=map_mode,
+            name=name,
+            on_error=on_error,
+        )
+
+    # --- running (delegated to the runtime) ---------------------------------------------------
+
+    def run(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+        """Run once; see ``nestflow.runtime.api.run``."""
+        from nestflow.runtime import api
+
+        return api.run(self, inputs, kwargs)
+
+    async def arun(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+        """Run once on the caller's event loop."""
+        from nestflow.runtime import api
+
+        return await api.arun(self, inputs, kwargs)
+
+    def map(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+        """Run over many items; see ``nestflow.runtime.api.map``."""
+        from nestflow.runtime import api
+
+        return api.map(self, inputs, kwargs)
+
+    async def amap(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
+        """Map on the caller's event loop."""
+        from nestflow.runtime import api
+
+        return await api.amap(self, inputs, kwargs)
+
+    def effective_config(self, *path: str) -> EffectiveConfig:
+        """The configuration a run rooted here would give the nested node reached by ``path``."""
+        from nestflow.runtime import api
+
+        return api.effective_config(self, path)
+
+    def describe_config(self, depth: int | None = None) -> str:
+        """A text tree of the effective configuration, one line per pipeline level."""
+        from nestflow.runtime import api
+
+        return api.describe_config(self, depth)
+
+
+# --- module helpers ----------------------------------------------------------------------------
+
+
+def _node_list(nodes: Any) -> list[Any]:
+    if isinstance(nodes, (Node, PipelineNode, Pipeline)) or callable(nodes):
+        raise TypeError(
+            "Pipeline(nodes) takes a list of nodes, got a single "
+            f"{type(nodes).__name__}; write Pipeline([{getattr(nodes, 'name', '...')}])."
+        )
+    try:
+        return list(nodes)
+    except TypeError:
+        raise TypeError(
+            f"Pipeline(nodes) takes a list of nodes, got {type(nodes).__name__}."
+        ) from None
+
+
+def _as_member(item: Any) -> AnyNode:
+    if isinstance(item, (Node, PipelineNode)):
+        return item
+    if isinstance(item, Pipeline):
+        return item.as_node()
+    if callable(item):
+        name = getattr(item, "__name__", type(item).__name__)
+        raise TypeError(
+            f"`{name}` is a plain function, not a node. Decorate it with @node "
+            f"(for example @node(output_name='...')) or wrap it: node({name}, output_name='...')."
+        )
+    raise TypeError(
+        f"Pipeline nodes must be @node functions, pipelines or as_node() results; "
+        f"got {type(item).__name__}: {item!r}."
+    )
+
+
+def _assign_ids(members: tuple[AnyNode, ...]) -> tuple[str, ...]:
+    explicit: dict[str, int] = {}
+    for member in members:
+        if member.name_is_explicit:
+            explicit[member.name] = explicit.get(member.name, 0) + 1
+    doubled = sorted(n for n, count in explicit.items() if count > 1)
+    if doubled:
+        raise InvalidNameError(
+            "Node names must be unique within a pipeline; given explicitly more than once: "
+            + ", ".join(f"`{n}` ({explicit[n]} times)" for n in doubled)
+            + ". Rename one of them with name='...'."
+        )
+    taken = set(explicit)
+    ids = []
+    for member in members:
+        node_id = member.name
+        if not member.name_is_explicit:
+            suffix = 1
+            while node_id in taken:
+                suffix += 1
+                node_id = f"{member.name}_{suffix}"
+            taken.add(node_id)
+        ids.append(node_id)
+    return tuple(ids)
+
+
+def _check_graph(pipeline_name: str, graph: Graph) -> None:
+    problems: list[tuple[type[Exception], str]] = []
+    ids = [shape.id for shape in graph.shapes]
+    if graph.cycle:
+        path = " -> ".join(ids[i] for i in graph.cycle)
+        problems.append((CycleError, f"cycle: {path}"))
+    for output, producers in graph.duplicates.items():
+        names = " and ".join(f"`{ids[i]}`" for i in producers)
+        problems.append(
+            (
+                DependencyError,
+                f"`{output}` is published by both {names}; rename one output, or for a nested "
+                "pipeline expose it under another name with as_node(output_mapping={...}).",
+            )
+        )
+    if not problems:
+        return
+    message = f"Pipeline `{pipeline_name}` is not a valid DAG:\n  " + "\n  ".join(
+        text for _, text in problems
+    )
+    kind = problems[0][0]
+    if kind is CycleError:
+        raise CycleError(message, cycle=tuple(ids[i] for i in graph.cycle))
+    raise kind(message)
+
+
+def _checked_config(**given: Any) -> dict[str, Any]:
+    """Check the configuration keywords given; ``UNSET`` is always accepted (inherit)."""
+    checks: dict[str, Callable[[Any], str | None]] = {
+        "backend": _backend_problem,
+        "cache": _cache_problem,
+        "callbacks": _callbacks_problem,
+        "timeout": _timeout_problem,
+        "retries": _retries_problem,
+    }
+    for aspect, value in given.items():
+        if value is not UNSET and (problem := checks[aspect](value)) is not None:
+            raise TypeError(f"Invalid {aspect}=: {problem}")
+    if given.get("callbacks", UNSET) is not UNSET:
+        given["callbacks"] = tuple(given["callbacks"] or ())
+    return given
+
+
+def _backend_problem(value: Any) -> str | None:
+    if all(hasattr(value, a) for a in ("label", "node_execution", "map_execution")):
+        return None
+    return (
+        f"expected a backend such as LocalBackend(...) or DaskBackend(...), got "
+        f"{type(value).__name__}: {value!r}."
+    )
+
+
+def _cache_problem(value: Any) -> str | None:
+    if value is None or hasattr(value, "label"):
+        return None
+    return f"expected a cache such as DiskCache(path) or None, got {type(value).__name__}."
+
+
+def _callbacks_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        return f"expected a list of callbacks (or [] to disable), got {type(value).__name__}."
+    bad = [type(c).__name__ for c in value if not hasattr(c, "on_pipeline_start")]
+    if bad:
+        return f"expected PipelineCallback instances, got {', '.join(bad)}."
+    return None
+
+
+def _timeout_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return f"expected a positive number of seconds or None, got {value!r}."
+    return None
+
+
+def _retries_problem(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return f"expected an int >= 0 or Retry(...), got {value!r}."
+    if isinstance(value, int):
+        return None if value >= 0 else f"expected an int >= 0, got {value}."
+    if hasattr(value, "attempts"):
+        return None
+    return f"expected an int >= 0 or Retry(...), got {type(value).__name__}."

@@ -1,0 +1,1 @@
+"""The one place where plans, engines, callbacks and reports meet."""

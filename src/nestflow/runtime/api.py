@@ -1,0 +1,274 @@
+"""Entry points behind ``Pipeline.run``, ``map``, ``arun``, ``amap`` and the config views.
+
+Every call checks its inputs against the memoised plan before anything runs, then
+takes the fast path when nothing in the run needs more, else the general runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from nestflow.core.config import EffectiveConfig
+from nestflow.core.nesting import PipelineNode
+from nestflow.runtime import fast, runner
+from nestflow.runtime.context import Level, RunState, new_run_id, new_trace_id
+from nestflow.runtime.failure import ErrorContext, annotate
+from nestflow.runtime.inputs import (
+    MAP_OPTIONS,
+    RUN_OPTIONS,
+    check_inputs,
+    requested_outputs,
+    split_call,
+)
+from nestflow.runtime.items import collections, map_names, rows
+from nestflow.runtime.loop import run_sync
+from nestflow.runtime.plan import LevelPlan, plan_for
+from nestflow.runtime.report import Outputs, RunReport, deliver
+from nestflow.runtime.settings import child_config, root_config
+
+if TYPE_CHECKING:
+    from nestflow.core.pipeline import Pipeline
+
+
+class _Call:
+    """One validated call: the plan, the inputs and how to shape the result."""
+
+    __slots__ = ("bare", "map_mode", "mapped", "pipeline", "plan", "values")
+
+    def __init__(self, pipeline: Pipeline, positional: Any, kwargs: dict[str, Any], is_map: bool) -> None:
+        values, opts = split_call(
+            pipeline, positional, dict(kwargs), MAP_OPTIONS if is_map else RUN_OPTIONS
+        )
+        requested, self.bare = requested_outputs(opts)
+        self.pipeline = pipeline
+        self.plan = plan_for(pipeline, requested)
+        self.mapped: tuple[str, ...] = ()
+        self.map_mode = opts.get("map_mode", "zip")
+        if is_map:
+            self.mapped = map_names(opts.get("map_over"), pipeline.inputs, f"pipeline `{pipeline.name}`")
+        check_inputs(pipeline, self.plan, values)
+        bound = pipeline.bound_inputs
+        self.values = {**bound, **values} if bound else values
+
+    def shape(self, values: Mapping[str, Any], report: RunReport) -> Any:
+        if self.bare:
+            return values[self.plan.outputs[0]]
+        return Outputs({o: values[o] for o in self.plan.outputs}, report)
+
+    def fast_level(self) -> fast.FastLevel | None:
+        found = self.plan.memo.get("fast")
+        if found is None:
+            compiled = fast.compile_fast(self.plan, root_config(self.pipeline))
+            found = self.plan.memo["fast"] = compiled if compiled is not None else False
+        return found or None
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
+    """Run ``pipeline`` once; see ``Pipeline.run``."""
+    call = _Call(pipeline, positional, kwargs, is_map=False)
+    level = call.fast_level()
+    if level is not None:
+        return _run_fast(call, level)
+    return run_sync(lambda: _run_general(call))
+
+
+async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
+    """Run ``pipeline`` once on the caller's event loop."""
+    call = _Call(pipeline, positional, kwargs, is_map=False)
+    level = call.fast_level()
+    if level is not None:
+        return _run_fast(call, level)
+    return await _run_general(call)
+
+
+def _run_fast(call: _Call, level: fast.FastLevel) -> Any:
+    values = dict(call.values)
+    marks: list[float] = [perf_counter()]
+    try:
+        fast.run_fast(level, values, marks.append)
+    except Exception as exc:
+        marks.append(perf_counter())
+        _finish_fast(call, marks, exc, mapped=False)
+        raise
+    return call.shape(values, _finish_fast(call, marks, None, mapped=False))
+
+
+async def _run_general(call: _Call) -> Any:
+    state = RunState(call.pipeline.name)
+    level = Level.root(state, call.plan, root_config(call.pipeline))
+    values = dict(call.values)
+    error: BaseException | None = None
+    try:
+        await runner.run_pipeline(level, values)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        deliver(state.finish(error))
+    return call.shape(values, state.report)
+
+
+# --- map -------------------------------------------------------------------------------------
+
+
+def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:  # noqa: A001
+    """Run ``pipeline`` once per item; see ``Pipeline.map``."""
+    call = _Call(pipeline, positional, kwargs, is_map=True)
+    level = call.fast_level()
+    if level is not None:
+        return _map_fast(call, level)
+    return run_sync(lambda: _map_general(call))
+
+
+async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
+    """Map on the caller's event loop."""
+    call = _Call(pipeline, positional, kwargs, is_map=True)
+    level = call.fast_level()
+    if level is not None:
+        return _map_fast(call, level)
+    return await _map_general(call)
+
+
+def _map_fast(call: _Call, level: fast.FastLevel) -> Any:
+    columns = collections(call.values, call.mapped)
+    total, items = rows(call.mapped, columns, call.map_mode)
+    base = {k: v for k, v in call.values.items() if k not in call.mapped}
+    marks: list[float] = [perf_counter()]
+    try:
+        results = fast.map_fast(
+            level, base, call.mapped, items, total, list(call.plan.outputs), marks.append
+        )
+    except Exception as exc:
+        marks.append(perf_counter())
+        _finish_fast(call, marks, exc, mapped=True)
+        raise
+    return call.shape(results, _finish_fast(call, marks, None, mapped=True))
+
+
+async def _map_general(call: _Call) -> Any:
+    state = RunState(call.pipeline.name)
+    level = Level.root(state, call.plan, root_config(call.pipeline))
+    name = call.pipeline.name
+    state.metadata[name]["mapped"] = True
+    columns = collections(call.values, call.mapped)
+    base = {k: v for k, v in call.values.items() if k not in call.mapped}
+    level.emit("on_pipeline_start", name, dict(call.values))
+    error: BaseException | None = None
+    results: dict[str, list[Any]] = {}
+    try:
+        results = await runner.map_pipeline(level, name, base, call.mapped, columns, call.map_mode)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        level.emit("on_pipeline_end", name, results, perf_counter() - state.started, error=error)
+        deliver(state.finish(error))
+    return call.shape(results, state.report)
+
+
+# --- fast-path reports -----------------------------------------------------------------------
+
+
+def _finish_fast(
+    call: _Call, marks: list[float], error: Exception | None, mapped: bool
+) -> RunReport:
+    config = root_config(call.pipeline)
+    report = RunReport(
+        run_id=new_run_id(),
+        trace_id=new_trace_id(),
+        pipeline=call.pipeline.name,
+        status="ok" if error is None else "failed",
+        duration_s=marks[-1] - marks[0] if error is not None else perf_counter() - marks[0],
+        _build=lambda: fast.build_records(
+            call.plan, marks, error is not None, config.backend.label, mapped
+        ),
+    )
+    if error is not None:
+        _annotate_fast(error, report, marks)
+    deliver(report)
+    return report
+
+
+def _annotate_fast(error: Exception, report: RunReport, marks: list[float]) -> None:
+    where = fast.locate(error.__traceback__)
+    if where is None:
+        return
+    annotate(
+        error,
+        ErrorContext(
+            levels=where.levels,
+            node=where.node,
+            depth=len(where.levels) - 1,
+            item_path=where.item_path,
+            item_total=where.item_total,
+            trace_id=report.trace_id,
+            run_id=report.run_id,
+            elapsed_s=marks[-1] - marks[0],
+            nodes_executed=sum(1 for m in marks[1:-1] if isinstance(m, float)),
+            node_config={"timeout": None, "retries": 0, "cache": "None"},
+        ),
+    )
+
+
+# --- configuration views ---------------------------------------------------------------------
+
+
+def effective_config(pipeline: Pipeline, path: tuple[str, ...]) -> EffectiveConfig:
+    """The configuration a run rooted at ``pipeline`` gives the level reached by ``path``."""
+    config = root_config(pipeline)
+    current = pipeline
+    for node_id in path:
+        member = current.node(node_id)
+        if not isinstance(member, PipelineNode):
+            nested = [i for i, n in zip(current.node_ids, current.nodes, strict=True) if isinstance(n, PipelineNode)]
+            raise KeyError(
+                f"`{node_id}` in pipeline `{current.name}` is a function node; a config path "
+                f"names nested pipelines: {', '.join(nested) or '(none here)'}."
+            )
+        current = member.pipeline
+        config = child_config(current, config)
+    return config
+
+
+def describe_config(pipeline: Pipeline, depth: int | None) -> str:
+    """One line per pipeline level: explicit values marked ``*``, inherited ones ``↓ ``."""
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be >= 1 or None (everything), got {depth}.")
+    lines = [f"{pipeline.name} [{_labels(root_config(pipeline))}]"]
+    _describe_children(pipeline, root_config(pipeline), "", depth, 1, lines)
+    return "\n".join(lines)
+
+
+def _describe_children(
+    pipeline: Pipeline, config: EffectiveConfig, prefix: str, depth: int | None, level: int, lines: list[str]
+) -> None:
+    if depth is not None and level >= depth + 1:
+        return
+    nested = [n for n in (pipeline.node(i) for i in pipeline.execution_order()) if isinstance(n, PipelineNode)]
+    for position, member in enumerate(nested):
+        last = position == len(nested) - 1
+        child = child_config(member.pipeline, config)
+        lines.append(f"{prefix}{'└─ ' if last else '├─ '}{member.name} [{_labels(child)}]")
+        _describe_children(member.pipeline, child, prefix + ("   " if last else "│  "), depth, level + 1, lines)
+
+
+def _labels(config: EffectiveConfig) -> str:
+    cache = config.cache
+    callbacks = ", ".join(type(c).__name__ for c in config.callbacks) or "none"
+    texts = {
+        "backend": config.backend.label,
+        "cache": "No cache" if cache is None else cache.label,
+        "callbacks": f"callbacks: {callbacks}",
+        "timeout": f"timeout: {config.timeout if config.timeout is not None else 'none'}",
+        "retries": f"retries: {config.retries}",
+    }
+    marked = []
+    for aspect, text in texts.items():
+        source = config.source(aspect)
+        marked.append(f"↓ {text}" if source == "inherited" else f"{text}*" if source == "explicit" else text)
+    return ", ".join(marked)

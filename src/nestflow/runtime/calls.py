@@ -1,0 +1,99 @@
+"""How one function node is called and how its result is published, precomputed per node."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nestflow.core.node import Node
+from nestflow.errors import NodeOutputError
+
+_KINDS_BY_POSITION = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec:
+    """Argument wiring and output publishing of one function node."""
+
+    node_id: str
+    fn: Callable[..., Any]
+    positional: tuple[tuple[str, Any], ...]
+    """(wired name, default) per positional parameter, in order."""
+    keyword: tuple[tuple[str, str, Any], ...]
+    """(parameter, wired name, default) per keyword-only parameter."""
+    outs: tuple[str, ...]
+
+    @property
+    def simple(self) -> bool:
+        """One output, positional parameters only, no defaults: the fast loop inlines it."""
+        return len(self.outs) == 1 and not self.keyword and all(d is _REQUIRED for _, d in self.positional)
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        """The wired names of the positional parameters."""
+        return tuple(name for name, _ in self.positional)
+
+    def arguments(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Positional and keyword arguments; a missing optional input takes its default."""
+        get = values.get
+        args = [get(name, default) for name, default in self.positional]
+        kwargs = {param: get(name, default) for param, name, default in self.keyword}
+        return args, kwargs
+
+    def inputs(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The node's inputs by parameter name, as passed (for callbacks)."""
+        return {name: values.get(name, default) for name, default in self.positional} | {
+            param: values.get(name, default) for param, name, default in self.keyword
+        }
+
+    def publish(self, result: Any, values: dict[str, Any]) -> None:
+        """Write the result under the node's output name(s), checking tuple arity."""
+        if len(self.outs) == 1:
+            values[self.outs[0]] = result
+            return
+        values.update(zip(self.outs, unpack(self.node_id, self.outs, result), strict=True))
+
+
+_REQUIRED: Any = object()
+
+
+def call_spec(node_id: str, node: Node) -> CallSpec:
+    """Precompute how ``node`` is called."""
+    signature = inspect.signature(node.func)
+    positional, keyword = [], []
+    for param, parameter in signature.parameters.items():
+        wired = node.input_sources[param]
+        default = node.defaults.get(param, _REQUIRED)
+        if parameter.kind in _KINDS_BY_POSITION:
+            positional.append((wired, default))
+        else:
+            keyword.append((param, wired, default))
+    return CallSpec(
+        node_id=node_id,
+        fn=node.func,
+        positional=tuple(positional),
+        keyword=tuple(keyword),
+        outs=node.outputs,
+    )
+
+
+def unpack(node_id: str, outs: tuple[str, ...], result: Any) -> Sequence[Any]:
+    """The values of a tuple-output node, or ``NodeOutputError`` naming what came back."""
+    if isinstance(result, Sequence) and not isinstance(result, (str, bytes)):
+        if len(result) == len(outs):
+            return result
+        got = f"a {type(result).__name__} of length {len(result)}"
+    else:
+        got = f"a {type(result).__name__}"
+    names = ", ".join(f"`{o}`" for o in outs)
+    raise NodeOutputError(
+        f"Node `{node_id}` declares {len(outs)} outputs ({names}) but returned {got}: "
+        f"{_short(result)}. Return exactly {len(outs)} values, one per output name."
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

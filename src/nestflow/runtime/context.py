@@ -1,0 +1,186 @@
+"""RunContext: the state of one run and of each level in it.
+
+Effective configuration lives here, per run and per level, never on pipelines, so
+one pipeline can be reused by two parents, run standalone, or run from two threads
+at once without seeing another run's configuration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from time import perf_counter, time
+from typing import Any
+
+from nestflow.callbacks.dispatch import Dispatcher
+from nestflow.callbacks.events import CallbackContext
+from nestflow.core.config import EffectiveConfig
+from nestflow.runtime.failure import ErrorContext
+from nestflow.runtime.plan import LevelPlan
+from nestflow.runtime.report import RunReport
+
+
+def new_run_id() -> str:
+    """A fresh run id."""
+    return uuid.uuid4().hex
+
+
+def new_trace_id() -> str:
+    """A fresh W3C-style trace id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+class RunState:
+    """What the levels of one run share: ids, the report, the dispatcher and the callback store."""
+
+    def __init__(self, pipeline_name: str) -> None:
+        self.run_id = new_run_id()
+        self.trace_id = new_trace_id()
+        self.started = perf_counter()
+        self.report = RunReport(
+            run_id=self.run_id, trace_id=self.trace_id, pipeline=pipeline_name, started_at=time()
+        )
+        self.dispatcher = Dispatcher()
+        self.store: dict[str, Any] = {}
+        self.metadata: dict[str, dict[str, Any]] = {}
+        self.nodes_executed = 0
+
+    def pipeline_metadata(self, pipeline_id: str) -> dict[str, Any]:
+        """Metadata of a level that has started in this run."""
+        try:
+            return self.metadata[pipeline_id]
+        except KeyError:
+            known = ", ".join(self.metadata) or "(none yet)"
+            raise KeyError(
+                f"No pipeline `{pipeline_id}` has started in this run; known: {known}."
+            ) from None
+
+    def finish(self, error: BaseException | None) -> RunReport:
+        """Close the report: duration, status and callback failures."""
+        report = self.report
+        report.duration_s = perf_counter() - self.started
+        if error is not None:
+            report.status = "failed"
+        elif report.errors:
+            report.status = "partial"
+        report.callback_failures = self.dispatcher.failures
+        return report
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One pipeline level of a run (one per item inside maps)."""
+
+    run: RunState
+    plan: LevelPlan
+    config: EffectiveConfig
+    depth: int = 0
+    hierarchy: tuple[str, ...] = ()
+    entered: tuple[str, ...] = ()
+    """Ids of the nested nodes that led from the root to this level."""
+    item_path: tuple[int, ...] = ()
+    item_total: int | None = None
+    parent: Level | None = field(default=None, repr=False)
+
+    @classmethod
+    def root(cls, run: RunState, plan: LevelPlan, config: EffectiveConfig) -> Level:
+        """The root level of a run."""
+        level = cls(run=run, plan=plan, config=config, hierarchy=(plan.name,))
+        level.register(mapped=False)
+        return level
+
+    def child(self, plan: LevelPlan, config: EffectiveConfig, entered: str, mapped: bool) -> Level:
+        """The level of a nested pipeline entered through node ``entered``."""
+        level = Level(
+            run=self.run,
+            plan=plan,
+            config=config,
+            depth=self.depth + 1,
+            hierarchy=(*self.hierarchy, plan.name),
+            entered=(*self.entered, entered),
+            item_path=self.item_path,
+            item_total=self.item_total,
+            parent=self,
+        )
+        level.register(mapped=mapped)
+        return level
+
+    def item(self, index: int, total: int) -> Level:
+        """The same level, running map item ``index`` of ``total``."""
+        return replace(self, item_path=(*self.item_path, index), item_total=total)
+
+    def register(self, mapped: bool) -> None:
+        """Record this level's metadata for ``ctx.get_pipeline_metadata``."""
+        steps = self.plan.steps
+        cache = self.config.cache
+        self.run.metadata[self.plan.name] = {
+            "total_nodes": len(self.plan.pipeline.nodes),
+            "node_ids": self.plan.pipeline.execution_order(),
+            "selected_node_ids": tuple(s.id for s in steps),
+            "backend_label": self.config.backend.label,
+            "cache_label": "No cache" if cache is None else cache.label,
+            "mapped": mapped,
+        }
+
+    @property
+    def callbacks(self) -> tuple[Any, ...]:
+        """The effective callbacks of this level."""
+        return self.config.callbacks
+
+    def emit(
+        self,
+        hook: str,
+        *args: Any,
+        node_id: str | None = None,
+        error: BaseException | None = None,
+        attempt: int = 1,
+    ) -> None:
+        """Fire ``hook`` on this level's callbacks with a context describing the event."""
+        if not self.config.callbacks:
+            return
+        ctx = self.callback_context(node_id, error, attempt)
+        self.run.dispatcher.emit(self.config.callbacks, hook, (*args, ctx))
+
+    def callback_context(
+        self, node_id: str | None, error: BaseException | None, attempt: int
+    ) -> CallbackContext:
+        """The ``ctx`` for one event at this level."""
+        run = self.run
+        return CallbackContext(
+            store=run.store,
+            metadata=run.pipeline_metadata,
+            run_id=run.run_id,
+            trace_id=run.trace_id,
+            depth=self.depth,
+            hierarchy_path=self.hierarchy,
+            current_pipeline_id=self.plan.name,
+            parent_pipeline_id=self.hierarchy[-2] if len(self.hierarchy) > 1 else None,
+            node_path=(*self.hierarchy, node_id) if node_id is not None else None,
+            item_index=self.item_path[-1] if self.item_path else None,
+            item_path=self.item_path,
+            attempt=attempt,
+            error=error,
+            config=self.config,
+            report=run.report,
+        )
+
+    def error_context(self, node_id: str, attempts: int) -> ErrorContext:
+        """The facts of a failure of ``node_id`` at this level."""
+        cache = self.config.cache
+        return ErrorContext(
+            levels=tuple(zip(self.hierarchy, (*self.entered, None), strict=True)),
+            node=node_id,
+            depth=self.depth,
+            item_path=self.item_path,
+            item_total=self.item_total,
+            attempts=attempts,
+            trace_id=self.run.trace_id,
+            run_id=self.run.run_id,
+            elapsed_s=perf_counter() - self.run.started,
+            nodes_executed=self.run.nodes_executed,
+            node_config={
+                "timeout": self.config.timeout,
+                "retries": self.config.retries,
+                "cache": "None" if cache is None else cache.label,
+            },
+        )

@@ -1,0 +1,160 @@
+"""ExecutionPlan: compiled once per (pipeline, requested outputs) and memoised on the pipeline.
+
+Selection is minimal and reaches into nested pipelines: walking the nodes in reverse
+execution order, a node is kept only when it publishes a name that is still wanted,
+and a nested pipeline is asked only for the outputs wanted from it, so its own plan
+pulls in only their ancestors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nestflow.core.nesting import PipelineNode
+from nestflow.core.node import Node
+from nestflow.errors import UnknownOutputError
+
+if TYPE_CHECKING:
+    from nestflow.core.pipeline import Pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One selected node of a level, with everything a run needs precomputed."""
+
+    id: str
+    node: Node | PipelineNode
+    args: tuple[str, ...]
+    outs: tuple[str, ...]
+    child: LevelPlan | None = None
+    child_inputs: tuple[tuple[str, str], ...] = ()
+    """(outer name, inner name) pairs fed to the child."""
+    child_outputs: tuple[tuple[str, str], ...] = ()
+    """(inner name, outer name) pairs published by the child."""
+
+    @property
+    def is_function(self) -> bool:
+        """A function node (not a nested pipeline)."""
+        return self.child is None
+
+
+@dataclass(frozen=True, slots=True)
+class LevelPlan:
+    """The selected steps of one pipeline level, in execution order."""
+
+    pipeline: Pipeline
+    steps: tuple[Step, ...]
+    outputs: tuple[str, ...]
+    inputs: tuple[str, ...]
+    needs: dict[str, tuple[tuple[str, ...], ...]]
+    """Required external input -> node paths (pipeline names then node id) that need it."""
+    function_count: int
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+        return self.pipeline.name
+
+
+def plan_for(pipeline: Pipeline, requested: tuple[str, ...] | None = None) -> LevelPlan:
+    """The memoised plan computing ``requested`` (``None``: every output)."""
+    key = ("plan", requested)
+    found = pipeline.memo.get(key)
+    if found is None:
+        found = pipeline.memo[key] = _compile(pipeline, requested)
+    assert isinstance(found, LevelPlan)
+    return found
+
+
+def check_outputs(pipeline: Pipeline, requested: tuple[str, ...]) -> None:
+    """Raise ``UnknownOutputError`` for names the pipeline does not publish."""
+    unknown = [n for n in requested if n not in pipeline.outputs]
+    if not unknown:
+        return
+    lines = []
+    for name in unknown:
+        if name in pipeline.node_ids:
+            outs = pipeline.node(name).outputs
+            listed = ", ".join(f"`{o}`" for o in outs)
+            lines.append(f"`{name}` is a node id, not an output: node `{name}` publishes {listed}.")
+        else:
+            lines.append(f"`{name}` is not an output of pipeline `{pipeline.name}`.")
+    available = ", ".join(f"`{o}`" for o in pipeline.outputs)
+    raise UnknownOutputError("\n".join(lines) + f"\nAvailable outputs: {available}.")
+
+
+def _compile(pipeline: Pipeline, requested: tuple[str, ...] | None) -> LevelPlan:
+    outputs = pipeline.outputs if requested is None else requested
+    check_outputs(pipeline, outputs)
+    assert pipeline.graph.order is not None
+    wanted = set(outputs)
+    steps: list[Step] = []
+    for index in reversed(pipeline.graph.order):
+        member, node_id = pipeline.nodes[index], pipeline.node_ids[index]
+        if not wanted.intersection(member.outputs):
+            continue
+        step = _step(node_id, member, wanted)
+        wanted.update(step.args)
+        steps.append(step)
+    steps.reverse()
+    return _level(pipeline, tuple(steps), tuple(outputs))
+
+
+def _step(node_id: str, member: Node | PipelineNode, wanted: set[str]) -> Step:
+    if isinstance(member, Node):
+        return Step(id=node_id, node=member, args=member.inputs, outs=member.outputs)
+    child_outputs = tuple((i, o) for i, o in member.to_outer.items() if o in wanted)
+    child = plan_for(member.pipeline, tuple(i for i, _ in child_outputs))
+    to_outer = {inner: outer for outer, inner in member.to_inner.items()}
+    child_inputs = tuple((to_outer[i], i) for i in child.inputs)
+    # A mapped name is always consumed: it decides how many items there are.
+    mapped = tuple(m for m in member.map_over if m not in {o for o, _ in child_inputs})
+    child_inputs += tuple((m, member.to_inner[m]) for m in mapped)
+    return Step(
+        id=node_id,
+        node=member,
+        args=tuple(o for o, _ in child_inputs),
+        outs=tuple(o for _, o in child_outputs),
+        child=child,
+        child_inputs=child_inputs,
+        child_outputs=child_outputs,
+    )
+
+
+def _level(pipeline: Pipeline, steps: tuple[Step, ...], outputs: tuple[str, ...]) -> LevelPlan:
+    produced = pipeline.graph.producers
+    inputs: dict[str, None] = {}
+    needs: dict[str, list[tuple[str, ...]]] = {}
+    for step in steps:
+        for name in step.args:
+            if name not in produced:
+                inputs[name] = None
+        for name, paths in _step_needs(pipeline, step).items():
+            if name not in produced and name not in pipeline.bound_inputs:
+                needs.setdefault(name, []).extend(paths)
+    return LevelPlan(
+        pipeline=pipeline,
+        steps=steps,
+        outputs=outputs,
+        inputs=tuple(inputs),
+        needs={name: tuple(paths) for name, paths in needs.items()},
+        function_count=sum(1 for s in steps if s.is_function),
+    )
+
+
+def _step_needs(pipeline: Pipeline, step: Step) -> dict[str, list[tuple[str, ...]]]:
+    if isinstance(step.node, Node):
+        optional = step.node.optional_inputs
+        here = (pipeline.name, step.id)
+        return {name: [here] for name in step.args if name not in optional}
+    assert step.child is not None
+    to_outer = dict((i, o) for o, i in step.child_inputs)
+    needs = {
+        to_outer[inner]: [(pipeline.name, *path) for path in paths]
+        for inner, paths in step.child.needs.items()
+    }
+    for name in step.node.map_over:
+        needs.setdefault(name, [(pipeline.name, step.id)])
+    return needs

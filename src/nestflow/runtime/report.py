@@ -1,0 +1,166 @@
+"""What a run leaves behind: Outputs, the RunReport with per-node records, and capture()."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "partial", "failed"]
+NodeStatus = Literal["executed", "cached", "failed", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One function-node execution (one per item in maps)."""
+
+    path: str
+    node: str
+    pipeline: str
+    depth: int
+    item_path: tuple[int, ...]
+    status: NodeStatus
+    duration_s: float | None
+    attempts: int = 1
+    signature: str | None = None
+    backend: str | None = None
+    cache: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """A node failure kept by the report (raised, or continued past with on_error)."""
+
+    node_path: str
+    exception_type: str
+    message: str
+    traceback: str
+    item_path: tuple[int, ...]
+    attempts: int
+
+
+@dataclass(eq=False)
+class RunReport:
+    """The structured account of one run: status, timings and per-node records."""
+
+    run_id: str
+    trace_id: str
+    pipeline: str
+    status: Status = "ok"
+    started_at: float = 0.0
+    duration_s: float = 0.0
+    errors: list[ErrorRecord] = field(default_factory=list)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    callback_failures: int = 0
+    _records: list[NodeRecord] | None = field(default=None, repr=False)
+    _build: Callable[[], list[NodeRecord]] | None = field(default=None, repr=False)
+
+    @property
+    def records(self) -> list[NodeRecord]:
+        """One record per function-node execution, in execution order.
+
+        The fast path only keeps timestamps while it runs; the records are built from
+        them and the plan the first time they are read.
+        """
+        if self._records is None:
+            self._records = self._build() if self._build is not None else []
+            self._build = None
+        return self._records
+
+    def add(self, record: NodeRecord) -> None:
+        """Append a record (general path)."""
+        if self._records is None:
+            self._records = []
+        self._records.append(record)
+
+    def stats(self, by: Literal["node", "pipeline"] = "node") -> dict[str, dict[str, float]]:
+        """``executed``, ``cached``, ``failed``, ``skipped`` counts and total duration per key."""
+        if by not in ("node", "pipeline"):
+            raise ValueError(f"stats(by=...) takes 'node' or 'pipeline', got {by!r}.")
+        table: dict[str, dict[str, float]] = {}
+        for record in self.records:
+            key = record.path if by == "node" else record.path.rsplit(" > ", 1)[0]
+            row = table.setdefault(
+                key, {"executed": 0, "cached": 0, "failed": 0, "skipped": 0, "duration_s": 0.0}
+            )
+            row[record.status] += 1
+            row["duration_s"] += record.duration_s or 0.0
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the whole report."""
+        return {
+            "run_id": self.run_id,
+            "trace_id": self.trace_id,
+            "pipeline": self.pipeline,
+            "status": self.status,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "errors": [asdict(e) for e in self.errors],
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "callback_failures": self.callback_failures,
+            "records": [asdict(r) for r in self.records],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The report as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, default=repr)
+
+
+class Outputs(dict[str, Any]):
+    """The result of a run or map: a plain ``dict`` of outputs plus its ``report``."""
+
+    report: RunReport
+
+    def __init__(self, values: dict[str, Any], report: RunReport) -> None:
+        super().__init__(values)
+        self.report = report
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        # Pickles as the plain dict it is; the report stays with the run that made it.
+        return (dict, (dict(self),))
+
+
+class Capture:
+    """Reports of every run started inside ``with capture() as cap:``."""
+
+    def __init__(self) -> None:
+        self.reports: list[RunReport] = []
+
+    @property
+    def last(self) -> RunReport:
+        """The most recent report."""
+        if not self.reports:
+            raise LookupError("No run finished inside this capture() block yet.")
+        return self.reports[-1]
+
+
+_captures: contextvars.ContextVar[tuple[Capture, ...]] = contextvars.ContextVar(
+    "nestflow_captures", default=()
+)
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[Capture]:
+    """Collect the report of every run started in this block, whatever its call style.
+
+    A context variable holds the active captures, so concurrent threads and tasks stay separate.
+    """
+    cap = Capture()
+    token = _captures.set((*_captures.get(), cap))
+    try:
+        yield cap
+    finally:
+        _captures.reset(token)
+
+
+def deliver(report: RunReport) -> None:
+    """Hand a finished root report to every active capture."""
+    for cap in _captures.get():
+        cap.reports.append(report)

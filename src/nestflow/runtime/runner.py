@@ -1,0 +1,207 @@
+"""The general path: plan -> engine -> events -> report, for every level of a run.
+
+It runs on an event loop owned by the run (or the caller's, for ``arun``), so a
+nested pipeline is a coroutine of its parent and never holds a worker while it
+waits, async nodes are awaited where they are, and every callback fires from this
+one coordinating thread.
+"""
+
+from __future__ import annotations
+
+import traceback
+from time import perf_counter
+from typing import Any
+
+from nestflow.core.node import Node
+from nestflow.runtime.calls import CallSpec, call_spec
+from nestflow.runtime.context import Level
+from nestflow.runtime.failure import annotate
+from nestflow.runtime.items import collections, rows
+from nestflow.runtime.plan import LevelPlan, Step
+from nestflow.runtime.report import ErrorRecord, NodeRecord
+from nestflow.runtime.settings import child_config
+
+
+async def run_pipeline(level: Level, values: dict[str, Any]) -> None:
+    """One level with its pipeline start/end events around it."""
+    name = level.plan.name
+    level.emit("on_pipeline_start", name, dict(values))
+    started = perf_counter()
+    error: BaseException | None = None
+    try:
+        await run_steps(level, values)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        outputs = {o: values[o] for o in level.plan.outputs if o in values}
+        level.emit("on_pipeline_end", name, outputs, perf_counter() - started, error=error)
+
+
+async def map_pipeline(
+    level: Level,
+    map_id: str,
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    columns: list[Any],
+    mode: str,
+) -> dict[str, list[Any]]:
+    """Run ``level`` once per item, with the map events; one list per output in item order."""
+    total, items = rows(names, columns, mode)
+    level.emit("on_map_start", map_id, total)
+    started = perf_counter()
+    results: dict[str, list[Any]] = {o: [] for o in level.plan.outputs}
+    try:
+        for index, row in enumerate(items):
+            item = dict(zip(names, row, strict=True))
+            values = await run_item(level.item(index, total), map_id, {**base, **item}, item)
+            for name, column in results.items():
+                column.append(values[name])
+    finally:
+        level.emit("on_map_end", map_id, perf_counter() - started)
+    return results
+
+
+async def run_item(
+    level: Level, map_id: str, values: dict[str, Any], item: dict[str, Any]
+) -> dict[str, Any]:
+    """One map item: the level's steps between item start and end events."""
+    index = level.item_path[-1]
+    level.emit("on_map_item_start", map_id, index, item)
+    started = perf_counter()
+    error: BaseException | None = None
+    try:
+        await run_steps(level, values)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        level.emit("on_map_item_end", map_id, index, perf_counter() - started, error=error)
+    return values
+
+
+async def run_steps(level: Level, values: dict[str, Any]) -> None:
+    """The selected steps of one level, in execution order."""
+    for step in level.plan.steps:
+        if step.child is None:
+            await run_function(level, step, values)
+        else:
+            await run_nested(level, step, values)
+
+
+def _spec(plan: LevelPlan, step: Step) -> CallSpec:
+    key = ("call", step.id)
+    found = plan.memo.get(key)
+    if found is None:
+        assert isinstance(step.node, Node)
+        found = plan.memo[key] = call_spec(step.id, step.node)
+    assert isinstance(found, CallSpec)
+    return found
+
+
+async def run_function(level: Level, step: Step, values: dict[str, Any]) -> None:
+    """Call one function node, with its events, record and failure notes."""
+    spec = _spec(level.plan, step)
+    args, kwargs = spec.arguments(values)
+    level.emit("on_node_start", step.id, spec.inputs(values), node_id=step.id)
+    started = perf_counter()
+    try:
+        result = spec.fn(*args, **kwargs)
+        if step.node.is_async:
+            result = await result
+        spec.publish(result, values)
+    except Exception as exc:
+        _fail(level, step, exc, perf_counter() - started)
+        raise
+    duration = perf_counter() - started
+    level.run.nodes_executed += 1
+    level.run.report.add(_record(level, step, "executed", duration))
+    outputs = {o: values[o] for o in spec.outs}
+    level.emit("on_node_end", step.id, outputs, duration, node_id=step.id)
+
+
+def _record(
+    level: Level, step: Step, status: Any, duration: float, error: str | None = None
+) -> NodeRecord:
+    cache = level.config.cache
+    return NodeRecord(
+        path=" > ".join((*level.hierarchy, step.id)),
+        node=step.id,
+        pipeline=level.plan.name,
+        depth=level.depth,
+        item_path=level.item_path,
+        status=status,
+        duration_s=duration,
+        backend=level.config.backend.label,
+        cache=None if cache is None else cache.label,
+        error=error,
+    )
+
+
+def _fail(level: Level, step: Step, exc: Exception, duration: float) -> None:
+    context = level.error_context(step.id, attempts=1)
+    annotate(exc, context)
+    report = level.run.report
+    report.add(_record(level, step, "failed", duration, f"{type(exc).__name__}: {exc}"))
+    report.errors.append(
+        ErrorRecord(
+            node_path=context.path,
+            exception_type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            item_path=level.item_path,
+            attempts=1,
+        )
+    )
+    level.emit("on_error", step.id, exc, node_id=step.id, error=exc)
+
+
+async def run_nested(level: Level, step: Step, values: dict[str, Any]) -> None:
+    """Run a nested pipeline node under its own effective configuration."""
+    assert step.child is not None
+    child_plan = step.child
+    pipeline = child_plan.pipeline
+    mapped = step.node.map_over  # type: ignore[union-attr]
+    child = level.child(
+        child_plan, child_config(pipeline, level.config), entered=step.id, mapped=bool(mapped)
+    )
+    level.emit("on_nested_pipeline_start", level.plan.name, pipeline.name)
+    started = perf_counter()
+    sub = dict(pipeline.bound_inputs)
+    sub.update((inner, values[outer]) for outer, inner in step.child_inputs if outer in values)
+    try:
+        if mapped:
+            results = await _run_mapped_child(child, step, sub, values)
+        else:
+            await run_pipeline(child, sub)
+            results = sub
+    finally:
+        level.emit(
+            "on_nested_pipeline_end", level.plan.name, pipeline.name, perf_counter() - started
+        )
+    for inner, outer in step.child_outputs:
+        values[outer] = results[inner]
+
+
+async def _run_mapped_child(
+    child: Level, step: Step, sub: dict[str, Any], outer_values: dict[str, Any]
+) -> dict[str, list[Any]]:
+    node = step.node
+    mapped = node.map_over  # type: ignore[union-attr]
+    to_inner = dict(step.child_inputs)
+    names = tuple(to_inner[m] for m in mapped)
+    columns = collections(outer_values, mapped)
+    base = {k: v for k, v in sub.items() if k not in names}
+    name = child.plan.name
+    child.emit("on_pipeline_start", name, dict(sub))
+    started = perf_counter()
+    error: BaseException | None = None
+    results: dict[str, list[Any]] = {}
+    try:
+        results = await map_pipeline(child, step.id, base, names, columns, node.map_mode)  # type: ignore[union-attr]
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        child.emit("on_pipeline_end", name, results, perf_counter() - started, error=error)
+    return results
