@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nestflow.core.node import Node
 from nestflow.errors import NodeOutputError
-
-_KINDS_BY_POSITION = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +58,14 @@ _REQUIRED: Any = object()
 
 def call_spec(node_id: str, node: Node) -> CallSpec:
     """Precompute how ``node`` is called."""
-    signature = inspect.signature(node.func)
     positional, keyword = [], []
-    for param, parameter in signature.parameters.items():
+    for param in node.params:
         wired = node.input_sources[param]
         default = node.defaults.get(param, _REQUIRED)
-        if parameter.kind in _KINDS_BY_POSITION:
-            positional.append((wired, default))
-        else:
+        if param in node.keyword_params:
             keyword.append((param, wired, default))
+        else:
+            positional.append((wired, default))
     return CallSpec(
         node_id=node_id,
         fn=node.func,

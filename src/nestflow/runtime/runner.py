@@ -8,13 +8,16 @@ one coordinating thread.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from time import perf_counter
 from typing import Any
 
 from nestflow.core.node import Node
+from nestflow.engines.scheduler import Schedule
+from nestflow.engines.threads import call_in_thread
 from nestflow.runtime.calls import CallSpec, call_spec
-from nestflow.runtime.context import Level
+from nestflow.runtime.context import Level, workers
 from nestflow.runtime.failure import annotate
 from nestflow.runtime.items import collections, rows
 from nestflow.runtime.plan import LevelPlan, Step
@@ -48,18 +51,64 @@ async def map_pipeline(
 ) -> dict[str, list[Any]]:
     """Run ``level`` once per item, with the map events; one list per output in item order."""
     total, items = rows(names, columns, mode)
+    size = workers(level.config, "map_execution")
     level.emit("on_map_start", map_id, total)
     started = perf_counter()
-    results: dict[str, list[Any]] = {o: [] for o in level.plan.outputs}
     try:
-        for index, row in enumerate(items):
-            item = dict(zip(names, row, strict=True))
-            values = await run_item(level.item(index, total), map_id, {**base, **item}, item)
-            for name, column in results.items():
-                column.append(values[name])
+        if size == 1:
+            outputs = [
+                await _item(level.item(index, total), map_id, base, names, row)
+                for index, row in enumerate(items)
+            ]
+        else:
+            outputs = await _map_concurrently(level, map_id, base, names, items, total, size)
     finally:
         level.emit("on_map_end", map_id, perf_counter() - started)
-    return results
+    return {name: [values[name] for values in outputs] for name in level.plan.outputs}
+
+
+async def _item(
+    level: Level, map_id: str, base: dict[str, Any], names: tuple[str, ...], row: tuple[Any, ...]
+) -> dict[str, Any]:
+    item = dict(zip(names, row, strict=True))
+    return await run_item(level, map_id, {**base, **item}, item)
+
+
+async def _map_concurrently(
+    level: Level,
+    map_id: str,
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    items: Any,
+    total: int,
+    size: int,
+) -> list[dict[str, Any]]:
+    """Items as concurrent tasks, at most ``size`` at once; fail fast, lowest failed item wins."""
+    gate = asyncio.Semaphore(size)
+    failures: dict[int, BaseException] = {}
+    outputs: list[dict[str, Any]] = [{} for _ in range(total)]
+
+    async def one(index: int, row: tuple[Any, ...]) -> None:
+        async with gate:
+            if failures:  # fail fast: started items finish, no new item starts
+                return
+            try:
+                item_level = level.item(index, total, offload=size)
+                outputs[index] = await _item(item_level, map_id, base, names, row)
+            except Exception as exc:
+                failures[index] = exc
+
+    await asyncio.gather(*(one(index, row) for index, row in enumerate(items)))
+    if failures:
+        first = min(failures)
+        error = failures[first]
+        others = sorted(i for i in failures if i != first)
+        if others:
+            error.add_note(
+                "nestflow: other items failed meanwhile: " + ", ".join(f"item {i}" for i in others)
+            )
+        raise error
+    return outputs
 
 
 async def run_item(
@@ -81,12 +130,59 @@ async def run_item(
 
 
 async def run_steps(level: Level, values: dict[str, Any]) -> None:
-    """The selected steps of one level, in execution order."""
-    for step in level.plan.steps:
-        if step.child is None:
-            await run_function(level, step, values)
-        else:
-            await run_nested(level, step, values)
+    """The selected steps of one level: in execution order, or eagerly as inputs become ready."""
+    if level.config.backend.node_execution == "sequential":
+        for step in level.plan.steps:
+            await run_step(level, step, values)
+    else:
+        await _run_concurrently(level, values)
+
+
+async def run_step(level: Level, step: Step, values: dict[str, Any]) -> None:
+    """One step: a function node or a nested pipeline."""
+    if step.child is None:
+        await run_function(level, step, values)
+    else:
+        await run_nested(level, step, values)
+
+
+def _upstream(plan: LevelPlan) -> list[tuple[int, ...]]:
+    found = plan.memo.get("upstream")
+    if found is None:
+        producer = {name: i for i, step in enumerate(plan.steps) for name in step.outs}
+        found = plan.memo["upstream"] = [
+            tuple({producer[a] for a in step.args if a in producer}) for step in plan.steps
+        ]
+    assert isinstance(found, list)
+    return found
+
+
+async def _run_concurrently(level: Level, values: dict[str, Any]) -> None:
+    # Every ready step starts at once: sync calls queue for the level's pool, and a nested
+    # pipeline is a coroutine here, so it never holds a worker while its sub-run waits.
+    steps = level.plan.steps
+    schedule = Schedule(_upstream(level.plan))
+    tasks: dict[asyncio.Task[None], int] = {}
+    failure: BaseException | None = None
+    try:
+        while True:
+            if failure is None:
+                for index in schedule.take():
+                    tasks[asyncio.create_task(run_step(level, steps[index], values))] = index
+            if not tasks:
+                break
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                index = tasks.pop(task)
+                if task.exception() is None:
+                    schedule.finish(index)
+                elif failure is None:
+                    failure = task.exception()
+    finally:
+        for task in tasks:
+            task.cancel()
+    if failure is not None:
+        raise failure
 
 
 def _spec(plan: LevelPlan, step: Step) -> CallSpec:
@@ -106,9 +202,12 @@ async def run_function(level: Level, step: Step, values: dict[str, Any]) -> None
     level.emit("on_node_start", step.id, spec.inputs(values), node_id=step.id)
     started = perf_counter()
     try:
-        result = spec.fn(*args, **kwargs)
         if step.node.is_async:
-            result = await result
+            result = await spec.fn(*args, **kwargs)
+        elif level.offload:
+            result = await call_in_thread(level.run.pools.get(level.offload), spec.fn, args, kwargs)
+        else:
+            result = spec.fn(*args, **kwargs)
         spec.publish(result, values)
     except Exception as exc:
         _fail(level, step, exc, perf_counter() - started)

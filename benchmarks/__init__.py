@@ -1,0 +1,1 @@
+"""One-run benchmarks: nestflow against plain Python and, where installed, peer libraries."""
