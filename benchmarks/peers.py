@@ -21,13 +21,15 @@ def chain_runners(funcs: list[Callable[..., Any]], outs: list[str]) -> dict[str,
     if installed("pipefunc"):
         import pipefunc
 
-        pf = pipefunc.Pipeline([pipefunc.pipefunc(output_name=o)(f) for f, o in zip(funcs, outs)])
+        pf = pipefunc.Pipeline(
+            [pipefunc.pipefunc(output_name=o)(f) for f, o in zip(funcs, outs, strict=True)]
+        )
         runners["pipefunc"] = lambda: pf.run(outs[-1], kwargs={"v0": 0})
     if installed("hypernodes"):
         import hypernodes
 
         hn = hypernodes.Pipeline(
-            nodes=[hypernodes.node(output_name=o)(f) for f, o in zip(funcs, outs)]
+            nodes=[hypernodes.node(output_name=o)(f) for f, o in zip(funcs, outs, strict=True)]
         )
         runners["hypernodes"] = lambda: hn.run(inputs={"v0": 0})
     return runners
@@ -39,13 +41,15 @@ def fan_runners(funcs: list[Callable[..., Any]], outs: list[str]) -> dict[str, R
     if installed("pipefunc"):
         import pipefunc
 
-        pf = pipefunc.Pipeline([pipefunc.pipefunc(output_name=o)(f) for f, o in zip(funcs, outs)])
+        pf = pipefunc.Pipeline(
+            [pipefunc.pipefunc(output_name=o)(f) for f, o in zip(funcs, outs, strict=True)]
+        )
         runners["pipefunc"] = lambda: pf.run("total", kwargs={"x": 1})
     if installed("hypernodes"):
         import hypernodes
 
         hn = hypernodes.Pipeline(
-            nodes=[hypernodes.node(output_name=o)(f) for f, o in zip(funcs, outs)]
+            nodes=[hypernodes.node(output_name=o)(f) for f, o in zip(funcs, outs, strict=True)]
         )
         runners["hypernodes"] = lambda: hn.run(inputs={"x": 1}, output_name="total")
     return runners
@@ -64,12 +68,12 @@ def nested_runners() -> dict[str, Runner]:
             [pipefunc.pipefunc(output_name=a)(fa), pipefunc.pipefunc(output_name=b)(fb)]
         )
         mid = pipefunc.Pipeline(
-            [pipefunc.NestedPipeFunc(inner.functions, output_name=b),
-             pipefunc.pipefunc(output_name=c)(fc)]
+            [
+                pipefunc.NestedPipeFunc(inner.functions, output_name=b),
+                pipefunc.pipefunc(output_name=c)(fc),
+            ]
         )
-        outer = pipefunc.Pipeline(
-            [pipefunc.NestedPipeFunc(mid.functions, output_name=c)]
-        )
+        outer = pipefunc.Pipeline([pipefunc.NestedPipeFunc(mid.functions, output_name=c)])
         runners["pipefunc"] = lambda: outer.run(c, kwargs={"x": 1})
     if installed("hypernodes"):
         import hypernodes
@@ -83,9 +87,7 @@ def nested_runners() -> dict[str, Runner]:
     return runners
 
 
-def map_runners(
-    funcs: list[Callable[..., Any]], outs: list[str]
-) -> dict[str, tuple[int, Runner]]:
+def map_runners(funcs: list[Callable[..., Any]], outs: list[str]) -> dict[str, tuple[int, Runner]]:
     """Map the 3-node pipeline over ``PEER_MAP_ITEMS`` items in each installed peer."""
     runners: dict[str, tuple[int, Runner]] = {}
     xs = list(range(PEER_MAP_ITEMS))
@@ -108,7 +110,7 @@ def map_runners(
         import hypernodes
 
         hn = hypernodes.Pipeline(
-            nodes=[hypernodes.node(output_name=o)(f) for f, o in zip(funcs, outs)]
+            nodes=[hypernodes.node(output_name=o)(f) for f, o in zip(funcs, outs, strict=True)]
         )
         runners["hypernodes"] = (
             PEER_MAP_ITEMS,

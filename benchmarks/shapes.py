@@ -38,9 +38,7 @@ def fan(n: int = FAN) -> tuple[list[Callable[..., Any]], list[str]]:
 def trio() -> tuple[list[Callable[..., Any]], list[str]]:
     """The 3-node pipeline used by the nested and map benchmarks: x -> a -> b -> c."""
     source = (
-        "def fa(x):\n    return x + 1\n"
-        "def fb(a):\n    return a * 2\n"
-        "def fc(b):\n    return b - 3\n"
+        "def fa(x):\n    return x + 1\ndef fb(a):\n    return a * 2\ndef fc(b):\n    return b - 3\n"
     )
     return _define(source, ["fa", "fb", "fc"]), ["a", "b", "c"]
 

@@ -32,7 +32,9 @@ def clean(passage: str) -> str:
     return " ".join(passage.split()).casefold()
 
 
-STOPWORDS = frozenset("a an and are as do does how is it its of or the their too whose with".split())
+STOPWORDS = frozenset(
+    "a an and are as do does how is it its of or the their too whose with".split()  # noqa: SIM905
+)
 
 
 @node(output_name="tokens")

@@ -215,9 +215,7 @@ class SpecError(NestflowError, ValueError):
 class SpecValidationError(SpecError):
     """A YAML pipeline fails validation; ``.problems`` lists (file, line, column, message)."""
 
-    def __init__(
-        self, message: str, problems: Sequence[tuple[str, int, int, str]] = ()
-    ) -> None:
+    def __init__(self, message: str, problems: Sequence[tuple[str, int, int, str]] = ()) -> None:
         super().__init__(message)
         self.problems = list(problems)
 

@@ -1,4 +1,4 @@
-"""Fan an event out to a level's callbacks; a failing callback becomes a warning, never a failure."""
+"""Fan an event out to a level's callbacks; a failing callback is a warning, never a failure."""
 
 from __future__ import annotations
 

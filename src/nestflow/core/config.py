@@ -72,7 +72,7 @@ def _check_aspect(aspect: str) -> None:
 def resolve(
     own: Mapping[str, Any], owner: str, parent: EffectiveConfig | None, defaults: Mapping[str, Any]
 ) -> EffectiveConfig:
-    """Resolve one level: its explicit values win, then the parent's effective values, then defaults.
+    """Resolve one level: explicit values win, then the parent's effective values, then defaults.
 
     ``parent`` is the configuration of the pipeline running this one *in this call*;
     ``None`` for a standalone run, which therefore sees library defaults only.

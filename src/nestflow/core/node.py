@@ -209,7 +209,9 @@ def _check_names(
         hint = " Give it one with name='...'." if name == "<lambda>" else ""
         problems.append(f"node name: {problem}.{hint}")
     problems += [f"output name: {p}." for o in outputs if (p := name_problem(o)) is not None]
-    problems += [f"input name: {p}." for s in sources.values() if (p := name_problem(s)) is not None]
+    problems += [
+        f"input name: {p}." for s in sources.values() if (p := name_problem(s)) is not None
+    ]
     if len(set(outputs)) != len(outputs):
         problems.append(f"output names repeat: {outputs!r}.")
     unknown = sorted(set(sources) - set(params))
@@ -218,33 +220,37 @@ def _check_names(
             f"Node `{name}` has no parameter {', '.join(unknown)}; its parameters are {params!r}."
         )
     if problems:
-        raise InvalidNameError(f"Invalid name(s) for node `{name}` ({RULE}):\n  " + "\n  ".join(problems))
+        raise InvalidNameError(
+            f"Invalid name(s) for node `{name}` ({RULE}):\n  " + "\n  ".join(problems)
+        )
 
 
 def _check_options(name: str, cache: Any, timeout: Any, retries: Any, on_error: Any) -> None:
     if not isinstance(cache, bool):
         raise TypeError(f"cache= of node `{name}` must be True or False, got {cache!r}.")
-    if timeout is not UNSET and timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(
-                f"timeout= of node `{name}` must be a positive number of seconds, None (no "
-                f"limit) or UNSET (inherit), got {timeout!r}."
-            )
-    if retries is not UNSET and isinstance(retries, (int, bool)):
-        if isinstance(retries, bool) or retries < 0:
-            raise ValueError(
-                f"retries= of node `{name}` must be an int >= 0 or a Retry(...), got {retries!r}."
-            )
+    if timeout is not UNSET and timeout is not None and _not_positive_number(timeout):
+        raise ValueError(
+            f"timeout= of node `{name}` must be a positive number of seconds, None (no "
+            f"limit) or UNSET (inherit), got {timeout!r}."
+        )
+    if isinstance(retries, bool) or (isinstance(retries, int) and retries < 0):
+        raise ValueError(
+            f"retries= of node `{name}` must be an int >= 0 or a Retry(...), got {retries!r}."
+        )
     if on_error not in ("raise", "continue"):
         raise ValueError(
             f"on_error= of node `{name}` must be 'raise' or 'continue', got {on_error!r}."
         )
 
 
+def _not_positive_number(value: Any) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+
+
 def _is_async(func: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(func):
         return True
-    call = getattr(type(func), "__call__", None)
+    call = vars(type(func)).get("__call__")
     return call is not None and inspect.iscoroutinefunction(call)
 
 

@@ -339,8 +339,11 @@ def _check_graph(pipeline_name: str, graph: Graph) -> None:
         problems.append(
             (
                 DependencyError,
-                f"`{output}` is published by both {names}; rename one output, or for a nested "
-                "pipeline expose it under another name with as_node(output_mapping={...}).",
+                (
+                    f"`{output}` is published by both {names}; rename one output, or for a "
+                    "nested pipeline expose it under another name with "
+                    "as_node(output_mapping={...})."
+                ),
             )
         )
     if not problems:

@@ -98,9 +98,7 @@ def find_cycle(upstream: Sequence[Sequence[int]]) -> tuple[int, ...]:
     return ()
 
 
-def _cycle_from(
-    start: int, upstream: Sequence[Sequence[int]], state: list[int]
-) -> tuple[int, ...]:
+def _cycle_from(start: int, upstream: Sequence[Sequence[int]], state: list[int]) -> tuple[int, ...]:
     # Iterative depth-first search, so deep graphs cannot hit the recursion limit.
     path = [start]
     iterators = [iter(upstream[start])]

@@ -24,7 +24,7 @@ from nestflow.runtime.inputs import (
 )
 from nestflow.runtime.items import collections, map_names, rows
 from nestflow.runtime.loop import run_sync
-from nestflow.runtime.plan import LevelPlan, plan_for
+from nestflow.runtime.plan import plan_for
 from nestflow.runtime.report import Outputs, RunReport, deliver
 from nestflow.runtime.settings import child_config, root_config
 
@@ -37,7 +37,9 @@ class _Call:
 
     __slots__ = ("bare", "map_mode", "mapped", "pipeline", "plan", "values")
 
-    def __init__(self, pipeline: Pipeline, positional: Any, kwargs: dict[str, Any], is_map: bool) -> None:
+    def __init__(
+        self, pipeline: Pipeline, positional: Any, kwargs: dict[str, Any], is_map: bool
+    ) -> None:
         values, opts = split_call(
             pipeline, positional, dict(kwargs), MAP_OPTIONS if is_map else RUN_OPTIONS
         )
@@ -47,7 +49,9 @@ class _Call:
         self.mapped: tuple[str, ...] = ()
         self.map_mode = opts.get("map_mode", "zip")
         if is_map:
-            self.mapped = map_names(opts.get("map_over"), pipeline.inputs, f"pipeline `{pipeline.name}`")
+            self.mapped = map_names(
+                opts.get("map_over"), pipeline.inputs, f"pipeline `{pipeline.name}`"
+            )
         check_inputs(pipeline, self.plan, values)
         bound = pipeline.bound_inputs
         self.values = {**bound, **values} if bound else values
@@ -62,7 +66,7 @@ class _Call:
         if found is None:
             compiled = fast.compile_fast(self.plan, root_config(self.pipeline))
             found = self.plan.memo["fast"] = compiled if compiled is not None else False
-        return found or None
+        return found if isinstance(found, fast.FastLevel) else None
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -116,7 +120,7 @@ async def _run_general(call: _Call) -> Any:
 # --- map -------------------------------------------------------------------------------------
 
 
-def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:  # noqa: A001
+def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once per item; see ``Pipeline.map``."""
     call = _Call(pipeline, positional, kwargs, is_map=True)
     level = call.fast_level()
@@ -225,7 +229,11 @@ def effective_config(pipeline: Pipeline, path: tuple[str, ...]) -> EffectiveConf
     for node_id in path:
         member = current.node(node_id)
         if not isinstance(member, PipelineNode):
-            nested = [i for i, n in zip(current.node_ids, current.nodes, strict=True) if isinstance(n, PipelineNode)]
+            nested = [
+                i
+                for i, n in zip(current.node_ids, current.nodes, strict=True)
+                if isinstance(n, PipelineNode)
+            ]
             raise KeyError(
                 f"`{node_id}` in pipeline `{current.name}` is a function node; a config path "
                 f"names nested pipelines: {', '.join(nested) or '(none here)'}."
@@ -245,16 +253,27 @@ def describe_config(pipeline: Pipeline, depth: int | None) -> str:
 
 
 def _describe_children(
-    pipeline: Pipeline, config: EffectiveConfig, prefix: str, depth: int | None, level: int, lines: list[str]
+    pipeline: Pipeline,
+    config: EffectiveConfig,
+    prefix: str,
+    depth: int | None,
+    level: int,
+    lines: list[str],
 ) -> None:
     if depth is not None and level >= depth + 1:
         return
-    nested = [n for n in (pipeline.node(i) for i in pipeline.execution_order()) if isinstance(n, PipelineNode)]
+    nested = [
+        n
+        for n in (pipeline.node(i) for i in pipeline.execution_order())
+        if isinstance(n, PipelineNode)
+    ]
     for position, member in enumerate(nested):
         last = position == len(nested) - 1
         child = child_config(member.pipeline, config)
         lines.append(f"{prefix}{'└─ ' if last else '├─ '}{member.name} [{_labels(child)}]")
-        _describe_children(member.pipeline, child, prefix + ("   " if last else "│  "), depth, level + 1, lines)
+        _describe_children(
+            member.pipeline, child, prefix + ("   " if last else "│  "), depth, level + 1, lines
+        )
 
 
 def _labels(config: EffectiveConfig) -> str:
@@ -270,5 +289,7 @@ def _labels(config: EffectiveConfig) -> str:
     marked = []
     for aspect, text in texts.items():
         source = config.source(aspect)
-        marked.append(f"↓ {text}" if source == "inherited" else f"{text}*" if source == "explicit" else text)
+        marked.append(
+            f"↓ {text}" if source == "inherited" else f"{text}*" if source == "explicit" else text
+        )
     return ", ".join(marked)

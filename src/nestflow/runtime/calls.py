@@ -25,7 +25,11 @@ class CallSpec:
     @property
     def simple(self) -> bool:
         """One output, positional parameters only, no defaults: the fast loop inlines it."""
-        return len(self.outs) == 1 and not self.keyword and all(d is _REQUIRED for _, d in self.positional)
+        return (
+            len(self.outs) == 1
+            and not self.keyword
+            and all(d is _REQUIRED for _, d in self.positional)
+        )
 
     @property
     def arg_names(self) -> tuple[str, ...]:

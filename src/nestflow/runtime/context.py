@@ -206,7 +206,7 @@ class Level:
 
 
 def workers(config: EffectiveConfig, dimension: str) -> int:
-    """How many things ``dimension`` (node_execution / map_execution) runs at once; 1 = sequential."""
+    """How many things ``dimension`` runs at once (1: sequential)."""
     backend = config.backend
     mode = getattr(backend, dimension)
     if mode == "parallel":

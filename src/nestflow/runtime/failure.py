@@ -6,6 +6,7 @@ block of notes, added where the failure happened and never again on the way out.
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,10 +57,9 @@ def annotate(exc: BaseException, context: ErrorContext) -> None:
     exc.add_note(
         f"nestflow: attempts {context.attempts}, trace {context.trace_id}, run {context.run_id}"
     )
-    try:
+    # Exceptions with __slots__ cannot take the attribute; they keep just the notes.
+    with contextlib.suppress(AttributeError, TypeError):
         exc.__nestflow__ = context  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):  # exceptions with __slots__ keep just the notes
-        pass
 
 
 def context_of(exc: BaseException) -> ErrorContext | None:

@@ -160,7 +160,8 @@ def map_fast(
     mark(total)  # an int among the float timestamps: how many items the records must expect
     columns: dict[str, list[Any]] = {name: [] for name in outputs}
     appends = [(name, columns[name].append) for name in outputs]
-    for index, row in enumerate(items):
+    # `index` is read back from this frame by locate() when an item fails.
+    for index, row in enumerate(items):  # noqa: B007
         values = base.copy()
         values.update(zip(names, row, strict=True))
         run_fast(level, values, mark)
@@ -199,9 +200,8 @@ def locate(tb: TracebackType | None) -> FastLocation | None:
         tb = tb.tb_next
     if not found:
         return None
-    levels = [(plan.name, step_id) for plan, step_id in found]
-    node = levels[-1][1]
-    assert node is not None
+    levels: list[tuple[str, str | None]] = [(plan.name, step_id) for plan, step_id in found]
+    node = found[-1][1]
     levels[-1] = (levels[-1][0], None)
     return FastLocation(tuple(levels), node, tuple(items), total)
 

@@ -27,11 +27,11 @@ def split_call(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merge the positional mapping, ``inputs=`` and keyword inputs; split off the options."""
     opts = {key: kwargs.pop(key) for key in options if key in kwargs}
-    if "inputs" in kwargs and "inputs" not in pipeline.inputs:
-        if isinstance(kwargs["inputs"], Mapping):
-            if positional is not None:
-                raise TypeError("Inputs given twice: as a positional mapping and as inputs=.")
-            positional = kwargs.pop("inputs")
+    given_as_keyword = "inputs" in kwargs and "inputs" not in pipeline.inputs
+    if given_as_keyword and isinstance(kwargs["inputs"], Mapping):
+        if positional is not None:
+            raise TypeError("Inputs given twice: as a positional mapping and as inputs=.")
+        positional = kwargs.pop("inputs")
     if positional is None:
         return dict(kwargs), opts
     if not isinstance(positional, Mapping):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 from nestflow.errors import MapInputError
@@ -26,7 +26,7 @@ def map_names(map_over: Any, inputs: Sequence[str], where: str) -> tuple[str, ..
 
 def collections(values: Mapping[str, Any], names: tuple[str, ...]) -> list[Sequence[Any]]:
     """The mapped values as sequences; generators are materialised once."""
-    found = []
+    found: list[Any] = []
     for name in names:
         value = values[name]
         if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
@@ -35,7 +35,7 @@ def collections(values: Mapping[str, Any], names: tuple[str, ...]) -> list[Seque
                 f"{type(value).__name__}. To map over a single value, wrap it in a list: "
                 f"{name}=[value]."
             )
-        found.append(value if hasattr(value, "__len__") else list(value))
+        found.append(value if isinstance(value, Sized) else list(value))
     return found
 
 

@@ -150,7 +150,7 @@ def _step_needs(pipeline: Pipeline, step: Step) -> dict[str, list[tuple[str, ...
         here = (pipeline.name, step.id)
         return {name: [here] for name in step.args if name not in optional}
     assert step.child is not None
-    to_outer = dict((i, o) for o, i in step.child_inputs)
+    to_outer = {i: o for o, i in step.child_inputs}
     needs = {
         to_outer[inner]: [(pipeline.name, *path) for path in paths]
         for inner, paths in step.child.needs.items()

@@ -23,7 +23,9 @@ def root_config(pipeline: Pipeline) -> EffectiveConfig:
     """The configuration of a standalone run of ``pipeline`` (memoised: pipelines are immutable)."""
     found = pipeline.memo.get("root-config")
     if found is None:
-        found = pipeline.memo["root-config"] = resolve(pipeline.config, pipeline.name, None, DEFAULTS)
+        found = pipeline.memo["root-config"] = resolve(
+            pipeline.config, pipeline.name, None, DEFAULTS
+        )
     assert isinstance(found, EffectiveConfig)
     return found
 
