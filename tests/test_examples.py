@@ -1,0 +1,30 @@
+"""Every example under examples/ runs, and the demo shows what it promises."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_runs_as_a_script(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(path), run_name="__main__")
+    assert capsys.readouterr().out.strip()
+
+
+def test_retrieval_demo_answers_with_the_caching_document_and_prints_the_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    namespace = runpy.run_path(str(EXAMPLES[0].parent / "retrieval.py"))
+    result = namespace["main"]()
+    out = capsys.readouterr().out
+    assert result["answer"][0][1] == "caching"
+    assert len(result["vectors"]) == 4
+    assert "vector" not in result  # hidden by output_mapping
+    assert "retrieval > encode_passage > embed [item 3]" in out
+    assert out.index("retrieval > load_documents") < out.index("retrieval > build_index")
+    assert "encode_corpus" in out
