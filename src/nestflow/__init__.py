@@ -11,6 +11,7 @@ from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node, node
 from nestflow.core.pipeline import Pipeline
+from nestflow.core.retry import Retry
 from nestflow.engines.backends import LocalBackend
 from nestflow.errors import (
     AuthenticationError,
@@ -111,6 +112,7 @@ __all__ = [
     "RecursionDepthError",
     "RemoteExecutionError",
     "ReplayError",
+    "Retry",
     "RunReport",
     "SerializationError",
     "ServiceError",

@@ -9,30 +9,25 @@ one coordinating thread.
 from __future__ import annotations
 
 import asyncio
-import traceback
 from time import perf_counter
 from typing import Any
 
-from nestflow.core.node import Node
 from nestflow.engines.scheduler import Schedule
-from nestflow.engines.threads import call_in_thread
-from nestflow.runtime.calls import CallSpec, call_spec
 from nestflow.runtime.context import Level, workers
-from nestflow.runtime.failure import annotate
 from nestflow.runtime.items import collections, rows
+from nestflow.runtime.nodes import Blocked, run_function, skip_if_blocked
 from nestflow.runtime.plan import LevelPlan, Step
-from nestflow.runtime.report import ErrorRecord, NodeRecord
 from nestflow.runtime.settings import child_config
 
 
-async def run_pipeline(level: Level, values: dict[str, Any]) -> None:
+async def run_pipeline(level: Level, values: dict[str, Any]) -> Blocked:
     """One level with its pipeline start/end events around it."""
     name = level.plan.name
     level.emit("on_pipeline_start", name, dict(values))
     started = perf_counter()
     error: BaseException | None = None
     try:
-        await run_steps(level, values)
+        return await run_steps(level, values)
     except BaseException as exc:
         error = exc
         raise
@@ -129,21 +124,28 @@ async def run_item(
     return values
 
 
-async def run_steps(level: Level, values: dict[str, Any]) -> None:
-    """The selected steps of one level: in execution order, or eagerly as inputs become ready."""
+async def run_steps(level: Level, values: dict[str, Any]) -> Blocked:
+    """The selected steps of one level: in execution order, or eagerly as inputs become ready.
+
+    Returns the outputs left ``None`` by failures that ``on_error="continue"`` let pass.
+    """
+    blocked: Blocked = {}
     if level.config.backend.node_execution == "sequential":
         for step in level.plan.steps:
-            await run_step(level, step, values)
+            await run_step(level, step, values, blocked)
     else:
-        await _run_concurrently(level, values)
+        await _run_concurrently(level, values, blocked)
+    return blocked
 
 
-async def run_step(level: Level, step: Step, values: dict[str, Any]) -> None:
-    """One step: a function node or a nested pipeline."""
+async def run_step(level: Level, step: Step, values: dict[str, Any], blocked: Blocked) -> None:
+    """One step: a function node or a nested pipeline, unless a continued failure skips it."""
+    if skip_if_blocked(level, step, values, blocked):
+        return
     if step.child is None:
-        await run_function(level, step, values)
+        await run_function(level, step, values, blocked)
     else:
-        await run_nested(level, step, values)
+        await run_nested(level, step, values, blocked)
 
 
 def _upstream(plan: LevelPlan) -> list[tuple[int, ...]]:
@@ -157,7 +159,7 @@ def _upstream(plan: LevelPlan) -> list[tuple[int, ...]]:
     return found
 
 
-async def _run_concurrently(level: Level, values: dict[str, Any]) -> None:
+async def _run_concurrently(level: Level, values: dict[str, Any], blocked: Blocked) -> None:
     # Every ready step starts at once: sync calls queue for the level's pool, and a nested
     # pipeline is a coroutine here, so it never holds a worker while its sub-run waits.
     steps = level.plan.steps
@@ -168,7 +170,8 @@ async def _run_concurrently(level: Level, values: dict[str, Any]) -> None:
         while True:
             if failure is None:
                 for index in schedule.take():
-                    tasks[asyncio.create_task(run_step(level, steps[index], values))] = index
+                    task = asyncio.create_task(run_step(level, steps[index], values, blocked))
+                    tasks[task] = index
             if not tasks:
                 break
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -185,77 +188,7 @@ async def _run_concurrently(level: Level, values: dict[str, Any]) -> None:
         raise failure
 
 
-def _spec(plan: LevelPlan, step: Step) -> CallSpec:
-    key = ("call", step.id)
-    found = plan.memo.get(key)
-    if found is None:
-        assert isinstance(step.node, Node)
-        found = plan.memo[key] = call_spec(step.id, step.node)
-    assert isinstance(found, CallSpec)
-    return found
-
-
-async def run_function(level: Level, step: Step, values: dict[str, Any]) -> None:
-    """Call one function node, with its events, record and failure notes."""
-    spec = _spec(level.plan, step)
-    args, kwargs = spec.arguments(values)
-    level.emit("on_node_start", step.id, spec.inputs(values), node_id=step.id)
-    started = perf_counter()
-    try:
-        if step.node.is_async:
-            result = await spec.fn(*args, **kwargs)
-        elif level.offload:
-            result = await call_in_thread(level.run.pools.get(level.offload), spec.fn, args, kwargs)
-        else:
-            result = spec.fn(*args, **kwargs)
-        spec.publish(result, values)
-    except Exception as exc:
-        _fail(level, step, exc, perf_counter() - started)
-        raise
-    duration = perf_counter() - started
-    level.run.nodes_executed += 1
-    level.run.report.add(_record(level, step, "executed", duration))
-    outputs = {o: values[o] for o in spec.outs}
-    level.emit("on_node_end", step.id, outputs, duration, node_id=step.id)
-
-
-def _record(
-    level: Level, step: Step, status: Any, duration: float, error: str | None = None
-) -> NodeRecord:
-    cache = level.config.cache
-    return NodeRecord(
-        path=" > ".join((*level.hierarchy, step.id)),
-        node=step.id,
-        pipeline=level.plan.name,
-        depth=level.depth,
-        item_path=level.item_path,
-        status=status,
-        duration_s=duration,
-        backend=level.config.backend.label,
-        cache=None if cache is None else cache.label,
-        error=error,
-    )
-
-
-def _fail(level: Level, step: Step, exc: Exception, duration: float) -> None:
-    context = level.error_context(step.id, attempts=1)
-    annotate(exc, context)
-    report = level.run.report
-    report.add(_record(level, step, "failed", duration, f"{type(exc).__name__}: {exc}"))
-    report.errors.append(
-        ErrorRecord(
-            node_path=context.path,
-            exception_type=type(exc).__name__,
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-            item_path=level.item_path,
-            attempts=1,
-        )
-    )
-    level.emit("on_error", step.id, exc, node_id=step.id, error=exc)
-
-
-async def run_nested(level: Level, step: Step, values: dict[str, Any]) -> None:
+async def run_nested(level: Level, step: Step, values: dict[str, Any], blocked: Blocked) -> None:
     """Run a nested pipeline node under its own effective configuration."""
     assert step.child is not None
     child_plan = step.child
@@ -268,18 +201,33 @@ async def run_nested(level: Level, step: Step, values: dict[str, Any]) -> None:
     started = perf_counter()
     sub = dict(pipeline.bound_inputs)
     sub.update((inner, values[outer]) for outer, inner in step.child_inputs if outer in values)
+    inner_blocked: Blocked = {}
     try:
         if mapped:
             results = await _run_mapped_child(child, step, sub, values)
         else:
-            await run_pipeline(child, sub)
+            inner_blocked = await run_pipeline(child, sub)
             results = sub
+    except Exception as exc:
+        if step.node.on_error != "continue":
+            raise
+        # The failing node already recorded the error and fired on_error at its own level.
+        values.update(dict.fromkeys(step.outs))
+        blocked.update(dict.fromkeys(step.outs, _failed_path(exc, level, step)))
+        return
     finally:
         level.emit(
             "on_nested_pipeline_end", level.plan.name, pipeline.name, perf_counter() - started
         )
     for inner, outer in step.child_outputs:
         values[outer] = results[inner]
+        if inner in inner_blocked:
+            blocked[outer] = inner_blocked[inner]
+
+
+def _failed_path(exc: BaseException, level: Level, step: Step) -> str:
+    context = getattr(exc, "__nestflow__", None)
+    return str(getattr(context, "path", " > ".join((*level.hierarchy, step.id))))
 
 
 async def _run_mapped_child(

@@ -1,0 +1,195 @@
+"""One function node on the general path: attempts, timeouts, records, failures and skips."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import traceback
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from nestflow.core.config import UNSET
+from nestflow.core.node import Node
+from nestflow.core.retry import Retry
+from nestflow.engines.threads import call_in_thread
+from nestflow.errors import NodeTimeoutError
+from nestflow.runtime.calls import CallSpec, call_spec
+from nestflow.runtime.context import Level
+from nestflow.runtime.failure import annotate
+from nestflow.runtime.plan import LevelPlan, Step
+from nestflow.runtime.report import ErrorRecord, NodeRecord
+
+Blocked = dict[str, str]
+"""Output names that are ``None`` because of a continued failure -> the failing node's path."""
+
+
+def spec_of(plan: LevelPlan, step: Step) -> CallSpec:
+    """The memoised call spec of a function step."""
+    key = ("call", step.id)
+    found = plan.memo.get(key)
+    if found is None:
+        assert isinstance(step.node, Node)
+        found = plan.memo[key] = call_spec(step.id, step.node)
+    assert isinstance(found, CallSpec)
+    return found
+
+
+async def run_function(level: Level, step: Step, values: dict[str, Any], blocked: Blocked) -> None:
+    """Call one function node: events, attempts with retries, record, failure notes."""
+    node = step.node
+    assert isinstance(node, Node)
+    spec = spec_of(level.plan, step)
+    args, kwargs = spec.arguments(values)
+    inputs = spec.inputs(values) if level.config.callbacks else {}
+    timeout = level.config.timeout if node.timeout is UNSET else node.timeout
+    policy = Retry.of(level.config.retries if node.retries is UNSET else node.retries)
+    started = perf_counter()
+    attempt = 1
+    while True:
+        level.emit("on_node_start", step.id, inputs, node_id=step.id, attempt=attempt)
+        try:
+            spec.publish(await _attempt(level, step, spec, args, kwargs, timeout), values)
+            break
+        except Exception as exc:
+            if not policy.allows(attempt, exc):
+                _fail(level, step, exc, perf_counter() - started, attempt, blocked)
+                if node.on_error == "continue":
+                    values.update(dict.fromkeys(spec.outs))
+                    return
+                raise
+        await asyncio.sleep(policy.delay(attempt))
+        attempt += 1
+    duration = perf_counter() - started
+    level.run.nodes_executed += 1
+    level.run.report.add(record(level, step, "executed", duration, attempts=attempt))
+    outputs = {o: values[o] for o in spec.outs}
+    level.emit("on_node_end", step.id, outputs, duration, node_id=step.id, attempt=attempt)
+
+
+async def _attempt(
+    level: Level,
+    step: Step,
+    spec: CallSpec,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+) -> Any:
+    if step.node.is_async:
+        if timeout is None:
+            return await spec.fn(*args, **kwargs)
+        try:
+            # wait_for cancels the task, so the node's `finally` blocks run.
+            return await asyncio.wait_for(spec.fn(*args, **kwargs), timeout)
+        except TimeoutError:
+            raise _timeout_error(level, step, timeout, "the coroutine was cancelled") from None
+    if timeout is not None:
+        return await _call_with_deadline(level, step, spec.fn, args, kwargs, timeout)
+    if level.offload:
+        return await call_in_thread(level.run.pools.get(level.offload), spec.fn, args, kwargs)
+    return spec.fn(*args, **kwargs)
+
+
+async def _call_with_deadline(
+    level: Level,
+    step: Step,
+    fn: Callable[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    timeout: float,
+) -> Any:
+    # A thread cannot be interrupted. Each timed call gets its own daemon thread, so an
+    # abandoned call never holds a pool slot that later nodes wait for.
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            (future.set_result if ok else future.set_exception)(value)
+
+    def work() -> None:
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, False, exc)
+        else:
+            loop.call_soon_threadsafe(settle, True, result)
+
+    threading.Thread(target=work, name=f"nestflow-{step.id}", daemon=True).start()
+    try:
+        return await asyncio.wait_for(future, timeout)
+    except TimeoutError:
+        raise _timeout_error(level, step, timeout, "its thread was abandoned") from None
+
+
+def _timeout_error(level: Level, step: Step, timeout: float, stopped: str) -> NodeTimeoutError:
+    node = step.node
+    assert isinstance(node, Node)
+    if node.timeout is not UNSET:
+        where = f"on node `{step.id}`"
+    else:
+        where = f"on pipeline `{level.config.origin('timeout')}`"
+    path = " > ".join((*level.hierarchy, step.id))
+    return NodeTimeoutError(
+        f"Node `{path}` ran longer than its timeout of {timeout} s (set {where}); {stopped}. "
+        "Raise the limit with timeout=..., or set timeout=None on the node to lift it."
+    )
+
+
+def record(
+    level: Level,
+    step: Step,
+    status: Any,
+    duration: float,
+    error: str | None = None,
+    attempts: int = 1,
+) -> NodeRecord:
+    """The report record of one execution of ``step`` at ``level``."""
+    cache = level.config.cache
+    return NodeRecord(
+        path=" > ".join((*level.hierarchy, step.id)),
+        node=step.id,
+        pipeline=level.plan.name,
+        depth=level.depth,
+        item_path=level.item_path,
+        status=status,
+        duration_s=duration,
+        attempts=attempts,
+        backend=level.config.backend.label,
+        cache=None if cache is None else cache.label,
+        error=error,
+    )
+
+
+def _fail(
+    level: Level, step: Step, exc: Exception, duration: float, attempts: int, blocked: Blocked
+) -> None:
+    context = level.error_context(step.id, attempts=attempts)
+    annotate(exc, context)
+    report = level.run.report
+    text = f"{type(exc).__name__}: {exc}"
+    report.add(record(level, step, "failed", duration, text, attempts))
+    report.errors.append(
+        ErrorRecord(
+            node_path=context.path,
+            exception_type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            item_path=level.item_path,
+            attempts=attempts,
+        )
+    )
+    blocked.update(dict.fromkeys(step.outs, context.path))
+    level.emit("on_error", step.id, exc, node_id=step.id, error=exc, attempt=attempts)
+
+
+def skip_if_blocked(level: Level, step: Step, values: dict[str, Any], blocked: Blocked) -> bool:
+    """Skip ``step`` when it consumes an output of a continued failure; its outputs become None."""
+    causes = [blocked[name] for name in step.args if name in blocked]
+    if not causes:
+        return False
+    values.update(dict.fromkeys(step.outs))
+    blocked.update(dict.fromkeys(step.outs, causes[0]))
+    if step.child is None:
+        level.run.report.add(record(level, step, "skipped", 0.0, f"skipped: {causes[0]} failed"))
+    return True
