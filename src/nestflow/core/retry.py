@@ -11,7 +11,7 @@ from nestflow.errors import NestflowError, NodeTimeoutError
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Up to ``attempts`` extra attempts; the k-th waits ``min(max_delay, backoff * factor**(k-1))``.
+    """Up to ``attempts`` retries; the k-th waits ``min(max_delay, backoff * factor**(k-1))`` s.
 
     Each wait is randomised by ±``jitter`` (relative). Only exceptions matching ``on`` are
     retried; errors nestflow raises itself (validation, serialization) never are.
