@@ -8,6 +8,7 @@ at once without seeing another run's configuration.
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field, replace
 from time import perf_counter, time
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 from nestflow.callbacks.dispatch import Dispatcher
 from nestflow.callbacks.events import CallbackContext
 from nestflow.core.config import EffectiveConfig
+from nestflow.engines import processes
 from nestflow.engines.threads import ThreadPools
-from nestflow.errors import BackendError
+from nestflow.errors import BackendWarning
 from nestflow.runtime.failure import ErrorContext
 from nestflow.runtime.plan import LevelPlan
 from nestflow.runtime.report import RunReport
@@ -91,13 +93,20 @@ class Level:
     item_total: int | None = None
     offload: int = 0
     """Pool size for sync calls (0: call inline). Set once anything around runs concurrently."""
+    processes: int = 0
+    """Worker processes for function calls (0: none), under a parallel level or map."""
     parent: Level | None = field(default=None, repr=False)
 
     @classmethod
     def root(cls, run: RunState, plan: LevelPlan, config: EffectiveConfig) -> Level:
         """The root level of a run."""
         level = cls(
-            run=run, plan=plan, config=config, hierarchy=(plan.name,), offload=_node_pool(config)
+            run=run,
+            plan=plan,
+            config=config,
+            hierarchy=(plan.name,),
+            offload=_node_pool(config),
+            processes=_process_pool(config, "node_execution"),
         )
         level.register(mapped=False)
         return level
@@ -114,18 +123,20 @@ class Level:
             item_path=self.item_path,
             item_total=self.item_total,
             offload=max(self.offload, _node_pool(config)),
+            processes=max(self.processes, _process_pool(config, "node_execution")),
             parent=self,
         )
         level.register(mapped=mapped)
         return level
 
-    def item(self, index: int, total: int, offload: int = 0) -> Level:
+    def item(self, index: int, total: int, offload: int = 0, processes: int = 0) -> Level:
         """The same level, running map item ``index`` of ``total``."""
         return replace(
             self,
             item_path=(*self.item_path, index),
             item_total=total,
             offload=max(self.offload, offload),
+            processes=max(self.processes, processes),
         )
 
     def register(self, mapped: bool) -> None:
@@ -209,12 +220,7 @@ def workers(config: EffectiveConfig, dimension: str) -> int:
     """How many things ``dimension`` runs at once (1: sequential)."""
     backend = config.backend
     mode = getattr(backend, dimension)
-    if mode == "parallel":
-        raise BackendError(
-            f"{dimension}='parallel' (worker processes) is not available in this version of "
-            f"the runtime; use {dimension}='threaded' or 'async' for concurrency."
-        )
-    if mode == "sequential":
+    if mode == "sequential" or (mode == "parallel" and not processes_available()):
         return 1
     size: int = backend.workers(mode)
     return size
@@ -223,3 +229,28 @@ def workers(config: EffectiveConfig, dimension: str) -> int:
 def _node_pool(config: EffectiveConfig) -> int:
     size = workers(config, "node_execution")
     return 0 if size == 1 else size
+
+
+def _process_pool(config: EffectiveConfig, dimension: str) -> int:
+    if getattr(config.backend, dimension) != "parallel" or not processes_available():
+        return 0
+    return workers(config, dimension)
+
+
+def processes_available() -> bool:
+    """Whether this process may start worker processes; warns once per process when not."""
+    if not processes.IN_WORKER:
+        return True
+    global _warned_in_worker
+    if not _warned_in_worker:
+        _warned_in_worker = True
+        warnings.warn(
+            "A parallel backend runs inside a worker process, which cannot start processes of "
+            "its own; this level runs sequentially in the worker instead.",
+            BackendWarning,
+            stacklevel=2,
+        )
+    return False
+
+
+_warned_in_worker = False

@@ -12,8 +12,10 @@ from typing import Any
 from nestflow.core.config import UNSET
 from nestflow.core.node import Node
 from nestflow.core.retry import Retry
+from nestflow.engines import processes
 from nestflow.engines.threads import call_in_thread
 from nestflow.errors import NodeTimeoutError
+from nestflow.runtime import shipping
 from nestflow.runtime.calls import CallSpec, call_spec
 from nestflow.runtime.context import Level
 from nestflow.runtime.failure import annotate
@@ -83,6 +85,8 @@ async def _attempt(
             return await asyncio.wait_for(spec.fn(*args, **kwargs), timeout)
         except TimeoutError:
             raise _timeout_error(level, step, timeout, "the coroutine was cancelled") from None
+    if level.processes:
+        return await _call_in_process(level, step, spec, args, kwargs, timeout)
     if timeout is not None:
         return await _call_with_deadline(level, step, spec.fn, args, kwargs, timeout)
     if level.offload:
@@ -120,6 +124,24 @@ async def _call_with_deadline(
         return await asyncio.wait_for(future, timeout)
     except TimeoutError:
         raise _timeout_error(level, step, timeout, "its thread was abandoned") from None
+
+
+async def _call_in_process(
+    level: Level,
+    step: Step,
+    spec: CallSpec,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+) -> Any:
+    payload = shipping.dumps_node_call(level, step, spec, args, kwargs)
+    future = processes.shared_pool(level.processes).submit(payload, timeout)
+    try:
+        message = await asyncio.wrap_future(future)
+    except processes.WorkerTimeout:
+        stopped = "its worker process was terminated and replaced"
+        raise _timeout_error(level, step, timeout or 0.0, stopped) from None
+    return shipping.loads_result(level, step, message)
 
 
 def _timeout_error(level: Level, step: Step, timeout: float, stopped: str) -> NodeTimeoutError:

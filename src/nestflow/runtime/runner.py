@@ -88,7 +88,10 @@ async def _map_concurrently(
             if failures:  # fail fast: started items finish, no new item starts
                 return
             try:
-                item_level = level.item(index, total, offload=size)
+                parallel = level.config.backend.map_execution == "parallel"
+                item_level = level.item(
+                    index, total, offload=size, processes=size if parallel else 0
+                )
                 outputs[index] = await _item(item_level, map_id, base, names, row)
             except Exception as exc:
                 failures[index] = exc
