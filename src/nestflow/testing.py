@@ -73,3 +73,124 @@ class RecordingCallback(PipelineCallback):
 
     def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
         self._add(("map_end",), ctx)
+
+
+def _contract_nodes() -> dict[str, Any]:
+    import asyncio
+    import os
+    import time
+
+    from nestflow.core.node import node
+
+    @node(output_name="a")
+    def inc(x: int) -> int:
+        return x + 1
+
+    @node(output_name="b")
+    async def double(a: int) -> int:
+        await asyncio.sleep(0)
+        return a * 2
+
+    @node(output_name="pid")
+    def where(a: int) -> int:
+        return os.getpid()
+
+    @node(output_name="slow")
+    def wait(x: float) -> float:
+        time.sleep(x)
+        return x
+
+    @node(output_name="boom")
+    def explode(a: int) -> int:
+        raise ValueError(f"explode saw {a}")
+
+    return {"inc": inc, "double": double, "where": where, "wait": wait, "explode": explode}
+
+
+class BackendContract:
+    """The suite every backend passes: results, order, errors with notes, timeouts, events, nesting.
+
+    Subclass it in a test module with a ``Test`` name and implement ``make_backend``::
+
+        class TestMyBackend(BackendContract):
+            def make_backend(self):
+                return MyBackend()
+    """
+
+    def make_backend(self) -> Any:
+        """The backend under test (a fresh one per test)."""
+        raise NotImplementedError
+
+    def _pipeline(self, names: list[str], **config: Any) -> Any:
+        from nestflow.core.pipeline import Pipeline
+
+        nodes = _contract_nodes()
+        return Pipeline([nodes[n] for n in names], name="contract", **config)
+
+    def test_results_match_the_sequential_run(self) -> None:
+        pipeline = self._pipeline(["inc", "double"])
+        expected = pipeline.run(x=1)
+        assert pipeline.with_backend(self.make_backend()).run(x=1) == expected == {"a": 2, "b": 4}
+
+    def test_map_keeps_item_order(self) -> None:
+        pipeline = self._pipeline(["wait"], backend=self.make_backend())
+        delays = [0.03, 0.02, 0.01, 0.0]
+        assert pipeline.map(x=delays, map_over="x") == {"slow": delays}
+
+    def test_a_failure_keeps_its_type_and_gains_the_node_path(self) -> None:
+        pipeline = self._pipeline(["inc", "explode"], backend=self.make_backend())
+        try:
+            pipeline.run(x=1)
+        except ValueError as exc:
+            assert "explode saw 2" in str(exc)
+            assert any("contract > explode" in note for note in exc.__notes__)
+        else:
+            raise AssertionError("the failing node did not raise")
+
+    def test_a_timeout_stops_waiting_for_the_node(self) -> None:
+        import time
+
+        from nestflow.errors import NodeTimeoutError
+
+        pipeline = self._pipeline(["wait"], backend=self.make_backend(), timeout=0.2)
+        started = time.perf_counter()
+        try:
+            pipeline.run(x=3.0)
+        except NodeTimeoutError:
+            assert time.perf_counter() - started < 2.5
+        else:
+            raise AssertionError("the node outlived its timeout without NodeTimeoutError")
+
+    def test_events_fire_in_this_process(self) -> None:
+        import os
+
+        recorder = PidRecorder()
+        pipeline = self._pipeline(
+            ["inc", "where"], backend=self.make_backend(), callbacks=[recorder]
+        )
+        pipeline.run(x=1)
+        assert recorder.names("node_end") == ["inc", "where"]
+        assert set(recorder.pids) == {os.getpid()}
+
+    def test_nested_pipelines_run_under_the_backend(self) -> None:
+        from nestflow.core.pipeline import Pipeline
+
+        inner = self._pipeline(["inc", "double"]).with_name("inner")
+        outer = Pipeline([inner], name="outer", backend=self.make_backend())
+        assert outer.run(x=2) == {"a": 3, "b": 6}
+        mapped = Pipeline([inner.as_node(map_over="x")], name="outer", backend=self.make_backend())
+        assert mapped.run(x=[1, 2]) == {"a": [2, 3], "b": [4, 6]}
+
+
+class PidRecorder(RecordingCallback):
+    """A recording callback that also notes the process id of every hook call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pids: list[int] = []
+
+    def _add(self, event: tuple[Any, ...], ctx: CallbackContext) -> None:
+        import os
+
+        self.pids.append(os.getpid())
+        super()._add(event, ctx)

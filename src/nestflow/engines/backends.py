@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
+
+if TYPE_CHECKING:
+    from nestflow.engines.local import LocalSession
 
 Mode = Literal["sequential", "threaded", "async", "parallel"]
 MODES: Final = ("sequential", "threaded", "async", "parallel")
@@ -80,6 +83,12 @@ class LocalBackend:
             return self.max_workers
         cpus = os.cpu_count() or 1
         return cpus if mode == "parallel" else min(32, cpus + 4)
+
+    def open(self) -> LocalSession:
+        """A protocol session running calls on this machine (see ``engines/local.py``)."""
+        from nestflow.engines.local import LocalSession
+
+        return LocalSession(self)
 
     @property
     def is_sequential(self) -> bool:

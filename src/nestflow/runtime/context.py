@@ -17,6 +17,7 @@ from nestflow.callbacks.dispatch import Dispatcher
 from nestflow.callbacks.events import CallbackContext
 from nestflow.core.config import EffectiveConfig
 from nestflow.engines import processes
+from nestflow.engines.backends import LocalBackend
 from nestflow.engines.threads import ThreadPools
 from nestflow.errors import BackendWarning
 from nestflow.runtime.failure import ErrorContext
@@ -54,6 +55,15 @@ class RunState:
         self.metadata: dict[str, dict[str, Any]] = {}
         self.nodes_executed = 0
         self.pools = ThreadPools()
+        self.sessions: list[Any] = []
+
+    def open_session(self, backend: Any) -> Any:
+        """A session of a custom backend for one level, closed when the run ends."""
+        if isinstance(backend, LocalBackend):
+            return None  # the runtime drives local levels itself
+        session = backend.open()
+        self.sessions.append(session)
+        return session
 
     def pipeline_metadata(self, pipeline_id: str) -> dict[str, Any]:
         """Metadata of a level that has started in this run."""
@@ -75,6 +85,8 @@ class RunState:
             report.status = "partial"
         report.callback_failures = self.dispatcher.failures
         self.pools.close()
+        for session in self.sessions:
+            session.close()
         return report
 
 
@@ -95,6 +107,8 @@ class Level:
     """Pool size for sync calls (0: call inline). Set once anything around runs concurrently."""
     processes: int = 0
     """Worker processes for function calls (0: none), under a parallel level or map."""
+    session: Any = None
+    """The open session of a custom backend (None for LocalBackend levels)."""
     parent: Level | None = field(default=None, repr=False)
 
     @classmethod
@@ -107,6 +121,7 @@ class Level:
             hierarchy=(plan.name,),
             offload=_node_pool(config),
             processes=_process_pool(config, "node_execution"),
+            session=run.open_session(config.backend),
         )
         level.register(mapped=False)
         return level
@@ -124,6 +139,7 @@ class Level:
             item_total=self.item_total,
             offload=max(self.offload, _node_pool(config)),
             processes=max(self.processes, _process_pool(config, "node_execution")),
+            session=self.run.open_session(config.backend),
             parent=self,
         )
         level.register(mapped=mapped)
@@ -220,10 +236,19 @@ def workers(config: EffectiveConfig, dimension: str) -> int:
     """How many things ``dimension`` runs at once (1: sequential)."""
     backend = config.backend
     mode = getattr(backend, dimension)
-    if mode == "sequential" or (mode == "parallel" and not processes_available()):
+    if mode == "sequential" or not isinstance(backend, LocalBackend):
+        return 1  # custom backends: their session says how many (see map_workers)
+    if mode == "parallel" and not processes_available():
         return 1
-    size: int = backend.workers(mode)
-    return size
+    return backend.workers(mode)
+
+
+def map_workers(level: Level, total: int) -> int:
+    """How many items of a map at ``level`` run at once."""
+    if level.session is None:
+        return workers(level.config, "map_execution")
+    capacity = level.session.capacity("map")
+    return max(1, total) if capacity is None else capacity
 
 
 def _node_pool(config: EffectiveConfig) -> int:

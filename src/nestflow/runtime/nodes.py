@@ -13,6 +13,7 @@ from nestflow.core.config import UNSET
 from nestflow.core.node import Node
 from nestflow.core.retry import Retry
 from nestflow.engines import processes
+from nestflow.engines.protocol import NodeCall
 from nestflow.engines.threads import call_in_thread
 from nestflow.errors import NodeTimeoutError
 from nestflow.runtime import shipping
@@ -85,6 +86,8 @@ async def _attempt(
             return await asyncio.wait_for(spec.fn(*args, **kwargs), timeout)
         except TimeoutError:
             raise _timeout_error(level, step, timeout, "the coroutine was cancelled") from None
+    if level.session is not None:
+        return await _call_in_session(level, step, spec, args, kwargs, timeout)
     if level.processes:
         return await _call_in_process(level, step, spec, args, kwargs, timeout)
     if timeout is not None:
@@ -124,6 +127,27 @@ async def _call_with_deadline(
         return await asyncio.wait_for(future, timeout)
     except TimeoutError:
         raise _timeout_error(level, step, timeout, "its thread was abandoned") from None
+
+
+async def _call_in_session(
+    level: Level,
+    step: Step,
+    spec: CallSpec,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+) -> Any:
+    session = level.session
+    if session.remote:
+        shipping.dumps_node_call(level, step, spec, args, kwargs)  # SerializationError, named
+    path = " > ".join((*level.hierarchy, step.id))
+    call = NodeCall(spec.fn, tuple(args), kwargs, timeout=timeout, node_path=path)
+    future = session.submit(call)
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+    except TimeoutError:
+        future.cancel()
+        raise _timeout_error(level, step, timeout or 0.0, "its task was cancelled") from None
 
 
 async def _call_in_process(

@@ -13,7 +13,7 @@ from time import perf_counter
 from typing import Any
 
 from nestflow.engines.scheduler import Schedule
-from nestflow.runtime.context import Level, workers
+from nestflow.runtime.context import Level, map_workers
 from nestflow.runtime.items import collections, rows
 from nestflow.runtime.nodes import Blocked, run_function, skip_if_blocked
 from nestflow.runtime.plan import LevelPlan, Step
@@ -46,7 +46,7 @@ async def map_pipeline(
 ) -> dict[str, list[Any]]:
     """Run ``level`` once per item, with the map events; one list per output in item order."""
     total, items = rows(names, columns, mode)
-    size = workers(level.config, "map_execution")
+    size = map_workers(level, total)
     level.emit("on_map_start", map_id, total)
     started = perf_counter()
     try:
