@@ -116,7 +116,11 @@ class Pipeline:
 
     def __getstate__(self) -> dict[str, Any]:
         # Memoised plans hold compiled closures; they are rebuilt on the other side.
-        return {k: v for k, v in self.__dict__.items() if k != "_memo"}
+        # Callbacks belong to the process that runs the pipeline: a worker records events
+        # and the coordinator replays them, so a pickled pipeline carries none.
+        state = {k: v for k, v in self.__dict__.items() if k != "_memo"}
+        state["callbacks"] = UNSET
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _memo={})

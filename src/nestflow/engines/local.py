@@ -33,7 +33,7 @@ class LocalSession:
         if mode == "parallel":
             pool = processes.shared_pool(self.backend.workers("parallel"))
             reply = pool.submit(processes.dumps_call(NodeCall.run, [task], {}), task.timeout)
-            return _decoded(reply)
+            return processes.decoded(reply)
         if mode == "sequential":
             future: Future[Any] = Future()
             try:
@@ -50,16 +50,3 @@ class LocalSession:
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
-
-
-def _decoded(reply: Future[bytes]) -> Future[Any]:
-    result: Future[Any] = Future()
-
-    def settle(done: Future[bytes]) -> None:
-        try:
-            result.set_result(processes.decode(done.result()))
-        except BaseException as exc:
-            result.set_exception(exc)
-
-    reply.add_done_callback(settle)
-    return result

@@ -227,6 +227,20 @@ def close_pools() -> None:
         pool.close()
 
 
+def decoded(reply: Future[bytes]) -> Future[Any]:
+    """A future of the decoded value (or raised exception) of a worker's reply."""
+    result: Future[Any] = Future()
+
+    def settle(done: Future[bytes]) -> None:
+        try:
+            result.set_result(decode(done.result()))
+        except BaseException as exc:
+            result.set_exception(exc)
+
+    reply.add_done_callback(settle)
+    return result
+
+
 def dumps_call(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> bytes:
     """Serialise one call with cloudpickle (functions from ``__main__`` and closures travel)."""
     return bytes(cloudpickle.dumps((fn, args, kwargs)))

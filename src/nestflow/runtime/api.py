@@ -6,6 +6,7 @@ takes the fast path when nothing in the run needs more, else the general runner.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from nestflow.core.config import EffectiveConfig
 from nestflow.core.nesting import PipelineNode
 from nestflow.runtime import fast, runner
 from nestflow.runtime.context import Level, RunState, new_run_id, new_trace_id
-from nestflow.runtime.failure import ErrorContext, annotate
+from nestflow.runtime.failure import ErrorContext, annotate, context_of
 from nestflow.runtime.inputs import (
     MAP_OPTIONS,
     RUN_OPTIONS,
@@ -25,7 +26,7 @@ from nestflow.runtime.inputs import (
 from nestflow.runtime.items import collections, map_names, rows
 from nestflow.runtime.loop import run_sync
 from nestflow.runtime.plan import plan_for
-from nestflow.runtime.report import Outputs, RunReport, deliver
+from nestflow.runtime.report import ErrorRecord, Outputs, RunReport, deliver
 from nestflow.runtime.settings import child_config, root_config
 
 if TYPE_CHECKING:
@@ -188,14 +189,25 @@ def _finish_fast(
         pipeline=call.pipeline.name,
         status="ok" if error is None else "failed",
         duration_s=marks[-1] - marks[0] if error is not None else perf_counter() - marks[0],
-        _build=lambda: fast.build_records(
-            call.plan, marks, error is not None, config.backend.label, mapped
-        ),
+        _build=lambda: fast.build_records(call.plan, marks, error, config.backend.label, mapped),
     )
     if error is not None:
         _annotate_fast(error, report, marks)
+        report.errors.append(_error_record(error))
     deliver(report)
     return report
+
+
+def _error_record(error: Exception) -> ErrorRecord:
+    context = context_of(error)
+    return ErrorRecord(
+        node_path=context.path if context is not None else "",
+        exception_type=type(error).__name__,
+        message=str(error),
+        traceback="".join(traceback.format_exception(error)),
+        item_path=context.item_path if context is not None else (),
+        attempts=1,
+    )
 
 
 def _annotate_fast(error: Exception, report: RunReport, marks: list[float]) -> None:

@@ -40,10 +40,24 @@ def new_trace_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+@dataclass(frozen=True, slots=True)
+class RelayedEvent:
+    """One hook call recorded in a worker, with where it happened."""
+
+    hook: str
+    args: tuple[Any, ...]
+    entered: tuple[str, ...]
+    item_path: tuple[int, ...]
+    item_total: int | None
+    node_id: str | None
+    error: BaseException | None
+    attempt: int
+
+
 class RunState:
     """What the levels of one run share: ids, the report, the dispatcher and the callback store."""
 
-    def __init__(self, pipeline_name: str) -> None:
+    def __init__(self, pipeline_name: str, relay: bool = False) -> None:
         self.run_id = new_run_id()
         self.trace_id = new_trace_id()
         self.started = perf_counter()
@@ -56,6 +70,8 @@ class RunState:
         self.nodes_executed = 0
         self.pools = ThreadPools()
         self.sessions: list[Any] = []
+        self.relayed: list[RelayedEvent] | None = [] if relay else None
+        """In a worker: events recorded for the coordinator instead of dispatched."""
 
     def open_session(self, backend: Any) -> Any:
         """A session of a custom backend for one level, closed when the run ends."""
@@ -126,7 +142,14 @@ class Level:
         level.register(mapped=False)
         return level
 
-    def child(self, plan: LevelPlan, config: EffectiveConfig, entered: str, mapped: bool) -> Level:
+    def child(
+        self,
+        plan: LevelPlan,
+        config: EffectiveConfig,
+        entered: str,
+        mapped: bool,
+        open_session: bool = True,
+    ) -> Level:
         """The level of a nested pipeline entered through node ``entered``."""
         level = Level(
             run=self.run,
@@ -139,11 +162,21 @@ class Level:
             item_total=self.item_total,
             offload=max(self.offload, _node_pool(config)),
             processes=max(self.processes, _process_pool(config, "node_execution")),
-            session=self.run.open_session(config.backend),
+            session=self.run.open_session(config.backend) if open_session else None,
             parent=self,
         )
         level.register(mapped=mapped)
         return level
+
+    def with_pools(self) -> Level:
+        """This level with the pools its own configuration asks for (a worker's item level)."""
+        config = self.config
+        return replace(
+            self,
+            offload=_node_pool(config),
+            processes=_process_pool(config, "node_execution"),
+            session=self.run.open_session(config.backend),
+        )
 
     def item(self, index: int, total: int, offload: int = 0, processes: int = 0) -> Level:
         """The same level, running map item ``index`` of ``total``."""
@@ -182,6 +215,21 @@ class Level:
         attempt: int = 1,
     ) -> None:
         """Fire ``hook`` on this level's callbacks with a context describing the event."""
+        relayed = self.run.relayed
+        if relayed is not None:
+            relayed.append(
+                RelayedEvent(
+                    hook,
+                    args,
+                    self.entered,
+                    self.item_path,
+                    self.item_total,
+                    node_id,
+                    error,
+                    attempt,
+                )
+            )
+            return
         if not self.config.callbacks:
             return
         ctx = self.callback_context(node_id, error, attempt)

@@ -211,11 +211,11 @@ class _Exhausted(Exception):
 
 
 def build_records(
-    plan: LevelPlan, marks: list[float], failed: bool, backend: str, mapped: bool
+    plan: LevelPlan, marks: list[float], error: Exception | None, backend: str, mapped: bool
 ) -> list[NodeRecord]:
     """Per-node records rebuilt from the plan and the timestamps of a fast run."""
     records: list[NodeRecord] = []
-    reader = _MarkReader(marks, failed)
+    reader = _MarkReader(marks, error)
     try:
         if mapped:
             for index in range(reader.count()):
@@ -228,8 +228,9 @@ def build_records(
 
 
 class _MarkReader:
-    def __init__(self, marks: list[float], failed: bool) -> None:
-        self.marks, self.failed, self.position = marks, failed, 1
+    def __init__(self, marks: list[float], error: Exception | None) -> None:
+        self.marks, self.failed, self.position = marks, error is not None, 1
+        self.error = None if error is None else f"{type(error).__name__}: {error}"
         self.previous = marks[0]
 
     def _next(self) -> float:
@@ -273,6 +274,7 @@ def _level_records(
                     status="failed" if failed else "executed",
                     duration_s=duration,
                     backend=backend,
+                    error=reader.error if failed else None,
                 )
             )
             if failed:

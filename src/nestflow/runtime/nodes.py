@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import traceback
 from collections.abc import Callable
@@ -116,11 +117,12 @@ async def _call_with_deadline(
 
     def work() -> None:
         try:
-            result = fn(*args, **kwargs)
+            outcome = (True, fn(*args, **kwargs))
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, False, exc)
-        else:
-            loop.call_soon_threadsafe(settle, True, result)
+            outcome = (False, exc)
+        # An abandoned call may end after its run (and loop) is gone: its result is discarded.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, *outcome)
 
     threading.Thread(target=work, name=f"nestflow-{step.id}", daemon=True).start()
     try:

@@ -17,6 +17,7 @@ from nestflow.runtime.context import Level, map_workers
 from nestflow.runtime.items import collections, rows
 from nestflow.runtime.nodes import Blocked, run_function, skip_if_blocked
 from nestflow.runtime.plan import LevelPlan, Step
+from nestflow.runtime.remote import run_shipped, ships_items
 from nestflow.runtime.settings import child_config
 
 
@@ -80,6 +81,7 @@ async def _map_concurrently(
 ) -> list[dict[str, Any]]:
     """Items as concurrent tasks, at most ``size`` at once; fail fast, lowest failed item wins."""
     gate = asyncio.Semaphore(size)
+    shipped = ships_items(level)
     failures: dict[int, BaseException] = {}
     outputs: list[dict[str, Any]] = [{} for _ in range(total)]
 
@@ -88,11 +90,13 @@ async def _map_concurrently(
             if failures:  # fail fast: started items finish, no new item starts
                 return
             try:
-                parallel = level.config.backend.map_execution == "parallel"
-                item_level = level.item(
-                    index, total, offload=size, processes=size if parallel else 0
-                )
-                outputs[index] = await _item(item_level, map_id, base, names, row)
+                item_level = level.item(index, total, offload=size)
+                if shipped:
+                    item = dict(zip(names, row, strict=True))
+                    values = {**base, **item}
+                    outputs[index] = await run_shipped(item_level, map_id, values, item, size)
+                else:
+                    outputs[index] = await _item(item_level, map_id, base, names, row)
             except Exception as exc:
                 failures[index] = exc
 
