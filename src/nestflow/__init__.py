@@ -13,6 +13,7 @@ from nestflow.core.node import Node, node
 from nestflow.core.pipeline import Pipeline
 from nestflow.core.retry import Retry
 from nestflow.engines.backends import LocalBackend
+from nestflow.engines.dask import DaskBackend
 from nestflow.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -82,6 +83,7 @@ __all__ = [
     "CircularDependencyError",
     "ContractError",
     "CycleError",
+    "DaskBackend",
     "DefinitionError",
     "DependencyError",
     "EffectiveConfig",

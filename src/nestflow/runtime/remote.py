@@ -10,6 +10,7 @@ before it delivers the item's result.
 from __future__ import annotations
 
 import asyncio
+import sys
 import traceback
 from dataclasses import dataclass, field, replace
 from time import perf_counter
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 from nestflow.core.config import EffectiveConfig
+from nestflow.engines import dask as dask_engine
 from nestflow.engines import processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.errors import RemoteExecutionError, SerializationError
@@ -93,6 +95,8 @@ class ItemRun:
             result.error = exc
         finally:
             state.finish(result.error)
+            if "distributed" in sys.modules:
+                dask_engine.rejoin_if_seceded()
         result.values = {o: values[o] for o in self.outputs if o in values}
         result.events = state.relayed or []
         result.records = state.report.records

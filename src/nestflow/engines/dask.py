@@ -1,0 +1,275 @@
+"""DaskBackend: run nodes and map items on dask.distributed (extra ``dask``).
+
+With no address it starts a LocalCluster on first use and closes it on ``close()``,
+on leaving ``with``, or at exit. With ``address=`` it connects to an existing
+scheduler: any dask cluster, including GPU pools, is reached that way, and
+``resources={"GPU": 1}`` sends every task of the levels under this backend only to
+workers that advertise the resource.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
+from typing import Any, TypeVar
+
+from nestflow.engines.backends import MODES, Mode
+from nestflow.engines.protocol import Dimension
+from nestflow.errors import BackendError
+
+T = TypeVar("T")
+_INSTALL = "pip install 'nestflow[dask]'"
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(
+            f"DaskBackend needs dask.distributed, which is not installed. Install it with: "
+            f"{_INSTALL}"
+        ) from exc
+    return distributed
+
+
+def _run_task(task: Any) -> Any:
+    """What every dask task runs: a NodeCall or a whole map item."""
+    return task.run()
+
+
+class DaskBackend:
+    """Nodes and map items as dask futures, each its own task (no hidden batching)."""
+
+    ships_map_items = True
+    """Map items travel whole: inside an item task, the item's nodes run in that worker."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        n_workers: int | None = None,
+        threads_per_worker: int = 1,
+        resources: dict[str, float] | None = None,
+        node_execution: Mode = "parallel",
+        map_execution: Mode = "parallel",
+        client: Any = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        _distributed()
+        for dimension, mode in (
+            ("node_execution", node_execution),
+            ("map_execution", map_execution),
+        ):
+            if mode not in MODES:
+                raise ValueError(
+                    f"Unknown {dimension} mode {mode!r}. Expected one of: {', '.join(MODES)}."
+                )
+        if n_workers is not None and n_workers < 1:
+            raise ValueError(f"n_workers must be >= 1 or None, got {n_workers!r}.")
+        self.address = address if client is None else client.scheduler.address
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.resources = dict(resources or {})
+        self.node_execution = node_execution
+        self.map_execution = map_execution
+        self.connect_timeout = connect_timeout
+        self._client = client
+        self._owns_client = client is None
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+        _open_backends.add(self)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client``, connecting (or starting a LocalCluster) on first use.
+
+        Inside a dask task (a map item shipped whole) it is the worker's own client.
+        """
+        inside = _worker_client()
+        if inside is not None:
+            return inside
+        with self._lock:
+            if self._client is None:
+                self._client = _off_loop(self._connect)
+            return self._client
+
+    def _connect(self) -> Any:
+        distributed = _distributed()
+        if self.address is None:
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.n_workers,
+                threads_per_worker=self.threads_per_worker,
+                dashboard_address=":0",  # a random port: never clash with another cluster
+                silence_logs=logging.ERROR,
+            )
+            return distributed.Client(self._cluster)
+        try:
+            return distributed.Client(self.address, timeout=self.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            raise BackendError(
+                f"Cannot reach the dask scheduler at {self.address} within "
+                f"{self.connect_timeout} s: {exc}. Check the address, that `dask scheduler` "
+                "runs there, and that this machine can reach its port."
+            ) from exc
+
+    def close(self) -> None:
+        """Close the client, and the LocalCluster if this backend started it."""
+        with self._lock:
+            client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
+        if client is not None and self._owns_client:
+            _off_loop(client.close)
+        if cluster is not None:
+            _off_loop(cluster.close)
+
+    def __enter__(self) -> DaskBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A backend travels as its configuration; the other side connects on its own.
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.update(_client=None, _owns_client=True, _cluster=None, _lock=threading.Lock())
+
+    # --- protocol ----------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """``Dask(local×4)`` or ``Dask(tcp://host:8786)``, with ``, GPU=1`` for resources."""
+        where = self.address or f"local×{self.n_workers or os.cpu_count() or 1}"
+        extra = "".join(f", {k}={v:g}" for k, v in self.resources.items())
+        return f"Dask({where}{extra})"
+
+    def open(self) -> DaskSession:
+        """A session submitting tasks through this backend's client."""
+        return DaskSession(self)
+
+    def __repr__(self) -> str:
+        return f"DaskBackend({self.label})"
+
+
+class DaskSession:
+    """Submits NodeCalls and ItemRuns as dask futures; results come back to this process."""
+
+    remote = True
+
+    def __init__(self, backend: DaskBackend) -> None:
+        self.backend = backend
+        self.in_task = _worker_client() is not None
+        self.client = backend.client
+        self._threads: int | None = None
+
+    def submit(self, task: Any) -> Future[Any]:
+        """One dask task, placed by the backend's resources."""
+        if self.in_task:
+            _secede_once()
+        resources = self.backend.resources or None
+        remote = self.client.submit(_run_task, task, resources=resources, pure=False)
+        return _bridge(remote)
+
+    def capacity(self, dimension: Dimension) -> int | None:
+        """Total worker threads, or 1 for a sequential dimension."""
+        backend = self.backend
+        mode = backend.node_execution if dimension == "node" else backend.map_execution
+        if mode == "sequential":
+            return 1
+        if self._threads is None:
+            self._threads = sum(_off_loop(self.client.nthreads).values()) or None
+        return self._threads
+
+    def close(self) -> None:
+        """Nothing to release: the client belongs to the backend."""
+
+
+_task_state = threading.local()
+
+
+def _worker_client() -> Any:
+    """The worker's client when this thread runs a dask task, else ``None``."""
+    distributed = _distributed()
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return None
+    return distributed.get_client()
+
+
+def _secede_once() -> None:
+    # A task that waits for tasks of its own must give its thread slot back, or a worker
+    # with one thread would wait for itself forever.
+    if not getattr(_task_state, "seceded", False):
+        _distributed().secede()
+        _task_state.seceded = True
+
+
+def rejoin_if_seceded() -> None:
+    """Take the worker's thread slot back after ``_secede_once`` (end of a shipped item)."""
+    if getattr(_task_state, "seceded", False):
+        _task_state.seceded = False
+        _distributed().rejoin()
+
+
+def _bridge(remote: Any) -> Future[Any]:
+    local: Future[Any] = Future()
+
+    def settle(done: Any) -> None:
+        try:
+            value = done.result()
+        except BaseException as exc:
+            outcome: tuple[bool, Any] = (False, exc)
+        else:
+            outcome = (True, value)
+        # Cancelled here after a timeout: the result is discarded.
+        with contextlib.suppress(InvalidStateError):
+            (local.set_result if outcome[0] else local.set_exception)(outcome[1])
+
+    def cancel_remote(done: Future[Any]) -> None:
+        if done.cancelled():
+            remote.cancel()
+
+    remote.add_done_callback(settle)
+    local.add_done_callback(cancel_remote)
+    return local
+
+
+def _off_loop(fn: Callable[[], T]) -> T:
+    # distributed's synchronous client must not be created or driven from a thread that
+    # runs an asyncio loop (a run's coordinator does); a plain helper thread is safe, and
+    # a fresh one per call still works while the interpreter exits.
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="nestflow-dask", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+_open_backends: weakref.WeakSet[DaskBackend] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for backend in list(_open_backends):
+        backend.close()
