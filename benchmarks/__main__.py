@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from benchmarks import core
+from benchmarks import backends, core
 from benchmarks.core import Row
 
 
@@ -40,6 +40,8 @@ def main() -> None:
     print("ratio = nestflow / plain Python (per-node, per-run: lower is better; items/s: higher)")
     print()
     print(render(core.rows()))
+    print()
+    print(render(backends.rows()))
 
 
 if __name__ == "__main__":

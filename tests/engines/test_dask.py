@@ -139,6 +139,39 @@ def test_dask_timeout_cancels_the_future_and_the_cluster_keeps_serving() -> None
     assert Pipeline([nap], backend=backend).run(x=3) == {"m": 6}
 
 
+def test_a_failing_item_fails_the_map_fast_and_cancels_the_items_still_queued() -> None:
+    @node(output_name="y")
+    def fail_on_three(x: int) -> int:
+        if x == 3:
+            raise KeyError("item three")
+        time.sleep(0.2)
+        return x
+
+    recorder = PidRecorder()
+    pipeline = Pipeline(
+        [fail_on_three], name="faily", backend=shared_backend(), callbacks=[recorder]
+    )
+    started = time.perf_counter()
+    with pytest.raises(KeyError, match="item three") as info:
+        pipeline.map(x=list(range(40)), map_over="x")
+    took = time.perf_counter() - started
+    assert any("item 3" in note for note in info.value.__notes__)
+    assert took < 4.0, (
+        f"40 items of 0.2 s on 2 workers: the rest should be cancelled ({took:.1f} s)"
+    )
+    ends = [e for e in recorder.events if e[0] == "item_end"]
+    assert len(ends) == 40, "every started item gets its end event, cancelled ones included"
+    assert Pipeline([nap], backend=shared_backend()).run(x=2) == {"m": 4}
+
+
+def test_describe_config_shows_the_dask_label_inherited_by_nested_levels() -> None:
+    inner = Pipeline([nap], name="inner")
+    outer = Pipeline([inner], name="outer", backend=DaskBackend(n_workers=3))
+    top, nested = outer.describe_config().splitlines()
+    assert top.startswith("outer [Dask(local×3)*")
+    assert "inner [↓ Dask(local×3)," in nested
+
+
 def test_unreachable_scheduler_is_a_clear_error_within_the_connect_timeout() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, TypeVar
 
@@ -180,12 +180,34 @@ class DaskSession:
         remote = self.client.submit(_run_task, task, resources=resources, pure=False)
         return _bridge(remote)
 
+    def submit_many(self, tasks: Sequence[Any]) -> list[Future[Any]]:
+        """Many tasks in one message to the scheduler: each is still its own dask task."""
+        if not tasks:
+            return []
+        if self.in_task:
+            _secede_once()
+        resources = self.backend.resources or None
+        remotes = self.client.map(_run_task, list(tasks), resources=resources, pure=False)
+        local: list[Future[Any]] = []
+        for remote in remotes:
+            future: Future[Any] = Future()
+            future.add_done_callback(_canceller(remote))
+            local.append(future)
+        thread = threading.Thread(
+            target=_deliver, args=(self.client, remotes, local), name="nestflow-dask-results"
+        )
+        thread.daemon = True
+        thread.start()
+        return local
+
     def capacity(self, dimension: Dimension) -> int | None:
-        """Total worker threads, or 1 for a sequential dimension."""
+        """Map items: unbounded (the scheduler queues them); nodes: total worker threads."""
         backend = self.backend
         mode = backend.node_execution if dimension == "node" else backend.map_execution
         if mode == "sequential":
             return 1
+        if dimension == "map":
+            return None
         if self._threads is None:
             self._threads = sum(_off_loop(self.client.nthreads).values()) or None
         return self._threads
@@ -222,6 +244,45 @@ def rejoin_if_seceded() -> None:
         _distributed().rejoin()
 
 
+def _deliver(client: Any, remotes: list[Any], local: list[Future[Any]]) -> None:
+    # Results are fetched in batches as tasks finish: one gather per batch instead of
+    # one round trip per item, which is what makes a big map as fast as client.map.
+    position = {remote.key: i for i, remote in enumerate(remotes)}
+    for batch in _distributed().as_completed(remotes).batches():
+        finished = [remote for remote in batch if remote.status == "finished"]
+        values: list[Any] = []
+        if finished:
+            try:
+                values = client.gather(finished)
+            except Exception:  # lost data and the like: settle them one by one below
+                finished, values = [], []
+        for remote, value in zip(finished, values, strict=True):
+            _settle(local[position[remote.key]], True, value)
+        settled = {remote.key for remote in finished}
+        for remote in batch:
+            if remote.key in settled:
+                continue
+            target = local[position[remote.key]]
+            try:
+                _settle(target, True, remote.result())
+            except BaseException as exc:
+                _settle(target, False, exc)
+
+
+def _settle(local: Future[Any], ok: bool, value: Any) -> None:
+    # Cancelled here (after a timeout or another item's failure): the result is discarded.
+    with contextlib.suppress(InvalidStateError):
+        (local.set_result if ok else local.set_exception)(value)
+
+
+def _canceller(remote: Any) -> Callable[[Future[Any]], None]:
+    def cancel_remote(done: Future[Any]) -> None:
+        if done.cancelled():
+            remote.cancel()
+
+    return cancel_remote
+
+
 def _bridge(remote: Any) -> Future[Any]:
     local: Future[Any] = Future()
 
@@ -229,19 +290,12 @@ def _bridge(remote: Any) -> Future[Any]:
         try:
             value = done.result()
         except BaseException as exc:
-            outcome: tuple[bool, Any] = (False, exc)
+            _settle(local, False, exc)
         else:
-            outcome = (True, value)
-        # Cancelled here after a timeout: the result is discarded.
-        with contextlib.suppress(InvalidStateError):
-            (local.set_result if outcome[0] else local.set_exception)(outcome[1])
-
-    def cancel_remote(done: Future[Any]) -> None:
-        if done.cancelled():
-            remote.cancel()
+            _settle(local, True, value)
 
     remote.add_done_callback(settle)
-    local.add_done_callback(cancel_remote)
+    local.add_done_callback(_canceller(remote))
     return local
 
 

@@ -71,6 +71,7 @@ class RunState:
         self.pools = ThreadPools()
         self.sessions: list[Any] = []
         self.relayed: list[RelayedEvent] | None = [] if relay else None
+        self.warned: set[str] = set()
         """In a worker: events recorded for the coordinator instead of dispatched."""
 
     def open_session(self, backend: Any) -> Any:
@@ -291,12 +292,19 @@ def workers(config: EffectiveConfig, dimension: str) -> int:
     return backend.workers(mode)
 
 
-def map_workers(level: Level, total: int) -> int:
-    """How many items of a map at ``level`` run at once."""
+def map_workers(level: Level, total: int) -> tuple[int, int]:
+    """How many items of a map at ``level`` run at once, and the thread pool for their sync work.
+
+    Async items are tasks on one loop: all of them are in flight, and ``max_workers``
+    bounds only the threads their sync nodes are offloaded to.
+    """
     if level.session is None:
-        return workers(level.config, "map_execution")
+        size = workers(level.config, "map_execution")
+        if size > 1 and level.config.backend.map_execution == "async":
+            return max(1, total), size
+        return size, size
     capacity = level.session.capacity("map")
-    return max(1, total) if capacity is None else capacity
+    return (max(1, total) if capacity is None else capacity), 0
 
 
 def _node_pool(config: EffectiveConfig) -> int:
@@ -310,20 +318,33 @@ def _process_pool(config: EffectiveConfig, dimension: str) -> int:
     return workers(config, dimension)
 
 
+FALLBACK = (
+    "A parallel backend runs inside a worker process, which cannot start processes of its "
+    "own; the level runs sequentially in the worker instead. Give the inner level "
+    "LocalBackend('threaded') or leave its backend unset to silence this."
+)
+
+
 def processes_available() -> bool:
-    """Whether this process may start worker processes; warns once per process when not."""
+    """Whether this process may start worker processes.
+
+    In a worker it may not: the level falls back to sequential, and the fallback is
+    recorded for the coordinator, which emits one BackendWarning per run (SPEC 7.2).
+    """
     if not processes.IN_WORKER:
         return True
-    global _warned_in_worker
-    if not _warned_in_worker:
-        _warned_in_worker = True
-        warnings.warn(
-            "A parallel backend runs inside a worker process, which cannot start processes of "
-            "its own; this level runs sequentially in the worker instead.",
-            BackendWarning,
-            stacklevel=2,
-        )
+    if not fallbacks:
+        fallbacks.append(FALLBACK)
     return False
 
 
-_warned_in_worker = False
+fallbacks: list[str] = []
+"""In a worker: fallback notices not yet sent to the coordinator (see ``ItemRun.run``)."""
+
+
+def warn_once(run: RunState, message: str) -> None:
+    """Emit ``message`` as a BackendWarning, once per run."""
+    if message in run.warned:
+        return
+    run.warned.add(message)
+    warnings.warn(message, BackendWarning, stacklevel=2)

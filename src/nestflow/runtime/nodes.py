@@ -128,6 +128,9 @@ async def _call_with_deadline(
     try:
         return await asyncio.wait_for(future, timeout)
     except TimeoutError:
+        where = " > ".join((*level.hierarchy, step.id))
+        items = "".join(f" [item {i}]" for i in level.item_path)
+        level.run.report.abandoned_threads.append(where + items)
         raise _timeout_error(level, step, timeout, "its thread was abandoned") from None
 
 

@@ -10,8 +10,13 @@ before it delivers the item's result.
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
+import threading
 import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -23,7 +28,9 @@ from nestflow.engines import dask as dask_engine
 from nestflow.engines import processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.errors import RemoteExecutionError, SerializationError
+from nestflow.runtime import context
 from nestflow.runtime.context import Level, RelayedEvent, RunState
+from nestflow.runtime.loop import run_here
 from nestflow.runtime.plan import LevelPlan, plan_for
 from nestflow.runtime.report import ErrorRecord, NodeRecord
 from nestflow.runtime.settings import child_config
@@ -55,20 +62,90 @@ class ItemResult:
     errors: list[ErrorRecord] = field(default_factory=list)
     nodes_executed: int = 0
     error: BaseException | None = None
+    warnings: list[str] = field(default_factory=list)
+    abandoned_threads: list[str] = field(default_factory=list)
+
+
+class ItemShared:
+    """What every item of one map shares: pipeline, configuration, outputs, relay flag.
+
+    It is pickled once per map (not once per item) and loaded once per worker process:
+    items carry the same bytes, and a worker that has seen them reuses the object, and
+    with it the pipeline's memoised plans.
+    """
+
+    __slots__ = ("_blob", "config", "key", "outputs", "pipeline", "relay")
+
+    def __init__(
+        self, pipeline: Pipeline, config: EffectiveConfig, outputs: tuple[str, ...], relay: bool
+    ) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        """The level's resolved configuration, without callbacks (they stay here)."""
+        self.outputs = outputs
+        self.relay = relay
+        self.key = random.getrandbits(64)
+        self._blob: bytes | None = None
+
+    def blob(self) -> bytes:
+        """The pickled form, made on first use."""
+        if self._blob is None:
+            self._blob = cloudpickle.dumps((self.pipeline, self.config, self.outputs, self.relay))
+        return self._blob
+
+    def __reduce__(self) -> tuple[Any, tuple[int, bytes]]:
+        return (_load_shared, (self.key, self.blob()))
+
+
+_loaded: OrderedDict[int, ItemShared] = OrderedDict()
+_loaded_lock = threading.Lock()
+_LOADED_MAX = 32
+
+
+def _load_shared(key: int, blob: bytes) -> ItemShared:
+    with _loaded_lock:
+        found = _loaded.get(key)
+        if found is not None:
+            _loaded.move_to_end(key)
+            return found
+    pipeline, config, outputs, relay = cloudpickle.loads(blob)
+    shared = ItemShared(pipeline, config, outputs, relay)
+    shared.key, shared._blob = key, blob
+    with _loaded_lock:
+        _loaded[key] = shared
+        while len(_loaded) > _LOADED_MAX:
+            _loaded.popitem(last=False)
+    return shared
 
 
 @dataclass(frozen=True, slots=True)
 class ItemRun:
-    """One map item as a self-contained, picklable task."""
+    """One map item as a self-contained, picklable task (SPEC 7.5)."""
 
-    pipeline: Pipeline
+    shared: ItemShared
     inputs: dict[str, Any]
-    config: EffectiveConfig
-    """The level's resolved configuration, without callbacks (they stay in the coordinator)."""
-    outputs: tuple[str, ...]
     location: Location
-    relay: bool
     carrier: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline the item runs."""
+        return self.shared.pipeline
+
+    @property
+    def config(self) -> EffectiveConfig:
+        """The resolved configuration of the item's level, without callbacks."""
+        return self.shared.config
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The outputs sent back."""
+        return self.shared.outputs
+
+    @property
+    def relay(self) -> bool:
+        """Whether events are recorded for the coordinator."""
+        return self.shared.relay
 
     def run(self) -> ItemResult:
         """Run the item here (in a worker) with an embedded local scheduler."""
@@ -90,7 +167,7 @@ class ItemRun:
         values = dict(self.inputs)
         result = ItemResult(values={})
         try:
-            asyncio.run(runner.run_steps(level, values))
+            run_here(runner.run_steps(level, values))
         except Exception as exc:
             result.error = exc
         finally:
@@ -102,6 +179,9 @@ class ItemRun:
         result.records = state.report.records
         result.errors = state.report.errors
         result.nodes_executed = state.nodes_executed
+        result.abandoned_threads = state.report.abandoned_threads
+        result.warnings = context.fallbacks[:]
+        context.fallbacks.clear()
         return _sendable(result, " > ".join(self.location.hierarchy))
 
 
@@ -143,14 +223,20 @@ def _shown(value: Any) -> Any:
     return value if _travels(value) else repr(value)
 
 
-def item_run(level: Level, values: dict[str, Any]) -> ItemRun:
+def item_shared(level: Level) -> ItemShared:
+    """The part common to every item of the map at ``level``."""
+    config = replace(level.config, callbacks=(), backend=_in_worker(level.config.backend))
+    return ItemShared(
+        level.plan.pipeline, config, level.plan.outputs, listens(level.plan, level.config)
+    )
+
+
+def item_run(level: Level, values: dict[str, Any], shared: ItemShared) -> ItemRun:
     """The task for the item that ``level`` (an item level) would run here."""
     run = level.run
     return ItemRun(
-        pipeline=level.plan.pipeline,
+        shared=shared,
         inputs=values,
-        config=replace(level.config, callbacks=(), backend=_in_worker(level.config.backend)),
-        outputs=level.plan.outputs,
         location=Location(
             depth=level.depth,
             hierarchy=level.hierarchy,
@@ -160,7 +246,6 @@ def item_run(level: Level, values: dict[str, Any]) -> ItemRun:
             run_id=run.run_id,
             trace_id=run.trace_id,
         ),
-        relay=listens(level.plan, level.config),
     )
 
 
@@ -181,7 +266,12 @@ def ships_items(level: Level) -> bool:
 
 
 async def run_shipped(
-    level: Level, map_id: str, values: dict[str, Any], item: dict[str, Any], workers: int
+    level: Level,
+    map_id: str,
+    values: dict[str, Any],
+    item: dict[str, Any],
+    workers: int,
+    shared: ItemShared,
 ) -> dict[str, Any]:
     """One map item run whole in a worker, between item start and end events here."""
     index = level.item_path[-1]
@@ -189,7 +279,7 @@ async def run_shipped(
     started = perf_counter()
     error: BaseException | None = None
     try:
-        task = item_run(level, values)
+        task = item_run(level, values, shared)
         payload = _dumps(level, task)
         if level.session is not None:
             future = level.session.submit(task)
@@ -201,6 +291,80 @@ async def run_shipped(
         raise
     finally:
         level.emit("on_map_item_end", map_id, index, perf_counter() - started, error=error)
+
+
+def submits_many(level: Level) -> bool:
+    """Whether the session of ``level`` takes a whole map's items in one call."""
+    return level.session is not None and hasattr(level.session, "submit_many")
+
+
+async def map_submitted(
+    level: Level,
+    map_id: str,
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    items: Any,
+    total: int,
+) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
+    """Every item of a map handed to the session at once (``Session.submit_many``).
+
+    The backend queues them (a dask scheduler does); results are absorbed as they
+    arrive. After the first failure the items not yet finished are cancelled.
+    Returns the outputs in item order and the failures by item index.
+    """
+    shared = item_shared(level)
+    batch: list[tuple[Level, ItemRun, dict[str, Any]]] = []
+    for index, row in enumerate(items):
+        item_level = level.item(index, total)
+        item = dict(zip(names, row, strict=True))
+        task = item_run(item_level, {**base, **item}, shared)
+        try:
+            _dumps(item_level, task)
+        except SerializationError as exc:  # nothing has started yet: fail on this item
+            item_level.emit("on_map_item_start", map_id, index, item)
+            item_level.emit("on_map_item_end", map_id, index, 0.0, error=exc)
+            return [], {index: exc}
+        batch.append((item_level, task, item))
+    starts = []
+    for index, (item_level, _, item) in enumerate(batch):
+        item_level.emit("on_map_item_start", map_id, index, item)
+        starts.append(perf_counter())
+    assert level.session is not None
+    futures: list[Future[Any]] = level.session.submit_many([task for _, task, _ in batch])
+    try:
+        return await _collect(map_id, [lv for lv, _, _ in batch], futures, starts)
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+async def _collect(
+    map_id: str, levels: list[Level], futures: list[Future[Any]], starts: list[float]
+) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
+    loop = asyncio.get_running_loop()
+    arrived: asyncio.Queue[int] = asyncio.Queue()
+
+    def notify(index: int) -> Callable[[Future[Any]], object]:
+        return lambda _done: loop.call_soon_threadsafe(arrived.put_nowait, index)
+
+    for index, future in enumerate(futures):
+        future.add_done_callback(notify(index))
+    outputs: list[dict[str, Any]] = [{} for _ in futures]
+    failures: dict[int, BaseException] = {}
+    for _ in futures:
+        index = await arrived.get()
+        error: BaseException | None = None
+        try:
+            outputs[index] = absorb(levels[index], futures[index].result())
+        except CancelledError as exc:
+            error = exc  # cancelled after another item failed
+        except Exception as exc:
+            error = failures[index] = exc
+            for future in futures:
+                future.cancel()
+        elapsed = perf_counter() - starts[index]
+        levels[index].emit("on_map_item_end", map_id, index, elapsed, error=error)
+    return outputs, failures
 
 
 def _dumps(level: Level, task: ItemRun) -> bytes:
@@ -243,6 +407,10 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
     for record in result.records:
         report.add(record)
     report.errors.extend(result.errors)
+    report.abandoned_threads.extend(result.abandoned_threads)
+    for message in result.warnings:
+        where = " > ".join(level.hierarchy)
+        context.warn_once(level.run, f"In the map items of `{where}`: {message}")
     level.run.nodes_executed += result.nodes_executed
     if result.error is not None:
         raise result.error

@@ -57,6 +57,8 @@ class RunReport:
     cache_hits: int = 0
     cache_misses: int = 0
     callback_failures: int = 0
+    abandoned_threads: list[str] = field(default_factory=list)
+    """Node paths (with ``[item i]``) whose timed-out thread was left running, result discarded."""
     _records: list[NodeRecord] | None = field(default=None, repr=False)
     _build: Callable[[], list[NodeRecord]] | None = field(default=None, repr=False)
 

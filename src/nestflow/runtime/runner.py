@@ -17,7 +17,13 @@ from nestflow.runtime.context import Level, map_workers
 from nestflow.runtime.items import collections, rows
 from nestflow.runtime.nodes import Blocked, run_function, skip_if_blocked
 from nestflow.runtime.plan import LevelPlan, Step
-from nestflow.runtime.remote import run_shipped, ships_items
+from nestflow.runtime.remote import (
+    item_shared,
+    map_submitted,
+    run_shipped,
+    ships_items,
+    submits_many,
+)
 from nestflow.runtime.settings import child_config
 
 
@@ -47,7 +53,7 @@ async def map_pipeline(
 ) -> dict[str, list[Any]]:
     """Run ``level`` once per item, with the map events; one list per output in item order."""
     total, items = rows(names, columns, mode)
-    size = map_workers(level, total)
+    size, offload = map_workers(level, total)
     level.emit("on_map_start", map_id, total)
     started = perf_counter()
     try:
@@ -57,7 +63,9 @@ async def map_pipeline(
                 for index, row in enumerate(items)
             ]
         else:
-            outputs = await _map_concurrently(level, map_id, base, names, items, total, size)
+            outputs = await _map_concurrently(
+                level, map_id, base, names, items, total, size, offload
+            )
     finally:
         level.emit("on_map_end", map_id, perf_counter() - started)
     return {name: [values[name] for values in outputs] for name in level.plan.outputs}
@@ -78,29 +86,16 @@ async def _map_concurrently(
     items: Any,
     total: int,
     size: int,
+    offload: int,
 ) -> list[dict[str, Any]]:
     """Items as concurrent tasks, at most ``size`` at once; fail fast, lowest failed item wins."""
-    gate = asyncio.Semaphore(size)
     shipped = ships_items(level)
-    failures: dict[int, BaseException] = {}
-    outputs: list[dict[str, Any]] = [{} for _ in range(total)]
-
-    async def one(index: int, row: tuple[Any, ...]) -> None:
-        async with gate:
-            if failures:  # fail fast: started items finish, no new item starts
-                return
-            try:
-                item_level = level.item(index, total, offload=size)
-                if shipped:
-                    item = dict(zip(names, row, strict=True))
-                    values = {**base, **item}
-                    outputs[index] = await run_shipped(item_level, map_id, values, item, size)
-                else:
-                    outputs[index] = await _item(item_level, map_id, base, names, row)
-            except Exception as exc:
-                failures[index] = exc
-
-    await asyncio.gather(*(one(index, row) for index, row in enumerate(items)))
+    if shipped and submits_many(level):
+        outputs, failures = await map_submitted(level, map_id, base, names, items, total)
+    else:
+        outputs, failures = await _gated(
+            level, map_id, base, names, items, total, size, offload, shipped
+        )
     if failures:
         first = min(failures)
         error = failures[first]
@@ -111,6 +106,43 @@ async def _map_concurrently(
             )
         raise error
     return outputs
+
+
+async def _gated(
+    level: Level,
+    map_id: str,
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    items: Any,
+    total: int,
+    size: int,
+    offload: int,
+    shipped: bool,
+) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
+    gate = asyncio.Semaphore(size)
+    shared = item_shared(level) if shipped else None
+    failures: dict[int, BaseException] = {}
+    outputs: list[dict[str, Any]] = [{} for _ in range(total)]
+
+    async def one(index: int, row: tuple[Any, ...]) -> None:
+        async with gate:
+            if failures:  # fail fast: started items finish, no new item starts
+                return
+            try:
+                item_level = level.item(index, total, offload=offload)
+                if shared is not None:
+                    item = dict(zip(names, row, strict=True))
+                    values = {**base, **item}
+                    outputs[index] = await run_shipped(
+                        item_level, map_id, values, item, size, shared
+                    )
+                else:
+                    outputs[index] = await _item(item_level, map_id, base, names, row)
+            except Exception as exc:
+                failures[index] = exc
+
+    await asyncio.gather(*(one(index, row) for index, row in enumerate(items)))
+    return outputs, failures
 
 
 async def run_item(
