@@ -6,6 +6,10 @@ node too.
 
 from __future__ import annotations
 
+from nestflow.cache.disk import DiskCache
+from nestflow.cache.fingerprint import register_fingerprint
+from nestflow.cache.redis import RedisCache
+from nestflow.cache.store import Cache, CacheEntry
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.nesting import PipelineNode
@@ -71,6 +75,8 @@ __all__ = [
     "AuthorizationError",
     "BackendError",
     "BackendWarning",
+    "Cache",
+    "CacheEntry",
     "CacheError",
     "CacheStoreError",
     "CacheWarning",
@@ -86,6 +92,7 @@ __all__ = [
     "DaskBackend",
     "DefinitionError",
     "DependencyError",
+    "DiskCache",
     "EffectiveConfig",
     "ErrorContext",
     "ErrorRecord",
@@ -112,6 +119,7 @@ __all__ = [
     "PipelineCallback",
     "PipelineNode",
     "RecursionDepthError",
+    "RedisCache",
     "RemoteExecutionError",
     "ReplayError",
     "Retry",
@@ -129,4 +137,5 @@ __all__ = [
     "capture",
     "format_error",
     "node",
+    "register_fingerprint",
 ]

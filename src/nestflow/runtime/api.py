@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nestflow.core.config import EffectiveConfig
 from nestflow.core.nesting import PipelineNode
-from nestflow.runtime import fast, runner
+from nestflow.runtime import caching, fast, runner
 from nestflow.runtime.context import Level, RunState, new_run_id, new_trace_id
 from nestflow.runtime.failure import ErrorContext, annotate, context_of
 from nestflow.runtime.inputs import (
@@ -110,6 +110,8 @@ async def _run_general(call: _Call) -> Any:
     error: BaseException | None = None
     try:
         await runner.run_pipeline(level, values)
+        if state.uses_cache:
+            await caching.ready(call.plan.outputs, values)
     except BaseException as exc:
         error = exc
         raise
@@ -167,6 +169,8 @@ async def _map_general(call: _Call) -> Any:
     results: dict[str, list[Any]] = {}
     try:
         results = await runner.map_pipeline(level, name, base, call.mapped, columns, call.map_mode)
+        if state.uses_cache:
+            await caching.ready(call.plan.outputs, results)
     except BaseException as exc:
         error = exc
         raise

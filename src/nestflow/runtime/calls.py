@@ -32,6 +32,11 @@ class CallSpec:
         )
 
     @property
+    def names(self) -> tuple[str, ...]:
+        """Every wired input name, positional and keyword."""
+        return (*self.arg_names, *(name for _, name, _ in self.keyword))
+
+    @property
     def arg_names(self) -> tuple[str, ...]:
         """The wired names of the positional parameters."""
         return tuple(name for name, _ in self.positional)

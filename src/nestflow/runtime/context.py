@@ -72,6 +72,14 @@ class RunState:
         self.sessions: list[Any] = []
         self.relayed: list[RelayedEvent] | None = [] if relay else None
         self.warned: set[str] = set()
+        self.uses_cache = False
+        """Some level of this run has a cache: values may be pending, signatures computed."""
+        self.prefixes: dict[Any, Any] = {}
+        """Signature prefixes per (plan, node), computed once per run."""
+        self.caches: dict[int, Any] = {}
+        self.codes: dict[tuple[str, ...], bytes] = {}
+        """Code fingerprints made by the coordinator, by node path (in a worker's item run)."""
+        """Caches written by this run, flushed when it finishes."""
         """In a worker: events recorded for the coordinator instead of dispatched."""
 
     def open_session(self, backend: Any) -> Any:
@@ -95,6 +103,8 @@ class RunState:
     def finish(self, error: BaseException | None) -> RunReport:
         """Close the report: duration, status and callback failures."""
         report = self.report
+        for cache in self.caches.values():
+            cache.flush()
         report.duration_s = perf_counter() - self.started
         if error is not None:
             report.status = "failed"
@@ -172,6 +182,8 @@ class Level:
     def with_pools(self) -> Level:
         """This level with the pools its own configuration asks for (a worker's item level)."""
         config = self.config
+        if config.cache is not None:
+            self.run.uses_cache = True
         return replace(
             self,
             offload=_node_pool(config),
@@ -193,6 +205,8 @@ class Level:
         """Record this level's metadata for ``ctx.get_pipeline_metadata``."""
         steps = self.plan.steps
         cache = self.config.cache
+        if cache is not None:
+            self.run.uses_cache = True
         self.run.metadata[self.plan.name] = {
             "total_nodes": len(self.plan.pipeline.nodes),
             "node_ids": self.plan.pipeline.execution_order(),

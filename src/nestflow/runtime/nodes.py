@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
@@ -17,7 +17,7 @@ from nestflow.engines import processes
 from nestflow.engines.protocol import NodeCall
 from nestflow.engines.threads import call_in_thread
 from nestflow.errors import NodeTimeoutError
-from nestflow.runtime import shipping
+from nestflow.runtime import caching, shipping
 from nestflow.runtime.calls import CallSpec, call_spec
 from nestflow.runtime.context import Level
 from nestflow.runtime.failure import annotate
@@ -44,6 +44,13 @@ async def run_function(level: Level, step: Step, values: dict[str, Any], blocked
     node = step.node
     assert isinstance(node, Node)
     spec = spec_of(level.plan, step)
+    sig: str | None = None
+    if level.run.uses_cache:
+        if caching.eligible(level, node):
+            sig = await caching.signature(level, step, spec, values)
+            if _cached(level, step, spec, values, sig):
+                return
+        await caching.ready(spec.names, values)
     args, kwargs = spec.arguments(values)
     inputs = spec.inputs(values) if level.config.callbacks else {}
     timeout = level.config.timeout if node.timeout is UNSET else node.timeout
@@ -66,9 +73,38 @@ async def run_function(level: Level, step: Step, values: dict[str, Any], blocked
         attempt += 1
     duration = perf_counter() - started
     level.run.nodes_executed += 1
-    level.run.report.add(record(level, step, "executed", duration, attempts=attempt))
+    if sig is not None:
+        caching.store(level, step, spec, values, sig)
+    executed = record(level, step, "executed", duration, attempts=attempt)
+    level.run.report.add(caching.signed(executed, sig))
     outputs = {o: values[o] for o in spec.outs}
     level.emit("on_node_end", step.id, outputs, duration, node_id=step.id, attempt=attempt)
+
+
+def _recompute(
+    level: Level, step: Step, spec: CallSpec, values: dict[str, Any]
+) -> Callable[[], Awaitable[Any]]:
+    snapshot = dict(values)
+
+    async def recompute() -> Any:
+        # The stored copy cannot be read: run the producer again, on its own inputs.
+        fresh = dict(snapshot)
+        await run_function(level, step, fresh, {})
+        await caching.ready(spec.outs, fresh)
+        outs = spec.outs
+        return fresh[outs[0]] if len(outs) == 1 else tuple(fresh[o] for o in outs)
+
+    return recompute
+
+
+def _cached(level: Level, step: Step, spec: CallSpec, values: dict[str, Any], sig: str) -> bool:
+    """Resolve ``step`` from the cache if it holds ``sig``; a stale entry is recomputed later."""
+    if not caching.hit(level, step, spec, values, sig, _recompute(level, step, spec, values)):
+        return False
+    level.run.report.cache_hits += 1
+    level.run.report.add(caching.signed(record(level, step, "cached", 0.0), sig))
+    level.emit("on_node_cached", step.id, sig, node_id=step.id)
+    return True
 
 
 async def _attempt(
@@ -243,4 +279,51 @@ def skip_if_blocked(level: Level, step: Step, values: dict[str, Any], blocked: B
     blocked.update(dict.fromkeys(step.outs, causes[0]))
     if step.child is None:
         level.run.report.add(record(level, step, "skipped", 0.0, f"skipped: {causes[0]} failed"))
+    return True
+
+
+async def cached_item(level: Level, values: dict[str, Any]) -> str | None:
+    """Resolve a map item from the cache by signatures alone (SPEC 8.6).
+
+    Applies to items whose level has only cached function nodes. When every node hits,
+    the item's outputs become pending values in ``values``, the hits are counted and
+    reported, and the last node's signature is returned; otherwise nothing changes.
+    """
+    plan = level.plan
+    if level.config.cache is None:
+        return None
+    flat = plan.memo.get("flat")
+    if flat is None:
+        flat = plan.memo["flat"] = _flat(plan)
+    if not flat:
+        return None
+    trial = dict(values)
+    sigs: list[str] = []
+    for step in plan.steps:
+        spec = spec_of(plan, step)
+        sig = await caching.signature(level, step, spec, trial)
+        if not caching.hit(level, step, spec, trial, sig, _recompute(level, step, spec, trial)):
+            return None
+        sigs.append(sig)
+    values.update(trial)
+    level.run.report.cache_hits += len(sigs)
+    for step, sig in zip(plan.steps, sigs, strict=True):
+        level.run.report.add(caching.signed(record(level, step, "cached", 0.0), sig))
+        level.emit("on_node_cached", step.id, sig, node_id=step.id)
+    return sigs[-1] if sigs else None
+
+
+def _flat(plan: LevelPlan) -> bool:
+    return bool(plan.steps) and all(
+        step.child is None and isinstance(step.node, Node) and step.node.cache
+        for step in plan.steps
+    )
+
+
+async def from_cache(level: Level, map_id: str, values: dict[str, Any]) -> bool:
+    """Resolve an item by signatures alone; ``on_map_item_cached`` replaces its start/end."""
+    sig = await cached_item(level, values)
+    if sig is None:
+        return False
+    level.emit("on_map_item_cached", map_id, level.item_path[-1], sig)
     return True

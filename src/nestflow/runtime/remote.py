@@ -28,9 +28,10 @@ from nestflow.engines import dask as dask_engine
 from nestflow.engines import processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.errors import RemoteExecutionError, SerializationError
-from nestflow.runtime import context
+from nestflow.runtime import caching, context
 from nestflow.runtime.context import Level, RelayedEvent, RunState
 from nestflow.runtime.loop import run_here
+from nestflow.runtime.nodes import from_cache
 from nestflow.runtime.plan import LevelPlan, plan_for
 from nestflow.runtime.report import ErrorRecord, NodeRecord
 from nestflow.runtime.settings import child_config
@@ -64,6 +65,8 @@ class ItemResult:
     error: BaseException | None = None
     warnings: list[str] = field(default_factory=list)
     abandoned_threads: list[str] = field(default_factory=list)
+    cache_hits: int = 0
+    cache_misses: int = 0
 
 
 class ItemShared:
@@ -74,23 +77,31 @@ class ItemShared:
     with it the pipeline's memoised plans.
     """
 
-    __slots__ = ("_blob", "config", "key", "outputs", "pipeline", "relay")
+    __slots__ = ("_blob", "codes", "config", "key", "outputs", "pipeline", "relay")
 
     def __init__(
-        self, pipeline: Pipeline, config: EffectiveConfig, outputs: tuple[str, ...], relay: bool
+        self,
+        pipeline: Pipeline,
+        config: EffectiveConfig,
+        outputs: tuple[str, ...],
+        relay: bool,
+        codes: dict[tuple[str, ...], bytes] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.config = config
         """The level's resolved configuration, without callbacks (they stay here)."""
         self.outputs = outputs
         self.relay = relay
+        self.codes = codes or {}
+        """Code fingerprints by node path, made here: workers may not have the source."""
         self.key = random.getrandbits(64)
         self._blob: bytes | None = None
 
     def blob(self) -> bytes:
         """The pickled form, made on first use."""
         if self._blob is None:
-            self._blob = cloudpickle.dumps((self.pipeline, self.config, self.outputs, self.relay))
+            parts = (self.pipeline, self.config, self.outputs, self.relay, self.codes)
+            self._blob = cloudpickle.dumps(parts)
         return self._blob
 
     def __reduce__(self) -> tuple[Any, tuple[int, bytes]]:
@@ -108,8 +119,7 @@ def _load_shared(key: int, blob: bytes) -> ItemShared:
         if found is not None:
             _loaded.move_to_end(key)
             return found
-    pipeline, config, outputs, relay = cloudpickle.loads(blob)
-    shared = ItemShared(pipeline, config, outputs, relay)
+    shared = ItemShared(*cloudpickle.loads(blob))
     shared.key, shared._blob = key, blob
     with _loaded_lock:
         _loaded[key] = shared
@@ -149,9 +159,9 @@ class ItemRun:
 
     def run(self) -> ItemResult:
         """Run the item here (in a worker) with an embedded local scheduler."""
-        from nestflow.runtime import runner
 
         state = RunState(self.pipeline.name, relay=self.relay)
+        state.codes = self.shared.codes
         where = self.location
         state.run_id, state.trace_id = where.run_id, where.trace_id
         level = Level(
@@ -167,7 +177,7 @@ class ItemRun:
         values = dict(self.inputs)
         result = ItemResult(values={})
         try:
-            run_here(runner.run_steps(level, values))
+            run_here(_run_and_read(level, values, self.outputs))
         except Exception as exc:
             result.error = exc
         finally:
@@ -179,10 +189,20 @@ class ItemRun:
         result.records = state.report.records
         result.errors = state.report.errors
         result.nodes_executed = state.nodes_executed
+        result.cache_hits = state.report.cache_hits
+        result.cache_misses = state.report.cache_misses
         result.abandoned_threads = state.report.abandoned_threads
         result.warnings = context.fallbacks[:]
         context.fallbacks.clear()
         return _sendable(result, " > ".join(self.location.hierarchy))
+
+
+async def _run_and_read(level: Level, values: dict[str, Any], outputs: tuple[str, ...]) -> None:
+    from nestflow.runtime import runner
+
+    await runner.run_steps(level, values)
+    if level.run.uses_cache:  # cached outputs are read here: only values travel back
+        await caching.ready(outputs, values)
 
 
 def _travels(value: Any) -> bool:
@@ -226,9 +246,9 @@ def _shown(value: Any) -> Any:
 def item_shared(level: Level) -> ItemShared:
     """The part common to every item of the map at ``level``."""
     config = replace(level.config, callbacks=(), backend=_in_worker(level.config.backend))
-    return ItemShared(
-        level.plan.pipeline, config, level.plan.outputs, listens(level.plan, level.config)
-    )
+    relay = listens(level.plan, level.config)
+    codes = caching.code_fingerprints(level.plan, level.config, level.hierarchy)
+    return ItemShared(level.plan.pipeline, config, level.plan.outputs, relay, codes)
 
 
 def item_run(level: Level, values: dict[str, Any], shared: ItemShared) -> ItemRun:
@@ -313,29 +333,37 @@ async def map_submitted(
     Returns the outputs in item order and the failures by item index.
     """
     shared = item_shared(level)
-    batch: list[tuple[Level, ItemRun, dict[str, Any]]] = []
+    outputs: list[dict[str, Any]] = [{} for _ in range(total)]
+    batch: list[tuple[int, Level, ItemRun, dict[str, Any]]] = []
     for index, row in enumerate(items):
         item_level = level.item(index, total)
         item = dict(zip(names, row, strict=True))
-        task = item_run(item_level, {**base, **item}, shared)
+        values = {**base, **item}
+        if level.run.uses_cache and await from_cache(item_level, map_id, values):
+            outputs[index] = values  # resolved here, never sent
+            continue
+        task = item_run(item_level, values, shared)
         try:
             _dumps(item_level, task)
         except SerializationError as exc:  # nothing has started yet: fail on this item
             item_level.emit("on_map_item_start", map_id, index, item)
             item_level.emit("on_map_item_end", map_id, index, 0.0, error=exc)
             return [], {index: exc}
-        batch.append((item_level, task, item))
+        batch.append((index, item_level, task, item))
     starts = []
-    for index, (item_level, _, item) in enumerate(batch):
+    for index, item_level, _, item in batch:
         item_level.emit("on_map_item_start", map_id, index, item)
         starts.append(perf_counter())
     assert level.session is not None
-    futures: list[Future[Any]] = level.session.submit_many([task for _, task, _ in batch])
+    futures: list[Future[Any]] = level.session.submit_many([task for _, _, task, _ in batch])
     try:
-        return await _collect(map_id, [lv for lv, _, _ in batch], futures, starts)
+        done, failures = await _collect(map_id, [lv for _, lv, _, _ in batch], futures, starts)
     finally:
         for future in futures:
             future.cancel()
+    for (index, *_), values in zip(batch, done, strict=True):
+        outputs[index] = values
+    return outputs, {batch[position][0]: exc for position, exc in failures.items()}
 
 
 async def _collect(
@@ -363,7 +391,8 @@ async def _collect(
             for future in futures:
                 future.cancel()
         elapsed = perf_counter() - starts[index]
-        levels[index].emit("on_map_item_end", map_id, index, elapsed, error=error)
+        item_index = levels[index].item_path[-1]
+        levels[index].emit("on_map_item_end", map_id, item_index, elapsed, error=error)
     return outputs, failures
 
 
@@ -408,6 +437,8 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
         report.add(record)
     report.errors.extend(result.errors)
     report.abandoned_threads.extend(result.abandoned_threads)
+    report.cache_hits += result.cache_hits
+    report.cache_misses += result.cache_misses
     for message in result.warnings:
         where = " > ".join(level.hierarchy)
         context.warn_once(level.run, f"In the map items of `{where}`: {message}")

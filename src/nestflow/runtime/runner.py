@@ -13,9 +13,10 @@ from time import perf_counter
 from typing import Any
 
 from nestflow.engines.scheduler import Schedule
+from nestflow.runtime import caching
 from nestflow.runtime.context import Level, map_workers
 from nestflow.runtime.items import collections, rows
-from nestflow.runtime.nodes import Blocked, run_function, skip_if_blocked
+from nestflow.runtime.nodes import Blocked, from_cache, run_function, skip_if_blocked
 from nestflow.runtime.plan import LevelPlan, Step
 from nestflow.runtime.remote import (
     item_shared,
@@ -30,7 +31,7 @@ from nestflow.runtime.settings import child_config
 async def run_pipeline(level: Level, values: dict[str, Any]) -> Blocked:
     """One level with its pipeline start/end events around it."""
     name = level.plan.name
-    level.emit("on_pipeline_start", name, dict(values))
+    level.emit("on_pipeline_start", name, shown(level, values))
     started = perf_counter()
     error: BaseException | None = None
     try:
@@ -40,7 +41,14 @@ async def run_pipeline(level: Level, values: dict[str, Any]) -> Blocked:
         raise
     finally:
         outputs = {o: values[o] for o in level.plan.outputs if o in values}
+        if level.run.uses_cache:
+            outputs = caching.visible(outputs)
         level.emit("on_pipeline_end", name, outputs, perf_counter() - started, error=error)
+
+
+def shown(level: Level, values: dict[str, Any]) -> dict[str, Any]:
+    """The values a callback sees: pending cache values and signature keys left out."""
+    return caching.visible(values) if level.run.uses_cache else dict(values)
 
 
 async def map_pipeline(
@@ -68,7 +76,21 @@ async def map_pipeline(
             )
     finally:
         level.emit("on_map_end", map_id, perf_counter() - started)
+    if level.run.uses_cache:
+        return _cached_columns(level, outputs)
     return {name: [values[name] for values in outputs] for name in level.plan.outputs}
+
+
+def _cached_columns(level: Level, outputs: list[dict[str, Any]]) -> dict[Any, Any]:
+    # Each output list, with its representation for signatures downstream (SPEC 8.6).
+    columns: dict[Any, Any] = {}
+    for name in level.plan.outputs:
+        items = [values[name] for values in outputs]
+        rep = caching.list_rep([values.get(caching.REP + name) for values in outputs], items)
+        columns[name] = caching.column(items)
+        if rep is not None:
+            columns[caching.REP + name] = rep
+    return columns
 
 
 async def _item(
@@ -90,6 +112,8 @@ async def _map_concurrently(
 ) -> list[dict[str, Any]]:
     """Items as concurrent tasks, at most ``size`` at once; fail fast, lowest failed item wins."""
     shipped = ships_items(level)
+    if shipped and level.run.uses_cache:  # values sent to workers are read here first
+        await caching.ready([k for k in base if k[:1] != caching.REP], base)
     if shipped and submits_many(level):
         outputs, failures = await map_submitted(level, map_id, base, names, items, total)
     else:
@@ -133,9 +157,12 @@ async def _gated(
                 if shared is not None:
                     item = dict(zip(names, row, strict=True))
                     values = {**base, **item}
-                    outputs[index] = await run_shipped(
-                        item_level, map_id, values, item, size, shared
-                    )
+                    if level.run.uses_cache and await from_cache(item_level, map_id, values):
+                        outputs[index] = values
+                    else:
+                        outputs[index] = await run_shipped(
+                            item_level, map_id, values, item, size, shared
+                        )
                 else:
                     outputs[index] = await _item(item_level, map_id, base, names, row)
             except Exception as exc:
@@ -150,6 +177,8 @@ async def run_item(
 ) -> dict[str, Any]:
     """One map item: the level's steps between item start and end events."""
     index = level.item_path[-1]
+    if level.run.uses_cache and await from_cache(level, map_id, values):
+        return values
     level.emit("on_map_item_start", map_id, index, item)
     started = perf_counter()
     error: BaseException | None = None
@@ -240,6 +269,8 @@ async def run_nested(level: Level, step: Step, values: dict[str, Any], blocked: 
     started = perf_counter()
     sub = dict(pipeline.bound_inputs)
     sub.update((inner, values[outer]) for outer, inner in step.child_inputs if outer in values)
+    if level.run.uses_cache:
+        caching.carry(values, sub, step.child_inputs)
     inner_blocked: Blocked = {}
     try:
         if mapped:
@@ -262,6 +293,8 @@ async def run_nested(level: Level, step: Step, values: dict[str, Any], blocked: 
         values[outer] = results[inner]
         if inner in inner_blocked:
             blocked[outer] = inner_blocked[inner]
+    if level.run.uses_cache:
+        caching.carry(results, values, step.child_outputs)
 
 
 def _failed_path(exc: BaseException, level: Level, step: Step) -> str:
@@ -276,10 +309,12 @@ async def _run_mapped_child(
     mapped = node.map_over  # type: ignore[union-attr]
     to_inner = dict(step.child_inputs)
     names = tuple(to_inner[m] for m in mapped)
+    if child.run.uses_cache:
+        await caching.ready(mapped, outer_values)
     columns = collections(outer_values, mapped)
-    base = {k: v for k, v in sub.items() if k not in names}
+    base = {k: v for k, v in sub.items() if k not in names and not caching.rep_of(k, names)}
     name = child.plan.name
-    child.emit("on_pipeline_start", name, dict(sub))
+    child.emit("on_pipeline_start", name, shown(child, sub))
     started = perf_counter()
     error: BaseException | None = None
     results: dict[str, list[Any]] = {}

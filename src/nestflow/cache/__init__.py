@@ -1,0 +1,1 @@
+"""Caching: value and code fingerprints, stores (MetaStore, BlobStore), Cache and its stores."""

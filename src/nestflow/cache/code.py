@@ -1,0 +1,526 @@
+"""Code fingerprints: a digest that changes when what a function does plausibly changes.
+
+The static part of a function's fingerprint is computed once per code object: its source
+normalised to a syntax tree without decorators, docstrings, comments or layout (bytecode,
+constants and names when there is no source), and the global names and ``module.attr``
+chains the code loads. The dynamic part resolves those chains in the function's globals on
+every call, because a rerun in the same process must see a rebound helper or constant:
+user functions and classes contribute their own fingerprints (with a cycle guard), library
+objects their qualified name, anything else its value fingerprint. Closure cells count like
+globals. Names the code writes to (``global``/``nonlocal`` rebinding, ``log.append(x)``,
+``table[k] = x``, ``state.n += 1``) are state, not constants, and contribute their type
+only: a call log kept by a node must not invalidate that node on every run.
+
+A top-level result is memoised with the flat list of namespace slots and cells it read;
+a repeat call re-reads those slots and returns the memo when every one still holds the same
+object and every value fingerprinted along the way was immutable.
+
+:mod:`nestflow.cache.fingerprint` builds the process's :class:`CodeFingerprinter` and gives
+it the value encoding; this module imports neither it nor anything but the standard library
+and :mod:`nestflow.errors`.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+import dis
+import inspect
+import os
+import sys
+import sysconfig
+import textwrap
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property, partial
+from hashlib import sha256
+from types import (
+    BuiltinFunctionType,
+    ClassMethodDescriptorType,
+    CodeType,
+    FunctionType,
+    MethodDescriptorType,
+    MethodType,
+    MethodWrapperType,
+    ModuleType,
+    WrapperDescriptorType,
+)
+from typing import Any
+
+from nestflow.errors import CacheWarning
+
+__all__ = ["LIBRARY_CALLABLES", "CodeFingerprinter", "is_user_module", "qualified_name", "unwrap"]
+
+Chain = tuple[str, ...]
+Dep = tuple[Any, Any, Any]  # (namespace, key, object seen), (cell, None, contents), (ns, _SIZE, n)
+
+#: Callables implemented in C: never user code, keyed by qualified name.
+LIBRARY_CALLABLES = (
+    BuiltinFunctionType,
+    WrapperDescriptorType,
+    MethodDescriptorType,
+    MethodWrapperType,
+    ClassMethodDescriptorType,
+)
+_BUILTINS: dict[str, Any] = vars(builtins)
+_MISSING: Any = object()
+_SIZE: Any = object()
+_ABSENT, _EMPTY_CELL, _SKIPPED = (tag + bytes(32) for tag in (b"?", b"0", b"g"))
+_STABLE = frozenset({int, float, complex, str, bytes, bool, type(None), range, type(...)})
+_STABLE_KINDS = (FunctionType, type, ModuleType, Enum, *LIBRARY_CALLABLES)
+_HEADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF"})
+_LINKS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+_REBINDS = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL", "STORE_DEREF", "DELETE_DEREF"})
+_SIMPLE_LOADS = frozenset({"LOAD_CONST", "LOAD_FAST", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME"})
+# After ``table`` and a simple key: an item store, delete, or the COPY of ``table[k] += x``.
+_ITEM_WRITES = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "COPY"})
+_WORDS = """append appendleft add clear discard extend extendleft insert pop popitem popleft
+    remove reverse rotate setdefault sort update __setitem__ __delitem__ __iadd__"""
+_MUTATORS = frozenset(_WORDS.split())
+# Methods that dataclasses and attrs generate from the class body, which the class source covers.
+_WORDS = """__init__ __repr__ __eq__ __ne__ __lt__ __le__ __gt__ __ge__ __hash__ __setattr__
+    __delattr__ __getstate__ __setstate__ __replace__"""
+_GENERATED = frozenset(_WORDS.split())
+
+
+# --- user code, names -------------------------------------------------------------------------
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(sorted({os.path.join(os.path.realpath(paths[k]), "") for k in keys if k in paths}))
+
+
+_LIBRARY_DIRS = _library_dirs()
+_INSTALLED = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+_USER_MODULES: dict[str, bool] = {}
+
+
+def is_user_module(name: str | None) -> bool:
+    """Whether module ``name`` is user code: not installed, not the stdlib, not nestflow."""
+    if name is None:
+        return True
+    known = _USER_MODULES.get(name)
+    if known is None:
+        known = _USER_MODULES[name] = _classify_module(name)
+    return known
+
+
+def _classify_module(name: str) -> bool:
+    if name == "__main__":
+        return True
+    if name.partition(".")[0] == "nestflow" or name in sys.builtin_module_names:
+        return False
+    module = sys.modules.get(name)
+    file = getattr(module, "__file__", None)
+    if module is None or not isinstance(file, str):
+        origin = getattr(getattr(module, "__spec__", None), "origin", None)
+        return origin not in ("built-in", "frozen")
+    path = os.path.realpath(file)
+    return not (path.startswith(_LIBRARY_DIRS) or any(mark in path for mark in _INSTALLED))
+
+
+def qualified_name(obj: Any) -> str:
+    """``module.qualname`` of a class, function or builtin, as fingerprints spell it."""
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str):
+        owner = getattr(obj, "__objclass__", None) or type(getattr(obj, "__self__", None))
+        module = getattr(owner, "__module__", "builtins")
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return f"{module}.{name if isinstance(name, str) else type(obj).__qualname__}"
+
+
+def unwrap(obj: Any) -> Any:
+    """The function behind a nestflow ``Node`` or a ``functools.wraps`` decorator."""
+    kind = type(obj)
+    if kind.__name__ == "Node" and kind.__module__.partition(".")[0] == "nestflow":
+        obj = getattr(obj, "func", obj)
+    if callable(obj) and hasattr(obj, "__wrapped__"):
+        with contextlib.suppress(ValueError):
+            obj = inspect.unwrap(obj)
+    return obj
+
+
+# --- the static part: normalised source and the names the code loads ---------------------------
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class _Static:
+    digest: bytes
+    chains: tuple[Chain, ...]
+    shadowable: tuple[Chain, ...]  # chains starting with a builtin name, read if a global hides it
+    mutated: frozenset[Chain]
+
+
+@dataclass(slots=True)
+class _Entry:
+    ref: weakref.ref[FunctionType]
+    code: CodeType
+    static: _Static
+    memo: tuple[tuple[Dep, ...], bytes] | None = None
+
+
+class _Trace:
+    """One thread's state: what is being fingerprinted, and what the outermost call read."""
+
+    def __init__(self) -> None:
+        self.active: set[int] = set()
+        self.deps: list[Dep] = []
+        self.stable = True
+
+
+def _code_tree(code: CodeType) -> Iterator[CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _code_tree(const)
+
+
+def _uses(code: CodeType) -> tuple[set[Chain], set[Chain]]:
+    """The global chains the code reads, and the chains (globals or cells) it writes to."""
+    chains: set[Chain] = set()
+    mutated: set[Chain] = set()
+    for part in _code_tree(code):
+        ops = [op for op in dis.get_instructions(part) if op.opname != "EXTENDED_ARG"]
+        for index, op in enumerate(ops):
+            if op.opname in _REBINDS:
+                mutated.add((op.argval,))
+            elif op.opname in _HEADS:
+                end = index + 1
+                while end < len(ops) and ops[end].opname in _LINKS:
+                    end += 1
+                chain = (op.argval, *(link.argval for link in ops[index + 1 : end]))
+                if op.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                    chains.add(chain)
+                mutated.update(_written(chain, ops[end : end + 3]))
+    return chains, mutated
+
+
+def _written(chain: Chain, after: Sequence[dis.Instruction]) -> list[Chain]:
+    """What a load of ``chain`` followed by ``after`` writes: method, attribute, item stores."""
+    found = [chain[:-1]] if len(chain) > 1 and chain[-1] in _MUTATORS else []
+    names = [op.opname for op in after]
+    if names[:1] in (["STORE_ATTR"], ["DELETE_ATTR"]):
+        found += [chain, (*chain, after[0].argval)]
+    elif names[:2] == ["COPY", "LOAD_ATTR"]:
+        found += [chain, (*chain, after[1].argval)]
+    elif len(names) > 1 and names[0] in _SIMPLE_LOADS and names[1] in _ITEM_WRITES:
+        found.append(chain)
+    return found
+
+
+def _parse(obj: Any) -> ast.Module | None:
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError, ValueError, IndexError, SyntaxError):
+        return None
+
+
+def _source_digest(code: CodeType) -> bytes | None:
+    tree = _parse(code)
+    if tree is None:
+        return None
+    if code.co_name == "<lambda>":
+        lambdas = [node for node in ast.walk(tree) if isinstance(node, ast.Lambda)]
+        return _tree_digest(b"lambda", lambdas[0]) if len(lambdas) == 1 else None
+    first = tree.body[0] if tree.body else None
+    if not isinstance(first, ast.FunctionDef | ast.AsyncFunctionDef) or first.name != code.co_name:
+        return None
+    first.decorator_list = []
+    return _tree_digest(b"source", first)
+
+
+def _tree_digest(kind: bytes, root: ast.AST) -> bytes:
+    for node in ast.walk(root):
+        body = getattr(node, "body", None)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                node.body = body[1:] if isinstance(first.value.value, str) else body
+    dump = ast.dump(root, annotate_fields=False, include_attributes=False)
+    return sha256(kind + b"\0" + dump.encode("utf-8", "surrogatepass")).digest()
+
+
+def _functions_of(attr: Any) -> tuple[Any, ...] | None:
+    """The functions behind a class attribute: methods, static/class methods, properties."""
+    if isinstance(attr, FunctionType | staticmethod | classmethod):
+        return (getattr(attr, "__func__", attr),)
+    if isinstance(attr, property):
+        return tuple(f for f in (attr.fget, attr.fset, attr.fdel) if f is not None)
+    return (attr.func,) if isinstance(attr, cached_property) else None
+
+
+def _contents(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return _MISSING
+
+
+def _unchanged(deps: tuple[Dep, ...]) -> bool:
+    for container, key, seen in deps:
+        if type(key) is str:
+            if container.get(key, _MISSING) is not seen:
+                return False
+        elif key is None:
+            if _contents(container) is not seen:
+                return False
+        elif len(container) != seen:
+            return False
+    return True
+
+
+def _stable(value: Any) -> bool:
+    """Whether a fingerprinted value cannot change while the same object is bound."""
+    if type(value) in _STABLE or isinstance(value, _STABLE_KINDS):
+        return True
+    return type(value) in (tuple, frozenset) and all(_stable(item) for item in value)
+
+
+# --- the fingerprinter ------------------------------------------------------------------------
+
+
+class CodeFingerprinter:
+    """Code fingerprints of functions, methods and classes (SPEC 8.2).
+
+    ``encode`` is the value encoding (self-delimiting bytes) of objects the code refers to;
+    it raises ``unhashable`` for objects that have none.
+    """
+
+    def __init__(self, encode: Callable[[Any], bytes], unhashable: type[Exception]) -> None:
+        self._encode = encode
+        self._unhashable = unhashable
+        self._local = threading.local()
+        self._warned: set[tuple[str, str]] = set()
+        self._names: dict[str, bytes] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every memo: value rules changed, so constants may encode differently."""
+        self._entries: dict[int, _Entry] = {}
+        self._statics: weakref.WeakValueDictionary[CodeType, _Static]
+        self._statics = weakref.WeakValueDictionary()
+        self._class_sources: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDictionary()
+
+    def __call__(self, fn: Callable[..., Any]) -> bytes:
+        """32-byte code fingerprint of ``fn``."""
+        entry = self._entries.get(id(fn))
+        target = None if entry is None else entry.ref()
+        if entry is None or target is not fn or target.__code__ is not entry.code:
+            return self._callable(fn)
+        memo = entry.memo
+        if memo is not None and _unchanged(memo[0]) and not self._trace().active:
+            return memo[1]
+        return self._run(target, entry)
+
+    def class_fingerprint(self, cls: type) -> bytes:
+        """Qualified name of a library class; name, source and members of a user class."""
+        if not is_user_module(cls.__module__):
+            return self.name_digest(qualified_name(cls))
+        return self._guarded(cls, self._class_digest)
+
+    def name_digest(self, name: str) -> bytes:
+        """Digest of a qualified name, memoised: library objects are keyed by name only."""
+        digest = self._names.get(name)
+        if digest is None:
+            digest = sha256(b"name\0" + name.encode("utf-8", "surrogatepass")).digest()
+            self._names[name] = digest
+        return digest
+
+    def _trace(self) -> _Trace:
+        trace: _Trace | None = getattr(self._local, "trace", None)
+        if trace is None:
+            trace = self._local.trace = _Trace()
+        return trace
+
+    def _guarded(self, obj: Any, compute: Callable[..., bytes], *args: Any) -> bytes:
+        """``compute(obj, *args)``, unless this thread is fingerprinting ``obj`` already."""
+        trace = self._trace()
+        if id(obj) in trace.active:
+            return self.name_digest("cycle:" + qualified_name(obj))
+        if not trace.active:
+            trace.deps, trace.stable = [], True
+        trace.active.add(id(obj))
+        try:
+            return compute(obj, *args)
+        finally:
+            trace.active.discard(id(obj))
+
+    # --- functions ------------------------------------------------------------------------
+
+    def _callable(self, obj: Any) -> bytes:
+        obj = unwrap(obj)
+        if isinstance(obj, FunctionType):
+            return self._run(obj, self._entry(obj))
+        if isinstance(obj, MethodType):
+            return self._bound(obj.__func__, "self", obj.__self__)
+        if isinstance(obj, type):
+            return self.class_fingerprint(obj)
+        if isinstance(obj, staticmethod | classmethod):
+            return self(obj.__func__)
+        if isinstance(obj, partial):
+            return self._bound(obj.func, "partial", (obj.args, obj.keywords))
+        if isinstance(obj, LIBRARY_CALLABLES):
+            return self.name_digest(qualified_name(obj))
+        if callable(obj):
+            return self._bound(type(obj), "self", obj)
+        raise TypeError(f"code_fingerprint needs a callable, got {qualified_name(type(obj))}.")
+
+    def _bound(self, func: Any, label: str, value: Any) -> bytes:
+        code = self(func)
+        return sha256(b"bound" + code + self._constant(func, label, value)).digest()
+
+    def _entry(self, fn: FunctionType) -> _Entry:
+        entry = self._entries.get(id(fn))
+        if entry is not None and entry.ref() is fn and entry.code is fn.__code__:
+            return entry
+        static = self._statics.get(fn.__code__)
+        if static is None:
+            static = self._statics[fn.__code__] = self._analyse(fn.__code__)
+        forget = partial(self._entries.pop, id(fn), None)
+        entry = _Entry(weakref.ref(fn, lambda _: forget()), fn.__code__, static)
+        self._entries[id(fn)] = entry
+        return entry
+
+    def _analyse(self, code: CodeType) -> _Static:
+        chains, mutated = _uses(code)
+        shadowable = {chain for chain in chains if chain[0] in _BUILTINS}
+        digest = _source_digest(code) or self._bytecode_digest(code)
+        ordered = tuple(sorted(chains - shadowable))
+        return _Static(digest, ordered, tuple(sorted(shadowable)), frozenset(mutated))
+
+    def _bytecode_digest(self, code: CodeType) -> bytes:
+        consts = tuple(
+            ("code", self._bytecode_digest(c)) if isinstance(c, CodeType) else c
+            for c in code.co_consts
+        )
+        layout = (code.co_name, code.co_code, consts, code.co_names, code.co_varnames)
+        shape = (code.co_freevars, code.co_argcount, code.co_kwonlyargcount, code.co_flags)
+        return sha256(b"bytecode\0" + self._encode((layout, shape))).digest()
+
+    def _run(self, fn: FunctionType, entry: _Entry) -> bytes:
+        trace = self._trace()
+        outermost = not trace.active
+        digest = self._guarded(fn, self._dynamic, entry.static)
+        if outermost and trace.stable:
+            entry.memo = (tuple(trace.deps), digest)
+        return digest
+
+    def _dynamic(self, fn: FunctionType, static: _Static) -> bytes:
+        trace, names = self._trace(), fn.__globals__
+        parts = [static.digest]
+        parts += [self._resolve(trace, fn, static, chain) for chain in static.chains]
+        for chain in static.shadowable:
+            if chain[0] in names:
+                parts += [b"S", ".".join(chain).encode(), b"\0"]
+                parts.append(self._resolve(trace, fn, static, chain))
+            else:
+                trace.deps.append((names, chain[0], _MISSING))
+        for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True):
+            value = _contents(cell)
+            trace.deps.append((cell, None, value))
+            state = (name,) in static.mutated
+            parts.append(_EMPTY_CELL if value is _MISSING else self._refer(fn, name, value, state))
+        return sha256(b"".join(parts)).digest()
+
+    def _resolve(self, trace: _Trace, fn: FunctionType, static: _Static, chain: Chain) -> bytes:
+        names: Any = fn.__globals__
+        obj = names.get(chain[0], _MISSING)
+        trace.deps.append((names, chain[0], obj))
+        if obj is _MISSING:
+            obj = _BUILTINS.get(chain[0], _MISSING)
+        depth = 1
+        while depth < len(chain) and isinstance(obj, ModuleType) and is_user_module(obj.__name__):
+            names = vars(obj)
+            obj = names.get(chain[depth], _MISSING)
+            trace.deps.append((names, chain[depth], obj))
+            depth += 1
+        if obj is _MISSING:
+            return _ABSENT
+        state = bool(static.mutated) and chain[:depth] in static.mutated
+        return self._refer(fn, ".".join(chain[:depth]), obj, state)
+
+    def _refer(self, fn: FunctionType, label: str, obj: Any, state: bool) -> bytes:
+        """The contribution of one object the code refers to."""
+        if isinstance(obj, ModuleType):
+            return b"M" + self.name_digest(obj.__name__)
+        obj = unwrap(obj)
+        if isinstance(obj, FunctionType):
+            if is_user_module(obj.__module__):
+                return b"F" + self._run(obj, self._entry(obj))
+            return b"L" + self.name_digest(qualified_name(obj))
+        if isinstance(obj, type):
+            return b"C" + self.class_fingerprint(obj)
+        if isinstance(obj, LIBRARY_CALLABLES):
+            return b"L" + self.name_digest(qualified_name(obj))
+        if state:
+            return b"s" + self.name_digest(qualified_name(type(obj)))
+        return self._constant(fn, label, obj)
+
+    def _constant(self, owner: Any, label: str, value: Any, *, warn: bool = True) -> bytes:
+        """Value encoding of a referenced object, or its type name when it has none."""
+        if not _stable(value):
+            self._trace().stable = False
+        try:
+            encoded = self._encode(value)
+        except self._unhashable:
+            if warn:
+                self._warn(owner, label, value)
+            return b"U" + self.name_digest(qualified_name(type(value)))
+        return b"V" + encoded
+
+    def _warn(self, owner: Any, label: str, value: Any) -> None:
+        key = (qualified_name(owner), label)
+        if key not in self._warned:
+            self._warned.add(key)
+            message = (
+                f"{key[0]} refers to {label!r}, a {qualified_name(type(value))} that cannot be "
+                "fingerprinted, so cached results will not notice when it changes. Define "
+                "__cache_key__() on its class, register a fingerprinter with "
+                "nestflow.register_fingerprint(), or pass it to the node as an input."
+            )
+            warnings.warn(message, CacheWarning, stacklevel=2)
+
+    # --- classes --------------------------------------------------------------------------
+
+    def _class_digest(self, cls: type) -> bytes:
+        source = self._class_sources.get(cls)
+        if source is None:
+            tree = _parse(cls)
+            source = b"-" if tree is None else _tree_digest(b"class", tree)
+            self._class_sources[cls] = source
+        parts = [qualified_name(cls).encode(), b"\0", source]
+        for klass in cls.__mro__[:-1]:
+            if is_user_module(klass.__module__):
+                parts += self._members(klass)
+            else:
+                parts += [b"B", self.name_digest(qualified_name(klass))]
+        return sha256(b"".join(parts)).digest()
+
+    def _members(self, klass: type) -> Iterator[bytes]:
+        members, deps = vars(klass), self._trace().deps
+        record = "__dataclass_fields__" in members or "__attrs_attrs__" in members
+        deps.append((members, _SIZE, len(members)))
+        for name, attr in sorted(members.items()):
+            deps.append((members, name, attr))
+            functions = _functions_of(attr)
+            if functions is not None:
+                yield name.encode() + b"\0" + bytes([len(functions)])
+                yield from (self._method(func, record) for func in functions)
+            elif not name.startswith("_"):
+                yield name.encode() + b"\0" + self._constant(klass, name, attr, warn=False)
+
+    def _method(self, func: Any, record: bool) -> bytes:
+        if isinstance(func, FunctionType):
+            generated = func.__name__ in _GENERATED and func.__code__.co_filename.startswith("<")
+            if record and generated:
+                return _SKIPPED
+            if not is_user_module(func.__module__):
+                return b"L" + self.name_digest(qualified_name(func))
+        return b"F" + self(func)

@@ -1,0 +1,590 @@
+"""Value fingerprints: a type-exact, deterministic sha256 of any value a node receives.
+
+Every encoded value starts with a type tag and every variable-length part carries its
+length, so ``1``, ``"1"``, ``True``, ``1.0`` and ``Decimal(1)`` differ, and so do a list and
+a tuple of the same items. Dict and set items are encoded one by one and sorted, so neither
+insertion order nor the hash seed matters; floats are keyed by their IEEE bytes, with one
+NaN for all. Nothing depends on ``hash()``, ``id()`` or pickle output, so a digest is the
+same in every process and on every machine with the same byte order.
+
+The rule for a type is decided once and memoised: a fingerprinter registered with
+:func:`register_fingerprint` (exact type, then MRO), then ``__cache_key__()``, then the
+built-in rules, then the public attributes of any object with ``__dict__`` or
+``__slots__``; anything else raises :class:`Unhashable`. Scalars of exact built-in types
+skip that dispatch: they are most inputs, and a warm node has about two microseconds.
+Functions and classes are keyed by their code fingerprint (:mod:`nestflow.cache.code`).
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import datetime as dt
+import ipaddress
+import math
+import operator
+import re
+import struct
+import sys
+import threading
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from enum import Enum
+from fractions import Fraction
+from functools import partial
+from hashlib import sha256
+from pathlib import PosixPath, PurePosixPath, PureWindowsPath, WindowsPath
+from types import FunctionType, MethodType, ModuleType
+from typing import Any
+from uuid import UUID
+
+from nestflow.cache.code import LIBRARY_CALLABLES, CodeFingerprinter, qualified_name
+from nestflow.errors import CacheWarning
+
+__all__ = ["MAX_DEPTH", "Unhashable", "code_fingerprint", "fingerprint", "register_fingerprint"]
+
+#: Containers nested deeper than this raise :class:`Unhashable` instead of being truncated.
+MAX_DEPTH = 64
+
+Handler = Callable[["_Encoder", Any], bytes]
+Encode = Callable[[Any], bytes]
+_LENGTH = struct.Struct(">Q").pack
+_DOUBLE = struct.Struct(">d").pack
+_NAN = _DOUBLE(math.nan)
+_WORDS = """socket.socket _io._IOBase _thread.lock _thread.RLock threading.Thread
+    threading.Condition threading.Event threading.Semaphore threading.Barrier queue.Queue
+    subprocess.Popen builtins.module asyncio.events.AbstractEventLoop selectors.BaseSelector
+    concurrent.futures._base.Executor multiprocessing.process.BaseProcess"""
+_RESOURCES = frozenset(_WORDS.split())
+
+
+class Unhashable(TypeError):
+    """A value, or something inside it, has no deterministic fingerprint.
+
+    ``type_name`` is the qualified type of the offending value; ``where`` is its access
+    path inside the fingerprinted value (``"items[2].conn"``; ``""`` at the top level).
+    """
+
+    def __init__(self, type_name: str, reason: str) -> None:
+        super().__init__(type_name, reason)
+        self.type_name = type_name
+        self.reason = reason
+        self.where = ""
+        self._path = ""
+
+    def add_step(self, step: str) -> None:
+        """Prepend one access step (``.name``, ``[2]``) while the error unwinds."""
+        self._path = step + self._path
+        self.where = self._path.removeprefix(".")
+
+    def __str__(self) -> str:
+        at = f" at {self.where}" if self.where else ""
+        return (
+            f"Cannot fingerprint {self.type_name}{at}: {self.reason}. Define __cache_key__() "
+            "on its class, register a fingerprinter with nestflow.register_fingerprint(), or "
+            "set cache=False on the node."
+        )
+
+
+# --- scalars: one function per exact type, returning the encoding ------------------------------
+
+
+def _int(value: int) -> bytes:
+    data = value.to_bytes((value.bit_length() + 8) >> 3, "big", signed=True)
+    return b"i" + _LENGTH(len(data)) + data
+
+
+def _double(value: float) -> bytes:
+    return _DOUBLE(value) if value == value else _NAN
+
+
+def _text(value: str) -> bytes:
+    data = value.encode("utf-8", "surrogatepass")
+    return b"s" + _LENGTH(len(data)) + data
+
+
+def _blob(tag: bytes) -> Encode:
+    return lambda value: tag + _LENGTH(len(value)) + value
+
+
+def _tagged_text(tag: bytes, render: Callable[[Any], str]) -> Encode:
+    return lambda value: tag + _text(render(value))
+
+
+def _zone(tz: dt.tzinfo | None) -> str:
+    if tz is None:
+        return ""
+    text = str(tz)  # a zone name or offset; never a repr carrying an address
+    return qualified_name(type(tz)) + ("" if " at 0x" in text else ":" + text)
+
+
+def _clock(tag: bytes) -> Encode:
+    """datetime and time: ISO text, the zone's identity and the fold."""
+    return lambda value: tag + _text(f"{value.isoformat()}|{_zone(value.tzinfo)}|{value.fold}")
+
+
+def _memoryview(value: memoryview) -> bytes:
+    shape = b"".join(_int(n) for n in value.shape or ())
+    return b"v" + _text(value.format) + shape + _bytes(value.tobytes())
+
+
+_bytes = _blob(b"b")
+_PATHS = (PosixPath, WindowsPath, PurePosixPath, PureWindowsPath)
+_SCALARS: dict[type, Encode] = {
+    int: _int,
+    str: _text,
+    float: lambda value: b"f" + _double(value),
+    bool: lambda value: b"T" if value else b"F",
+    type(None): lambda _: b"N",
+    bytes: _bytes,
+    bytearray: _blob(b"B"),
+    memoryview: _memoryview,
+    complex: lambda value: b"c" + _double(value.real) + _double(value.imag),
+    Decimal: _tagged_text(b"D", str),
+    Fraction: lambda value: b"Q" + _int(value.numerator) + _int(value.denominator),
+    dt.datetime: _clock(b"@"),
+    dt.time: _clock(b"h"),
+    dt.date: _tagged_text(b"a", dt.date.isoformat),
+    dt.timedelta: lambda v: b"z" + _int(v.days) + _int(v.seconds) + _int(v.microseconds),
+    dt.timezone: _tagged_text(b"Z", _zone),
+    UUID: lambda value: b"u" + value.bytes,
+    range: lambda value: b"r" + _int(value.start) + _int(value.stop) + _int(value.step),
+    type(...): lambda _: b"E",
+    object: lambda _: b"o",
+    **{kind: _tagged_text(b"p" + _text(qualified_name(kind)), str) for kind in _PATHS},
+}
+# Exact scalar types with no registered fingerprinter; register_fingerprint prunes it.
+_fast: dict[type, Encode] = dict(_SCALARS)
+
+
+# --- the encoder: nesting, cycles and access paths ---------------------------------------------
+
+
+class _Encoder:
+    """One encoding: the containers open on the current path, and the depth."""
+
+    __slots__ = ("active", "depth")
+
+    def __init__(self) -> None:
+        self.active: dict[int, int] = {}
+        self.depth = 0
+
+    def encode(self, value: Any) -> bytes:
+        scalar = _fast.get(type(value))
+        if scalar is not None:
+            return scalar(value)
+        handler = _handlers.get(type(value)) or _resolve(type(value))
+        return handler(self, value)
+
+    def encode_at(self, value: Any, step: str) -> bytes:
+        try:
+            return self.encode(value)
+        except Unhashable as exc:
+            exc.add_step(step)
+            raise
+
+    def enter(self, value: Any) -> bytes | None:
+        """Open one nesting level; a back-reference instead when ``value`` is already open."""
+        opened = self.active.get(id(value))
+        if opened is not None:
+            return b"^" + _LENGTH(self.depth - opened)
+        if self.depth >= MAX_DEPTH:
+            reason = f"it is nested more than {MAX_DEPTH} containers deep"
+            raise Unhashable(qualified_name(type(value)), reason)
+        self.depth += 1
+        self.active[id(value)] = self.depth
+        return None
+
+    def leave(self, value: Any) -> None:
+        del self.active[id(value)]
+        self.depth -= 1
+
+    def items(self, values: Iterable[Any], brackets: Sequence[str] = "[]") -> list[bytes]:
+        out: list[bytes] = []
+        try:
+            for value in values:
+                out.append(self.encode(value))
+        except Unhashable as exc:
+            exc.add_step(f"{brackets[0]}{len(out)}{brackets[1]}")
+            raise
+        return out
+
+    def pairs(self, items: Iterable[tuple[Any, Any]]) -> list[bytes]:
+        out: list[bytes] = []
+        for key, value in items:
+            encoded = self.encode_at(key, f".keys()[{len(out)}]")
+            try:
+                out.append(encoded + self.encode(value))
+            except Unhashable as exc:
+                label = repr(key) if type(key) in (str, int, bool) else "..."
+                exc.add_step(f"[{label if len(label) < 40 else '...'}]")
+                raise
+        return out
+
+    def fields(self, head: bytes, named: Sequence[tuple[str, Any]]) -> bytes:
+        parts = [_text(name) + self.encode_at(value, f".{name}") for name, value in named]
+        return head + _LENGTH(len(parts)) + b"".join(parts)
+
+
+def _tracked(inner: Handler) -> Handler:
+    """Wrap the handler of a container-like value in the depth and cycle bookkeeping."""
+
+    def encode(enc: _Encoder, value: Any) -> bytes:
+        back = enc.enter(value)
+        if back is not None:
+            return back
+        try:
+            return inner(enc, value)
+        finally:
+            enc.leave(value)
+
+    return encode
+
+
+def _sequence(tag: bytes, order: Callable[[list[bytes]], list[bytes]], brackets: str) -> Handler:
+    def encode(enc: _Encoder, value: Any) -> bytes:
+        return tag + _LENGTH(len(value)) + b"".join(order(enc.items(value, brackets)))
+
+    return _tracked(encode)
+
+
+def _dict(enc: _Encoder, value: Any) -> bytes:
+    return b"{" + _LENGTH(len(value)) + b"".join(sorted(enc.pairs(value.items())))
+
+
+def _unordered(tag: bytes) -> Handler:
+    return _sequence(tag, sorted, "{}")
+
+
+def _ordered(tag: bytes) -> Handler:
+    return _sequence(tag, lambda parts: parts, "[]")
+
+
+_CONTAINERS: dict[type, Handler] = {
+    list: _ordered(b"l"),
+    tuple: _ordered(b"("),
+    deque: _ordered(b"q"),
+    dict: _tracked(_dict),
+    set: _unordered(b"<"),
+    frozenset: _unordered(b">"),
+    slice: lambda enc, v: b"x" + enc.encode((v.start, v.stop, v.step)),
+}
+
+
+# --- rules, tried in order once per type ------------------------------------------------------
+
+
+def _prefixed(head: bytes, inner: Handler) -> Handler:
+    return lambda enc, value: head + inner(enc, value)
+
+
+def _scalar(head: bytes, scalar: Encode) -> Handler:
+    return lambda enc, value: head + scalar(value)
+
+
+def _keyed(head: bytes, key: Callable[[Any], Any], step: str) -> Handler:
+    return _tracked(lambda enc, value: head + enc.encode_at(key(value), step))
+
+
+def _fields(tag: bytes, kind: type, names: Iterable[str]) -> Handler:
+    head, fixed = tag + _text(qualified_name(kind)), tuple(names)
+
+    def encode(enc: _Encoder, value: Any) -> bytes:
+        return enc.fields(head, [(n, getattr(value, n)) for n in fixed if hasattr(value, n)])
+
+    return _tracked(encode)
+
+
+def _exact_rule(kind: type) -> Handler | None:
+    scalar = _SCALARS.get(kind)
+    return _scalar(b"", scalar) if scalar is not None else _CONTAINERS.get(kind)
+
+
+def _method_value(enc: _Encoder, value: MethodType) -> bytes:
+    return b"M" + _CODE(value.__func__) + enc.encode_at(value.__self__, ".__self__")
+
+
+def _builtin_value(enc: _Encoder, value: Any) -> bytes:
+    owner = getattr(value, "__self__", None)
+    head = b"L" + _text(qualified_name(value))
+    if owner is None or isinstance(owner, ModuleType):
+        return head
+    return head + enc.encode_at(owner, ".__self__")
+
+
+def _partial_value(enc: _Encoder, value: partial[Any]) -> bytes:
+    func = enc.encode_at(value.func, ".func")
+    return b"P" + func + enc.encode_at(value.args, ".args") + enc.encode_at(value.keywords, ".kw")
+
+
+def _callable_rule(kind: type) -> Handler | None:
+    if issubclass(kind, type):
+        return lambda enc, value: b"C" + _CODE.class_fingerprint(value)
+    if kind is FunctionType:
+        return lambda enc, value: b"m" + _CODE(value)
+    if issubclass(kind, staticmethod | classmethod):
+        return _tracked(lambda enc, value: b"S" + enc.encode_at(value.__func__, ".__func__"))
+    handlers: tuple[tuple[Any, Handler], ...] = (
+        (MethodType, _method_value),
+        (partial, _partial_value),
+        (LIBRARY_CALLABLES, _builtin_value),
+    )
+    return next((_tracked(h) for base, h in handlers if issubclass(kind, base)), None)
+
+
+def _stdlib_rule(kind: type) -> Handler | None:
+    name = qualified_name(kind)
+    if issubclass(kind, Enum):
+        return _scalar(b"e" + _text(name), lambda value: _text(str(value.name)))
+    if issubclass(kind, dt.tzinfo):
+        return _scalar(b"", _tagged_text(b"Z", _zone))
+    if issubclass(kind, ipaddress._IPAddressBase):
+        return _scalar(b"I" + _text(name), lambda value: _text(str(value)))
+    if issubclass(kind, array.array):
+        return _scalar(b"[", lambda value: _text(value.typecode) + _bytes(value.tobytes()))
+    if issubclass(kind, re.Pattern):
+        return lambda enc, value: b"%" + enc.encode((value.pattern, value.flags))
+    if any(qualified_name(base) in _RESOURCES for base in kind.__mro__):
+        return _unhashable(name, "sockets, files, locks, threads and modules have no stable value")
+    return None
+
+
+def _record_rule(kind: type) -> Handler | None:
+    if issubclass(kind, tuple) and isinstance(getattr(kind, "_fields", None), tuple):
+        return _fields(b"n", kind, getattr(kind, "_fields", ()))
+    if dataclasses.is_dataclass(kind):
+        return _fields(b"A", kind, [f.name for f in dataclasses.fields(kind) if f.compare])
+    attributes = getattr(kind, "__attrs_attrs__", None)
+    if attributes is not None:
+        return _fields(b"y", kind, [a.name for a in attributes if getattr(a, "eq", True)])
+    if hasattr(kind, "__pydantic_fields__") and callable(getattr(kind, "model_dump", None)):
+        head = b"Y" + _text(qualified_name(kind))
+        dump = operator.methodcaller("model_dump", mode="python")
+        return _tracked(lambda enc, value: enc.fields(head, sorted(dump(value).items())))
+    return None
+
+
+def _subclass_rule(kind: type) -> Handler | None:
+    """Subclasses of built-in scalars and containers: their own name, then the base rule."""
+    head = b"X" + _text(qualified_name(kind))
+    for base in kind.__mro__[1:-1]:
+        if base in _SCALARS:
+            return _scalar(head, _SCALARS[base])
+        if base in _CONTAINERS:
+            return _prefixed(head, _CONTAINERS[base])
+    return None
+
+
+def _object_rule(kind: type) -> Handler | None:
+    has_slots = any("__slots__" in vars(klass) for klass in kind.__mro__)
+    if not kind.__dictoffset__ and not has_slots:
+        return None
+    head, slots = b"O" + _text(qualified_name(kind)), _public_slots(kind)
+
+    def encode(enc: _Encoder, value: Any) -> bytes:
+        named = _public_attributes(value, slots)
+        if not named:
+            _warn_shared_key(kind)
+        return enc.fields(head, named)
+
+    return _tracked(encode)
+
+
+def _public_slots(kind: type) -> tuple[str, ...]:
+    names: list[str] = []
+    for klass in kind.__mro__:
+        slots = vars(klass).get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else list(slots)
+    return tuple(dict.fromkeys(name for name in names if not name.startswith("_")))
+
+
+def _public_attributes(value: Any, slots: tuple[str, ...]) -> list[tuple[str, Any]]:
+    found = {
+        name: attr
+        for name, attr in getattr(value, "__dict__", {}).items()
+        if isinstance(name, str) and not name.startswith("_")
+    }
+    found.update((name, getattr(value, name)) for name in slots if hasattr(value, name))
+    return sorted(found.items(), key=operator.itemgetter(0))
+
+
+_shared_key_warned: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def _warn_shared_key(kind: type) -> None:
+    if kind not in _shared_key_warned:
+        _shared_key_warned.add(kind)
+        message = (
+            f"{qualified_name(kind)} has no public attributes, so all its instances share one "
+            f"cache key. Define __cache_key__() on {kind.__qualname__} or register a "
+            "fingerprinter with nestflow.register_fingerprint() to tell them apart."
+        )
+        warnings.warn(message, CacheWarning, stacklevel=4)
+
+
+def _unhashable(type_name: str, reason: str) -> Handler:
+    def encode(enc: _Encoder, value: Any) -> bytes:
+        raise Unhashable(type_name, reason)
+
+    return encode
+
+
+# --- NumPy and pandas: recognised by module name, never imported here ---------------------------
+
+
+def _loaded(kind: type, package: str) -> Any:
+    """The ``package`` module when ``kind`` comes from it (it is imported then)."""
+    if any(base.__module__.partition(".")[0] == package for base in kind.__mro__):
+        return sys.modules.get(package)
+    return None
+
+
+def _numpy_rule(kind: type) -> Handler | None:
+    numpy = _loaded(kind, "numpy")
+    if numpy is None:
+        return None
+    if issubclass(kind, numpy.ndarray):
+        return _tracked(_ndarray)
+    if issubclass(kind, numpy.generic):
+        return _scalar(b"g", lambda value: _text(value.dtype.str) + _numpy_bytes(value))
+    if issubclass(kind, numpy.dtype):
+        return _scalar(b"#", _tagged_text(b"d", lambda value: f"{value.str}{value}"))
+    return None
+
+
+def _numpy_bytes(value: Any) -> bytes:
+    if value.dtype.kind == "f":  # one NaN for all, as for Python floats
+        numpy = sys.modules["numpy"]
+        nan = numpy.isnan(value)
+        value = numpy.where(nan, numpy.nan, value) if nan.any() else value
+    return _bytes(value.tobytes())
+
+
+def _ndarray(enc: _Encoder, value: Any) -> bytes:
+    dtype = value.dtype
+    head = b"#" + _text(qualified_name(type(value))) + _text(f"{dtype.str}{dtype}")
+    head += _int(value.ndim) + b"".join(_int(n) for n in value.shape)
+    if dtype.hasobject:
+        return head + b"".join(enc.items(value.ravel().tolist()))
+    return head + _numpy_bytes(value)
+
+
+def _pandas_rule(kind: type) -> Handler | None:
+    pandas = _loaded(kind, "pandas")
+    if pandas is None:
+        return None
+    if kind.__name__ == "NAType":
+        return _scalar(b"!", lambda _: b"NA")
+    handlers = ((pandas.DataFrame, _frame), (pandas.Series, _series), (pandas.Index, _index))
+    return next((_tracked(h) for base, h in handlers if issubclass(kind, base)), None)
+
+
+def _index(enc: _Encoder, value: Any) -> bytes:
+    head = b"I" + _text(qualified_name(type(value))) + _text(str(value.dtype))
+    return head + enc.encode_at(list(value.names), ".names") + enc.encode_at(value.to_numpy(), "")
+
+
+def _series(enc: _Encoder, value: Any) -> bytes:
+    head = b"S" + _text(str(value.dtype)) + enc.encode_at(value.name, ".name")
+    return head + enc.encode_at(value.index, ".index") + enc.encode_at(value.to_numpy(), "")
+
+
+def _frame(enc: _Encoder, value: Any) -> bytes:
+    head = b"W" + enc.encode_at(value.columns, ".columns") + enc.encode_at(value.index, ".index")
+    head += enc.encode([str(dtype) for dtype in value.dtypes])
+    columns = [value.iloc[:, i].to_numpy() for i in range(value.shape[1])]
+    return head + b"".join(enc.items(columns, ["[:, ", "]"]))
+
+
+# --- dispatch and registration ----------------------------------------------------------------
+
+_RULES: tuple[Callable[[type], Handler | None], ...] = (
+    _exact_rule,
+    _callable_rule,
+    _numpy_rule,
+    _pandas_rule,
+    _stdlib_rule,
+    _record_rule,
+    _subclass_rule,
+    _object_rule,
+)
+_registry: dict[type, Callable[[Any], Any]] = {}
+_handlers: dict[type, Handler] = {}
+_lock = threading.Lock()
+
+
+def _registered(kind: type) -> Callable[[Any], Any] | None:
+    return next((_registry[k] for k in kind.__mro__ if k in _registry), None)
+
+
+def _rule_for(kind: type) -> Handler:
+    name = _text(qualified_name(kind))
+    registered = _registered(kind)
+    if registered is not None:
+        return _keyed(b"R" + name, registered, "<registered fingerprinter>")
+    if callable(getattr(kind, "__cache_key__", None)):
+        return _keyed(b"K" + name, operator.methodcaller("__cache_key__"), ".__cache_key__()")
+    handlers = (rule(kind) for rule in _RULES)
+    default = _unhashable(qualified_name(kind), "no fingerprint rule applies to this type")
+    return next((handler for handler in handlers if handler is not None), default)
+
+
+def _resolve(kind: type) -> Handler:
+    with _lock:
+        handler = _handlers.get(kind)
+        if handler is None:
+            handler = _handlers[kind] = _rule_for(kind)
+    return handler
+
+
+def register_fingerprint(type_: type, fn: Callable[[Any], Any]) -> None:
+    """Fingerprint instances of ``type_`` (and its subclasses) by the value ``fn`` returns.
+
+    A registration wins over ``__cache_key__`` and the built-in rules, and may be made at
+    any time: every rule and memo decided before is decided again.
+    """
+    if not isinstance(type_, type):
+        raise TypeError(f"register_fingerprint needs a class, got {type_!r}.")
+    if not callable(fn):
+        raise TypeError(f"register_fingerprint needs a callable fingerprinter, got {fn!r}.")
+    with _lock:
+        _registry[type_] = fn
+        _handlers.clear()
+        for kind in [kind for kind in _fast if _registered(kind) is not None]:
+            del _fast[kind]
+        _CODE.reset()
+
+
+def _encoding(value: Any) -> bytes:
+    scalar = _fast.get(type(value))
+    return scalar(value) if scalar is not None else _Encoder().encode(value)
+
+
+def fingerprint(value: Any) -> bytes:
+    """32-byte sha256 digest of the type-exact, deterministic encoding of ``value``.
+
+    Raises
+    ------
+    Unhashable
+        When ``value``, or something inside it, cannot be fingerprinted; ``where`` says
+        where inside it.
+    """
+    scalar = _fast.get(type(value))
+    if scalar is not None:
+        return sha256(scalar(value)).digest()
+    return sha256(_Encoder().encode(value)).digest()
+
+
+_CODE = CodeFingerprinter(_encoding, Unhashable)
+
+
+def code_fingerprint(fn: Callable[..., Any]) -> bytes:
+    """32-byte digest of what ``fn`` does: normalised source, helpers, constants (SPEC 8.2).
+
+    Repeat calls return a memo after checking that the names and cells it read still hold
+    the same objects, so rebinding a helper or a constant shows at once.
+    """
+    return _CODE(fn)

@@ -1,0 +1,317 @@
+"""RedisCache: entries as hashes and values as strings in a Redis server (extra ``redis``).
+
+Keys live under a prefix: ``<prefix>:meta:<signature>`` holds an entry's fields and
+``<prefix>:blob:<key>`` its value. A flush writes each chunk of entries in one MULTI/EXEC
+transaction, every value before its entry, so a reader never sees an entry without its value;
+``ttl`` (seconds) applies to both. A lookup sends one pipeline of HMGET (an entry's fields) per
+chunk of 500 signatures. Any Redis error becomes a ``CacheStoreError``, which ``Cache`` turns
+into one warning and misses (or raises, with ``strict=True``). Installing ``hiredis`` speeds up
+reply parsing, which dominates lookups.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from nestflow.cache.store import Cache, CacheEntry
+from nestflow.errors import CacheStoreError
+
+__all__ = ["RedisBlobStore", "RedisCache", "RedisConnection", "RedisMetaStore", "redact_url"]
+
+T = TypeVar("T")
+CHUNK = 500
+_GLOB = re.compile(r"([*?\[\]\\])")
+_FIELDS = ("blob_key", "node", "outputs", "size", "serializer", "checksum", "created")
+
+
+def _import_redis() -> Any:
+    try:
+        return importlib.import_module("redis")
+    except ImportError as exc:
+        raise ImportError(
+            "RedisCache needs the 'redis' client library, which is not installed. "
+            "Install it with: pip install 'nestflow[redis]'"
+        ) from exc
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (in the user part or the query), for labels and messages."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{parts.username}@{host}" if parts.username else host
+    query = parts.query
+    if "password" in query:
+        query = urlencode([(k, v) for k, v in parse_qsl(query) if k != "password"])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+class RedisConnection:
+    """A lazily created Redis client for one url, recreated after a fork; pickles as its url."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.safe_url = redact_url(url)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._client: Any = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"url": self.url}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.url = state["url"]
+        self.safe_url = redact_url(self.url)
+        self._reset()
+
+    def _client_here(self) -> Any:
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                redis = _import_redis()
+                # One quick retry only: an unreachable server must turn into a miss at once,
+                # not after redis-py's default exponential backoff.
+                retry = redis.retry.Retry(redis.backoff.NoBackoff(), 1)
+                self._client = redis.Redis.from_url(
+                    self.url, retry=retry, socket_connect_timeout=5, socket_timeout=30
+                )
+                self._pid = os.getpid()
+            return self._client
+
+    def run(self, action: str, call: Callable[[Any], T]) -> T:
+        """``call(client)``, with every Redis error turned into a ``CacheStoreError``."""
+        redis = _import_redis()
+        try:
+            return call(self._client_here())
+        except redis.RedisError as exc:
+            raise CacheStoreError(
+                f"RedisCache could not {action} at {self.safe_url}: {type(exc).__name__}: {exc}. "
+                "Expected a redis-server answering at that address. Fix: start redis-server "
+                "there, or correct the url (host, port, password)."
+            ) from exc
+
+    def close(self) -> None:
+        """Close the client's connections; the next use reconnects."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and self._pid == os.getpid():
+            client.close()
+
+
+class _Keys:
+    def __init__(self, connection: RedisConnection, prefix: str, ttl: float | None) -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self.ttl_ms = None if ttl is None else max(1, round(ttl * 1000))
+        self.pattern = _GLOB.sub(r"\\\1", prefix)  # the prefix, escaped for SCAN MATCH
+
+    def meta(self, signature: str) -> str:
+        return f"{self.prefix}:meta:{signature}"
+
+    def blob(self, key: str) -> str:
+        return f"{self.prefix}:blob:{key}"
+
+    def delete_matching(self, kind: str) -> None:
+        pattern = f"{self.pattern}:{kind}:*"
+
+        def delete(client: Any) -> None:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= CHUNK:
+                    client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                client.unlink(*batch)
+
+        self.connection.run("clear", delete)
+
+    def scan(self, client: Any, kind: str) -> Iterator[bytes]:
+        pattern = f"{self.pattern}:{kind}:*"
+        return iter(client.scan_iter(match=pattern, count=1000))
+
+
+def _fields(entry: CacheEntry) -> dict[str, str | int | float]:
+    return {
+        "blob_key": entry.blob_key, "node": entry.node, "outputs": ",".join(entry.outputs),
+        "size": entry.size, "serializer": entry.serializer, "checksum": entry.checksum,
+        "created": repr(entry.created),
+    }  # fmt: skip
+
+
+def _entry(signature: str, fields: list[bytes | None]) -> CacheEntry | None:
+    values = [field.decode() for field in fields if field is not None]
+    if len(values) != len(_FIELDS):  # absent, expired, or from another version: a miss
+        return None
+    key, node, outputs, size, serializer, checksum, created = values
+    try:
+        return CacheEntry(
+            signature, key, node, tuple(outputs.split(",")) if outputs else (), int(size),
+            serializer, checksum, float(created),
+        )  # fmt: skip
+    except ValueError:
+        return None
+
+
+class RedisMetaStore:
+    """Entries as hashes ``<prefix>:meta:<signature>``."""
+
+    def __init__(self, keys: _Keys) -> None:
+        self.keys = keys
+
+    def get_many(self, signatures: Sequence[str]) -> dict[str, CacheEntry]:
+        def fetch(client: Any) -> dict[str, CacheEntry]:
+            found: dict[str, CacheEntry] = {}
+            for start in range(0, len(signatures), CHUNK):
+                chunk = signatures[start : start + CHUNK]
+                pipe = client.pipeline(transaction=False)
+                for signature in chunk:
+                    pipe.hmget(self.keys.meta(signature), _FIELDS)
+                for signature, fields in zip(chunk, pipe.execute(), strict=True):
+                    entry = _entry(signature, fields)
+                    if entry is not None:
+                        found[signature] = entry
+            return found
+
+        return self.keys.connection.run("look up entries", fetch)
+
+    def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        def put(client: Any) -> None:
+            for start in range(0, len(entries), CHUNK):
+                pipe = client.pipeline(transaction=True)
+                for entry in entries[start : start + CHUNK]:
+                    self.add_to(pipe, entry)
+                pipe.execute()
+
+        self.keys.connection.run("write entries", put)
+
+    def add_to(self, pipe: Any, entry: CacheEntry) -> None:
+        """Queue the commands writing ``entry`` on a pipeline."""
+        key = self.keys.meta(entry.signature)
+        pipe.hset(key, mapping=_fields(entry))
+        if self.keys.ttl_ms is not None:
+            pipe.pexpire(key, self.keys.ttl_ms)
+
+    def delete(self, signature: str) -> None:
+        self.keys.connection.run("delete an entry", lambda c: c.delete(self.keys.meta(signature)))
+
+    def clear(self) -> None:
+        self.keys.delete_matching("meta")
+
+    def stats(self) -> dict[str, int]:
+        def count(client: Any) -> dict[str, int]:
+            keys = list(self.keys.scan(client, "meta"))
+            total = 0
+            for start in range(0, len(keys), CHUNK):
+                pipe = client.pipeline(transaction=False)
+                for key in keys[start : start + CHUNK]:
+                    pipe.hget(key, "size")
+                total += sum(int(size) for size in pipe.execute() if size is not None)
+            return {"entries": len(keys), "bytes": total}
+
+        return self.keys.connection.run("count entries", count)
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.keys.connection.close()
+
+
+class RedisBlobStore:
+    """Values as strings ``<prefix>:blob:<key>``."""
+
+    def __init__(self, keys: _Keys) -> None:
+        self.keys = keys
+
+    def read(self, key: str) -> bytes | None:
+        data: bytes | None = self.keys.connection.run(
+            "read a value", lambda c: c.get(self.keys.blob(key))
+        )
+        return data
+
+    def write_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        def write(client: Any) -> None:
+            for start in range(0, len(items), CHUNK):
+                pipe = client.pipeline(transaction=True)
+                for key, data in items[start : start + CHUNK]:
+                    self.add_to(pipe, key, data)
+                pipe.execute()
+
+        self.keys.connection.run("write values", write)
+
+    def add_to(self, pipe: Any, key: str, data: bytes) -> None:
+        """Queue the command writing one value on a pipeline."""
+        pipe.set(self.keys.blob(key), data, px=self.keys.ttl_ms)
+
+    def delete(self, key: str) -> None:
+        self.keys.connection.run("delete a value", lambda c: c.delete(self.keys.blob(key)))
+
+    def clear(self) -> None:
+        self.keys.delete_matching("blob")
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.keys.connection.close()
+
+
+class RedisCache(Cache):
+    """A cache in a Redis server, shared by every machine that can reach it.
+
+    Parameters
+    ----------
+    url
+        ``redis://[[user]:password@]host:port/db``; the label shows it without the password.
+    prefix
+        Namespace of every key, so several caches can share one database.
+    ttl
+        Seconds after which entries and values expire; None keeps them until cleared.
+    cache_version
+        Mixed into every signature by the runtime; change it to invalidate everything.
+    strict
+        Raise ``CacheStoreError`` when the server cannot be reached, instead of warning once
+        per outage and running without the cache.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str = "nestflow",
+        ttl: float | None = None,
+        cache_version: str | None = None,
+        strict: bool = False,
+    ) -> None:
+        _import_redis()  # fail now, with the install hint, rather than at the first lookup
+        if ttl is not None and not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}.")
+        keys = _Keys(RedisConnection(url), prefix, ttl)
+        super().__init__(
+            RedisMetaStore(keys),
+            RedisBlobStore(keys),
+            cache_version=cache_version,
+            strict=strict,
+            label=f"RedisCache({keys.connection.safe_url})",
+        )
+
+    def _write(self, batch: list[tuple[CacheEntry, bytes]]) -> None:
+        meta, blobs = self._meta, self._blobs
+        assert isinstance(meta, RedisMetaStore)
+        assert isinstance(blobs, RedisBlobStore)
+
+        def write(client: Any) -> None:
+            for start in range(0, len(batch), CHUNK):
+                pipe = client.pipeline(transaction=True)
+                for entry, data in batch[start : start + CHUNK]:
+                    blobs.add_to(pipe, entry.blob_key, data)
+                    meta.add_to(pipe, entry)
+                pipe.execute()
+
+        meta.keys.connection.run("write entries", write)

@@ -1,0 +1,493 @@
+"""Cache entries, the two store protocols, and ``Cache``, which puts a pair of stores to work.
+
+A cache is split in two (SPEC 8.5). A :class:`MetaStore` answers every hit/miss decision from
+small :class:`CacheEntry` records; a :class:`BlobStore` holds the pickled values and is read only
+when a value is needed. :class:`Cache` adds what every pair of stores needs, written once:
+
+* serialization (pickle protocol 5, falling back to cloudpickle) with a size and a checksum, so
+  a truncated or corrupt blob is detected, reported once and recomputed instead of returned;
+* a write buffer flushed in batches, blobs before meta, so a crash never leaves an entry pointing
+  at a missing blob and a store pays one round trip per batch instead of one per value;
+* an in-process index of entries known to be present (this process's writes and earlier hits),
+  so a warm run asks the store only about signatures it has not seen yet (an entry another
+  process removed meanwhile then shows up as a missing value: one warning and a recompute);
+* degraded operation: when a store cannot be reached, every operation becomes a miss or a no-op
+  with one ``CacheWarning`` per failure episode, or raises ``CacheStoreError`` with
+  ``strict=True``.
+
+The in-memory stores at the end serve tests and short-lived caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import pickle
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from nestflow.errors import CacheStoreError, CacheWarning
+
+__all__ = [
+    "BlobStore",
+    "Cache",
+    "CacheEntry",
+    "CacheMiss",
+    "MemoryBlobStore",
+    "MemoryMetaStore",
+    "MetaStore",
+    "checksum_of",
+    "new_blob_key",
+    "serialize",
+]
+
+T = TypeVar("T")
+
+PICKLE_PROTOCOL = 5
+FLUSH_ENTRIES = 2000  # a flush is one transaction; bigger batches stop paying off around here
+FLUSH_BYTES = 4 * 1024 * 1024  # ...and values waiting in memory stay bounded
+KNOWN_LIMIT = 200_000  # entries remembered as present; past this the index starts over
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """What a MetaStore keeps per signature: where the value is and how to check and decode it."""
+
+    signature: str
+    blob_key: str
+    node: str
+    outputs: tuple[str, ...]
+    size: int
+    serializer: str
+    checksum: str
+    created: float
+
+
+class CacheMiss(Exception):
+    """Internal signal: the entry cannot be used (it was reported and deleted); recompute."""
+
+
+class MetaStore(Protocol):
+    """Signature -> :class:`CacheEntry`; consulted for every hit/miss decision, so batched."""
+
+    def get_many(self, signatures: Sequence[str]) -> dict[str, CacheEntry]:
+        """The entries present among ``signatures`` (absent ones are left out)."""
+
+    def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        """Insert or replace entries."""
+
+    def delete(self, signature: str) -> None:
+        """Remove one entry; a missing one is not an error."""
+
+    def clear(self) -> None:
+        """Remove every entry."""
+
+    def stats(self) -> dict[str, int]:
+        """``{"entries": count, "bytes": total blob size}``."""
+
+
+class BlobStore(Protocol):
+    """Key -> bytes; each write is atomic (a reader sees the old bytes, the new ones, or none)."""
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes under ``key``, or None when missing."""
+
+    def write_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Write ``(key, bytes)`` pairs, replacing existing keys."""
+
+    def delete(self, key: str) -> None:
+        """Remove one blob; a missing one is not an error."""
+
+    def clear(self) -> None:
+        """Remove every blob."""
+
+
+def checksum_of(data: bytes) -> str:
+    """The hex digest stored with every blob (BLAKE2b, 16 bytes: fast and collision-safe)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+_BLOB_COUNTER = itertools.count()
+
+
+def new_blob_key() -> str:
+    """A key no other write uses, in creation order (32 hex digits: time, process, counter).
+
+    Unique keys make every write of a value a new blob, so a reader holding an entry never
+    reads another write's bytes under it. Ordered keys let stores that index keys append to
+    their index instead of inserting at random places, which keeps writes cheap as it grows.
+    """
+    count = next(_BLOB_COUNTER) & 0xFFFFFFFF
+    return f"{time.time_ns():016x}{os.getpid() & 0xFFFFFFFF:08x}{count:08x}"
+
+
+def serialize(value: Any) -> tuple[bytes, str]:
+    """Pickle ``value`` (protocol 5), or cloudpickle it when plain pickle refuses.
+
+    Returns the bytes and the serializer's name; raises whatever cloudpickle raised when
+    neither works.
+    """
+    try:
+        return pickle.dumps(value, protocol=PICKLE_PROTOCOL), "pickle"
+    except Exception:  # pickle raises many types (PicklingError, TypeError, AttributeError)
+        import cloudpickle
+
+        return cloudpickle.dumps(value, protocol=PICKLE_PROTOCOL), "cloudpickle"
+
+
+def _blob_problem(entry: CacheEntry, data: bytes | None) -> str | None:
+    if data is None:
+        return "its stored value is missing"
+    if len(data) != entry.size:
+        return f"its stored value has {len(data)} bytes instead of {entry.size} (truncated)"
+    if checksum_of(data) != entry.checksum:
+        return "its stored value does not match its checksum (corrupt)"
+    return None
+
+
+class Cache:
+    """A MetaStore and a BlobStore used together; what the runtime talks to.
+
+    Thread-safe. Pickling keeps the configuration only (the stores pickle their own settings)
+    and flushes pending writes first, so another process sees them; that process reconnects on
+    first use. ``clock`` (default ``time.time``) stamps entries and ``retry_interval`` (seconds)
+    is how long an unreachable store is left alone before the next attempt; both can be set
+    per instance.
+    """
+
+    clock: Callable[[], float] = time.time
+    retry_interval: float = 1.0
+
+    def __init__(
+        self,
+        meta: MetaStore,
+        blobs: BlobStore,
+        *,
+        cache_version: str | None = None,
+        strict: bool = False,
+        label: str | None = None,
+    ) -> None:
+        default_label = f"Cache({type(meta).__name__}, {type(blobs).__name__})"
+        self._configure(meta, blobs, cache_version, strict, label or default_label)
+
+    def _configure(
+        self, meta: MetaStore, blobs: BlobStore, cache_version: str | None, strict: bool, label: str
+    ) -> None:
+        self._meta = meta
+        self._blobs = blobs
+        self.cache_version = cache_version
+        self.strict = strict
+        self.label = label
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending: dict[str, tuple[CacheEntry, bytes]] = {}
+        self._pending_bytes = 0
+        self._known: dict[str, CacheEntry] = {}
+        self._failing = False
+        self._retry_at = 0.0
+
+    @property
+    def meta(self) -> MetaStore:
+        """The MetaStore."""
+        return self._meta
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The BlobStore."""
+        return self._blobs
+
+    def __repr__(self) -> str:
+        return self.label
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def lookup(self, signatures: Sequence[str]) -> dict[str, CacheEntry]:
+        """The entries present among ``signatures``; this process's pending writes count."""
+        found: dict[str, CacheEntry] = {}
+        unknown: list[str] = []
+        with self._lock:
+            pending, known = self._pending, self._known
+            for signature in signatures:
+                waiting = pending.get(signature)
+                entry = waiting[0] if waiting is not None else known.get(signature)
+                if entry is None:
+                    unknown.append(signature)
+                else:
+                    found[signature] = entry
+        if unknown:
+            nothing: dict[str, CacheEntry] = {}
+            fetched = self._guarded(lambda: self._meta.get_many(unknown), nothing)
+            found.update(fetched)
+            self._remember(fetched)
+        return found
+
+    def contains(self, signature: str) -> bool:
+        """Whether an entry is present under ``signature``."""
+        return signature in self.lookup((signature,))
+
+    def inspect(self, signature: str) -> CacheEntry | None:
+        """The entry under ``signature``, or None."""
+        return self.lookup((signature,)).get(signature)
+
+    def load(self, entry: CacheEntry) -> Any:
+        """The value of ``entry``; raises :class:`CacheMiss` when it cannot be used.
+
+        A missing, truncated, corrupt or undecodable value is reported with one
+        ``CacheWarning`` and its entry deleted, so the caller recomputes and stores it again.
+        An unreachable store is a miss without deleting anything.
+        """
+        data = self._read(entry)
+        problem = _blob_problem(entry, data)
+        if problem is None:
+            try:
+                return pickle.loads(data)  # type: ignore[arg-type]  # None ruled out above
+            except Exception as exc:  # unpickling runs arbitrary reducers: anything can fail
+                problem = f"its stored value cannot be unpickled ({type(exc).__name__}: {exc})"
+        self._discard(entry, problem)
+        raise CacheMiss(problem)
+
+    def _read(self, entry: CacheEntry) -> bytes | None:
+        with self._lock:
+            waiting = self._pending.get(entry.signature)
+        if waiting is not None and waiting[0].blob_key == entry.blob_key:
+            return waiting[1]
+        unreachable: tuple[bool, bytes | None] = (False, None)
+        reached, data = self._guarded(lambda: (True, self._blobs.read(entry.blob_key)), unreachable)
+        if not reached:
+            raise CacheMiss(f"{self.label} is unavailable")
+        return data
+
+    def _discard(self, entry: CacheEntry, problem: str) -> None:
+        warnings.warn(
+            CacheWarning(
+                f"{self.label}: the cached value of node '{entry.node}' (signature "
+                f"{entry.signature[:12]}) is unusable: {problem}. The entry was deleted; the "
+                "node will be recomputed and stored again."
+            ),
+            stacklevel=3,
+        )
+        with self._lock:
+            self._known.pop(entry.signature, None)
+
+        def delete() -> None:
+            self._meta.delete(entry.signature)
+            self._blobs.delete(entry.blob_key)
+
+        self._guarded(delete, None)
+
+    def _remember(self, entries: dict[str, CacheEntry]) -> None:
+        if entries:
+            with self._lock:
+                self._remember_locked(entries)
+
+    def _remember_locked(self, entries: dict[str, CacheEntry]) -> None:
+        if len(self._known) + len(entries) > KNOWN_LIMIT:
+            self._known.clear()  # bounded memory; forgotten entries are asked for again
+        self._known.update(entries)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def store(self, signature: str, node: str, outputs: tuple[str, ...], value: Any) -> bool:
+        """Buffer ``value`` under ``signature``; False (and one warning) if it cannot be pickled.
+
+        The value is serialized now, so later mutation of ``value`` does not change what is
+        stored. It is written by the next :meth:`flush`, or sooner when the buffer is full.
+        """
+        try:
+            data, serializer = serialize(value)
+        except Exception as exc:
+            warnings.warn(
+                CacheWarning(
+                    f"{self.label}: the value of node '{node}' was not cached: it cannot be "
+                    f"pickled, even with cloudpickle ({type(exc).__name__}: {exc}). The run goes "
+                    "on and the node will run again next time. Return a picklable value, or set "
+                    "cache=False on the node."
+                ),
+                stacklevel=2,
+            )
+            return False
+        checksum = checksum_of(data)
+        entry = CacheEntry(
+            signature, new_blob_key(), node, tuple(outputs), len(data), serializer,
+            checksum, self.clock(),
+        )  # fmt: skip
+        with self._lock:
+            replaced = self._pending.get(signature)
+            if replaced is not None:
+                self._pending_bytes -= replaced[0].size
+            self._pending[signature] = (entry, data)
+            self._pending_bytes += len(data)
+            full = len(self._pending) >= FLUSH_ENTRIES or self._pending_bytes >= FLUSH_BYTES
+        if full:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        """Write buffered entries: blobs first, then meta. Safe to call at any time."""
+        with self._flush_lock:
+            with self._lock:
+                batch = list(self._pending.values())
+            if not batch:
+                return
+            written = False
+            try:
+                written = self._guarded(lambda: self._written(batch), False)
+            finally:
+                self._settle(batch, written)
+
+    def _written(self, batch: list[tuple[CacheEntry, bytes]]) -> bool:
+        self._write(batch)
+        return True
+
+    def _write(self, batch: list[tuple[CacheEntry, bytes]]) -> None:
+        """Persist a batch; stores that can write blob and meta in one transaction override it."""
+        self._blobs.write_many([(entry.blob_key, data) for entry, data in batch])
+        self._meta.put_many([entry for entry, _ in batch])
+
+    def _settle(self, batch: list[tuple[CacheEntry, bytes]], written: bool) -> None:
+        # Entries leave the buffer only now, so concurrent lookups never see a gap; a value
+        # stored again while the batch was being written stays pending for the next flush.
+        with self._lock:
+            for entry, data in batch:
+                if self._pending.get(entry.signature, (None,))[0] is entry:
+                    del self._pending[entry.signature]
+                    self._pending_bytes -= len(data)
+            if written:
+                self._remember_locked({entry.signature: entry for entry, _ in batch})
+
+    # --- management ------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Remove every entry and value, including pending ones."""
+        with self._flush_lock, self._lock:
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._known.clear()
+
+        def clear_stores() -> None:
+            self._meta.clear()
+            self._blobs.clear()
+
+        self._guarded(clear_stores, None)
+
+    def stats(self) -> dict[str, int]:
+        """``{"entries": count, "bytes": total value size}``, after flushing pending writes."""
+        self.flush()
+        return self._guarded(self._meta.stats, {"entries": 0, "bytes": 0})
+
+    def close(self) -> None:
+        """Flush, then release connections; the cache reconnects if it is used again."""
+        self.flush()
+        for store in (self._meta, self._blobs):
+            closer = getattr(store, "close", None)
+            if callable(closer):
+                closer()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.flush()
+        return {
+            "meta": self._meta,
+            "blobs": self._blobs,
+            "cache_version": self.cache_version,
+            "strict": self.strict,
+            "label": self.label,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._configure(**state)
+
+    # --- failures --------------------------------------------------------------------------
+
+    def _guarded(self, call: Callable[[], T], default: T) -> T:
+        """Run a store operation; an unreachable store yields ``default`` (or raises if strict)."""
+        if self._retry_at and not self.strict and time.monotonic() < self._retry_at:
+            return default
+        try:
+            result = call()
+        except OSError as exc:  # CacheStoreError is an OSError; stores convert their own errors
+            return self._degrade(exc, default)
+        self._failing = False
+        self._retry_at = 0.0
+        return result
+
+    def _degrade(self, exc: OSError, default: T) -> T:
+        error = exc
+        if not isinstance(exc, CacheStoreError):
+            error = CacheStoreError(
+                f"{self.label} failed: {type(exc).__name__}: {exc}. Expected its store to be "
+                "reachable and writable. Fix the store, or pass strict=False to run without the "
+                "cache while it is unavailable."
+            )
+        if self.strict:
+            raise error from (exc if error is not exc else None)
+        self._retry_at = time.monotonic() + self.retry_interval
+        if not self._failing:
+            self._failing = True
+            with self._lock:  # the store may come back without what it held (a restart)
+                self._known.clear()
+            warnings.warn(
+                CacheWarning(
+                    f"{error} Caching is off until the store answers again: lookups miss and "
+                    "values are not stored; results stay correct. Pass strict=True to fail "
+                    "instead."
+                ),
+                stacklevel=4,
+            )
+        return default
+
+
+class MemoryMetaStore:
+    """A MetaStore in a dict: for tests and caches that live as long as one process."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, CacheEntry] = {}
+
+    def get_many(self, signatures: Sequence[str]) -> dict[str, CacheEntry]:
+        entries = self._entries
+        return {s: entries[s] for s in signatures if s in entries}
+
+    def put_many(self, entries: Sequence[CacheEntry]) -> None:
+        self._entries.update((entry.signature, entry) for entry in entries)
+
+    def delete(self, signature: str) -> None:
+        self._entries.pop(signature, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def stats(self) -> dict[str, int]:
+        entries = list(self._entries.values())
+        return {"entries": len(entries), "bytes": sum(entry.size for entry in entries)}
+
+
+class MemoryBlobStore:
+    """A BlobStore in a dict: for tests and caches that live as long as one process."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+
+    def read(self, key: str) -> bytes | None:
+        return self._blobs.get(key)
+
+    def write_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        self._blobs.update(items)
+
+    def delete(self, key: str) -> None:
+        self._blobs.pop(key, None)
+
+    def clear(self) -> None:
+        self._blobs.clear()

@@ -1,0 +1,266 @@
+"""Cache decisions on the general path: signatures, hits as lazy values, stores (SPEC 8.1).
+
+A node's signature hashes a per-run prefix (format, versions, code fingerprint, output
+names) and one *representation* per input: ``s<signature>:<output>`` when the value
+came from an eligible producer, ``v<fingerprint>`` otherwise, ``m<digest>`` for a list
+published by a mapped node (the ordered per-item representations). Representations
+live in the level's values dict under ``@name`` keys, next to the values, so they
+travel wherever values are copied (map items, nested levels) and are computed once.
+
+A hit does not read its value: the outputs become ``Pending`` values, read only when a
+node that misses needs them or when they are returned. A stored value that cannot be
+read any more (deleted, truncated) is recomputed by running its producer again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from nestflow.cache.fingerprint import Unhashable, code_fingerprint, fingerprint
+from nestflow.cache.store import CacheMiss
+from nestflow.core.config import EffectiveConfig
+from nestflow.core.node import Node
+from nestflow.errors import UnhashableInputError
+from nestflow.runtime.calls import CallSpec
+from nestflow.runtime.context import Level
+from nestflow.runtime.plan import LevelPlan, Step
+from nestflow.runtime.report import NodeRecord
+from nestflow.runtime.settings import child_config
+
+REP = "@"
+"""Prefix of the ``@name`` keys holding representations in a values dict (never a name)."""
+
+_FORMAT = b"nestflow-sig/1"
+
+
+def _salt() -> bytes:
+    from nestflow import __version__
+
+    return ".".join(__version__.split(".")[:2]).encode()
+
+
+class Load:
+    """The stored value of one hit, read at most once."""
+
+    __slots__ = ("cache", "done", "entry", "recompute", "value")
+
+    def __init__(self, cache: Any, entry: Any, recompute: Callable[[], Awaitable[Any]]) -> None:
+        self.cache, self.entry, self.recompute = cache, entry, recompute
+        self.done = False
+        self.value: Any = None
+
+    async def get(self) -> Any:
+        """The value: read from the store, or recomputed when the stored copy is unusable."""
+        if not self.done:
+            try:
+                self.value = self.cache.load(self.entry)
+            except CacheMiss:
+                self.value = await self.recompute()
+            self.done = True
+        return self.value
+
+
+class Pending:
+    """An output of a cache hit whose value has not been read."""
+
+    __slots__ = ("index", "load")
+
+    def __init__(self, load: Load, index: int | None) -> None:
+        self.load, self.index = load, index
+
+    async def get(self) -> Any:
+        """The output's value."""
+        value = await self.load.get()
+        return value if self.index is None else value[self.index]
+
+    def __repr__(self) -> str:
+        return "<cached value, not read>"
+
+
+class PendingList(Pending):
+    """A mapped node's output list holding pending items: read whole when needed."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    async def get(self) -> Any:
+        """Every item's value, in order."""
+        return [await resolved(item) for item in self.items]
+
+    def __repr__(self) -> str:
+        return f"<{len(self.items)} cached values, not read>"
+
+
+def column(items: list[Any]) -> Any:
+    """A result list, pending as a whole if any item is pending."""
+    return PendingList(items) if any(isinstance(i, Pending) for i in items) else items
+
+
+async def resolved(value: Any) -> Any:
+    """``value``, read from the cache if it is ``Pending``."""
+    return await value.get() if isinstance(value, Pending) else value
+
+
+async def ready(names: Iterable[str], values: dict[str, Any]) -> None:
+    """Read the ``Pending`` values among ``names`` into ``values`` (before a call uses them)."""
+    for name in names:
+        value = values.get(name)
+        if isinstance(value, Pending):
+            values[name] = await value.get()
+
+
+def carry(source: dict[Any, Any], target: dict[Any, Any], pairs: Iterable[tuple[str, str]]) -> None:
+    """Copy the representations of renamed values (``(from, to)`` pairs) across levels."""
+    for old, new in pairs:
+        rep = source.get(REP + old)
+        if rep is not None:
+            target[REP + new] = rep
+
+
+def rep_of(key: str, names: tuple[str, ...]) -> bool:
+    """Whether ``key`` is the representation key of one of ``names``."""
+    return key[:1] == REP and key[1:] in names
+
+
+def visible(values: dict[str, Any]) -> dict[str, Any]:
+    """The values a callback may see: names only, read values only."""
+    return {k: v for k, v in values.items() if k[:1] != REP and not isinstance(v, Pending)}
+
+
+def eligible(level: Level, node: Node) -> bool:
+    """A cache is in effect at ``level`` and the node allows caching."""
+    return level.config.cache is not None and node.cache
+
+
+# --- signatures ------------------------------------------------------------------------------
+
+
+def _prefix(level: Level, step: Step, spec: CallSpec) -> Any:
+    key = (id(level.plan), step.id)
+    prefixes = level.run.prefixes
+    found = prefixes.get(key)
+    if found is None:
+        node = step.node
+        assert isinstance(node, Node)
+        found = hashlib.sha256(_FORMAT)
+        for part in (_salt(), level.config.cache.cache_version, node.cache_version):
+            found.update(b"\0" + (b"-" if part is None else str(part).encode()))
+        code = level.run.codes.get((*level.hierarchy, step.id))
+        found.update(code if code is not None else code_fingerprint(node.func))
+        found.update("\0".join(spec.outs).encode())
+        prefixes[key] = found
+    return found
+
+
+def code_fingerprints(
+    plan: LevelPlan, config: EffectiveConfig, hierarchy: tuple[str, ...]
+) -> dict[tuple[str, ...], bytes]:
+    """Code fingerprints of the cached function nodes of ``plan`` and below, by node path.
+
+    Made in the coordinating process and shipped with map items, so a worker (which may
+    not have the source files) signs exactly as this process does.
+    """
+    found: dict[tuple[str, ...], bytes] = {}
+    for step in plan.steps:
+        if step.child is not None:
+            child = step.child
+            child_cfg = child_config(child.pipeline, config)
+            found.update(code_fingerprints(child, child_cfg, (*hierarchy, child.name)))
+        elif config.cache is not None and isinstance(step.node, Node) and step.node.cache:
+            found[(*hierarchy, step.id)] = code_fingerprint(step.node.func)
+    return found
+
+
+def _wired(spec: CallSpec) -> list[tuple[str, Any]]:
+    pairs = list(spec.positional) + [(name, default) for _, name, default in spec.keyword]
+    return sorted(pairs, key=lambda pair: pair[0])
+
+
+async def signature(level: Level, step: Step, spec: CallSpec, values: dict[str, Any]) -> str:
+    """The computation signature of ``step`` with these inputs."""
+    digest = _prefix(level, step, spec).copy()
+    for name, default in _wired(spec):
+        rep = values.get(REP + name)
+        if rep is None:
+            if name in values:
+                value = await resolved(values[name])
+                rep = values[REP + name] = b"v" + _fingerprint(level, step, name, value)
+            else:
+                rep = b"d" + _fingerprint(level, step, name, default)
+        digest.update(name.encode() + b"\0" + rep + b"\0")
+    hexdigest: str = digest.hexdigest()
+    return hexdigest
+
+
+def _fingerprint(level: Level, step: Step, name: str, value: Any) -> bytes:
+    try:
+        return fingerprint(value)
+    except Unhashable as exc:
+        path = " > ".join((*level.hierarchy, step.id))
+        inside = f" (at `{exc.where}`)" if exc.where else ""
+        raise UnhashableInputError(
+            f"Node `{path}` is cached, but its input `{name}` cannot be fingerprinted: a "
+            f"{exc.type_name}{inside} has no stable content to key the cache with. Fix it by "
+            f"one of: define `__cache_key__(self)` on the class returning plain data; register "
+            f"a fingerprinter with nestflow.register_fingerprint({exc.type_name.split('.')[-1]}, "
+            f"fn); or set cache=False on node `{step.id}`."
+        ) from exc
+
+
+def list_rep(reps: list[bytes | None], values: list[Any]) -> bytes | None:
+    """The representation of a mapped node's output list, or ``None`` if an item has none."""
+    digest = hashlib.sha256(b"m")
+    for rep, value in zip(reps, values, strict=True):
+        if rep is None:
+            try:
+                rep = b"v" + fingerprint(value)
+            except Unhashable:
+                return None
+        digest.update(rep + b"\0")
+    return b"m" + digest.digest()
+
+
+# --- hits and stores ------------------------------------------------------------------------
+
+
+def hit(
+    level: Level,
+    step: Step,
+    spec: CallSpec,
+    values: dict[str, Any],
+    sig: str,
+    recompute: Callable[[], Awaitable[Any]],
+) -> bool:
+    """Publish the outputs of ``step`` as pending values if the cache holds ``sig``."""
+    cache = level.config.cache
+    entry = cache.lookup([sig]).get(sig)
+    if entry is None:
+        return False
+    load = Load(cache, entry, recompute)
+    single = len(spec.outs) == 1
+    for index, out in enumerate(spec.outs):
+        values[out] = Pending(load, None if single else index)
+        values[REP + out] = b"s" + sig.encode() + b":" + out.encode()
+    return True
+
+
+def store(level: Level, step: Step, spec: CallSpec, values: dict[str, Any], sig: str) -> None:
+    """Keep the outputs of a successful execution under ``sig``."""
+    cache = level.config.cache
+    outs = spec.outs
+    value = values[outs[0]] if len(outs) == 1 else tuple(values[o] for o in outs)
+    cache.store(sig, " > ".join((*level.hierarchy, step.id)), outs, value)
+    level.run.caches[id(cache)] = cache
+    for out in outs:
+        values[REP + out] = b"s" + sig.encode() + b":" + out.encode()
+    level.run.report.cache_misses += 1
+
+
+def signed(record: NodeRecord, sig: str | None) -> NodeRecord:
+    """``record`` with its signature."""
+    return record if sig is None else replace(record, signature=sig)

@@ -1,0 +1,1 @@
+"""Importable values for the fingerprint tests, including those run in a subprocess."""

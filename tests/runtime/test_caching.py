@@ -1,0 +1,464 @@
+"""Caching in runs and maps (SPEC 8.1, 8.4, 8.6-8.8 and the cache items of section 6).
+
+Call logs prove what ran; a BlobStore wrapper counting reads proves what was loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nestflow
+from nestflow import (
+    UNSET,
+    CacheWarning,
+    DiskCache,
+    LocalBackend,
+    Pipeline,
+    UnhashableInputError,
+    node,
+)
+from nestflow.cache.store import Cache
+from nestflow.testing import RecordingCallback
+
+CALLS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls() -> Iterator[None]:
+    CALLS.clear()
+    yield
+    CALLS.clear()
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path) -> Callable[[], DiskCache]:
+    made = iter(range(1000))
+    return lambda: DiskCache(tmp_path / f"cache{next(made)}")
+
+
+class CountingBlobs:
+    """A BlobStore wrapper counting reads per key."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.reads: list[str] = []
+
+    def read(self, key: str) -> bytes | None:
+        self.reads.append(key)
+        return self.inner.read(key)
+
+    def write_many(self, items: Any) -> None:
+        self.inner.write_many(items)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def clear(self) -> None:
+        self.inner.clear()
+
+
+def counting(disk: DiskCache) -> tuple[Cache, CountingBlobs]:
+    blobs = CountingBlobs(disk.blobs)
+    return Cache(disk.meta, blobs, label="counting"), blobs
+
+
+# --- A6.1-A6.3, A6.6: the cache aspect along the call chain -----------------------------------
+
+
+@node(output_name="a")
+def fa(x: int) -> int:
+    CALLS.append("fa")
+    return x + 1
+
+
+@node(output_name="b")
+def fb(a: int) -> int:
+    CALLS.append("fb")
+    return a * 10
+
+
+@node(output_name="c")
+def fc(b: int) -> int:
+    CALLS.append("fc")
+    return b - 1
+
+
+def test_a6_1_cache_and_callbacks_on_the_root_reach_every_level(fresh_cache: Any) -> None:
+    rec = RecordingCallback()
+    l3 = Pipeline([fa], name="L3")
+    l2 = Pipeline([l3, fb], name="L2")
+    l1 = Pipeline([l2, fc], name="L1", cache=fresh_cache(), callbacks=[rec])
+    assert l1.run(x=1) == {"a": 2, "b": 20, "c": 19}
+    assert {"fa", "fb", "fc"} <= set(rec.names("node_start"))
+    CALLS.clear()
+    assert l1.run(x=1) == {"a": 2, "b": 20, "c": 19}
+    assert CALLS == []
+
+
+def test_a6_2_an_inner_cache_keeps_the_inner_results(fresh_cache: Any) -> None:
+    rec1, rec3 = RecordingCallback(), RecordingCallback()
+    c3 = fresh_cache()
+    l3 = Pipeline([fa], name="L3", cache=c3, callbacks=[rec3])
+    l2 = Pipeline([l3, fb], name="L2")
+    l1 = Pipeline([l2, fc], name="L1", cache=fresh_cache(), callbacks=[rec1])
+    l1.run(x=1)
+    assert rec3.names("node_start") == ["fa"]
+    assert "fa" not in rec1.names("node_start")
+    assert {"fb", "fc"} <= set(rec1.names("node_start"))
+    CALLS.clear()
+    assert Pipeline([fa], name="alone", cache=c3).run(x=1) == {"a": 2}
+    assert CALLS == [], "fa's result is stored in L3's cache"
+
+
+def test_a6_3_cache_none_disables_a_subtree_while_the_outer_level_stays_warm(
+    fresh_cache: Any,
+) -> None:
+    l3 = Pipeline([fa], name="L3")
+    l2 = Pipeline([l3, fb], name="L2", cache=None)
+    l1 = Pipeline([l2, fc], name="L1", cache=fresh_cache())
+    l1.run(x=1)
+    l1.run(x=1)
+    assert CALLS == ["fa", "fb", "fc", "fa", "fb"]
+
+
+def test_a6_6_one_child_under_two_parents_shares_nothing_through_the_child(
+    fresh_cache: Any,
+) -> None:
+    l3 = Pipeline([fa], name="L3")
+    p = Pipeline([l3, fb], name="P", cache=fresh_cache())
+    q = Pipeline([l3, fb], name="Q", cache=fresh_cache())
+    p.run(x=1)
+    CALLS.clear()
+    q.run(x=1)
+    assert CALLS == ["fa", "fb"], "Q's first run calls fa again"
+    CALLS.clear()
+    assert l3.run(x=1) == {"a": 2}
+    assert CALLS == ["fa"], "standalone, L3 has no cache"
+
+
+def test_a2_7_with_cache_returns_a_new_pipeline(tmp_path: Path) -> None:
+    p = Pipeline([fa], name="p")
+    q = p.with_cache(DiskCache(tmp_path))
+    assert q is not p
+    assert p.cache is UNSET
+    assert q.cache.label == f"DiskCache({tmp_path})"
+
+
+# --- A8.1, A8.4, A8.5 ---------------------------------------------------------------------------
+
+
+def test_a8_1_same_input_hits_new_input_and_new_body_miss(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path)
+
+    @node(output_name="y")
+    def add1(x: int) -> int:
+        CALLS.append("add1")
+        return x + 1
+
+    pipeline = Pipeline([add1], name="p", cache=cache)
+    assert [pipeline.run(x=v, output_name="y") for v in (5, 5, 10)] == [6, 6, 11]
+    assert CALLS == ["add1", "add1"]
+
+    @node(output_name="y")  # type: ignore[no-redef]
+    def add1(x: int) -> int:
+        CALLS.append("add1 v2")
+        return x + 2
+
+    assert Pipeline([add1], name="p", cache=cache).run(x=5, output_name="y") == 7
+    assert CALLS[-1] == "add1 v2"
+
+
+def test_a8_4_none_is_cached_and_values_are_type_exact(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path)
+
+    @node(output_name="nothing")
+    def returns_none(x: Any) -> None:
+        CALLS.append("none")
+
+    @node(output_name="kind")
+    def kind(x: Any) -> str:
+        return type(x).__name__
+
+    none = Pipeline([returns_none], name="none", cache=cache)
+    assert none.run(x=1) == {"nothing": None}
+    assert none.run(x=1) == {"nothing": None}
+    assert CALLS == ["none"]
+    values = [1, "1", True, "True", 1.0, [1, 2], (1, 2)]
+    kinds = Pipeline([kind], name="kinds", cache=cache)
+    assert [kinds.run(x=v, output_name="kind") for v in values] == [
+        "int",
+        "str",
+        "bool",
+        "str",
+        "float",
+        "list",
+        "tuple",
+    ]
+
+
+def test_a8_5_an_uncached_node_always_runs_and_its_consumer_hits(tmp_path: Path) -> None:
+    @node(output_name="raw", cache=False)
+    def load(x: int) -> int:
+        CALLS.append("load")
+        return x * 2
+
+    @node(output_name="done")
+    def use(raw: int) -> int:
+        CALLS.append("use")
+        return raw + 1
+
+    pipeline = Pipeline([load, use], name="p", cache=DiskCache(tmp_path))
+    pipeline.run(x=3)
+    pipeline.run(x=3)
+    assert CALLS == ["load", "use", "load"]
+
+
+# --- A8.2: the scenario table, with a BlobStore counting reads ---------------------------------
+
+
+def _module(tmp_path: Path, name: str, source: str) -> Any:
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+FOO = """
+from nestflow import node
+CALLS = []
+
+@node(output_name="foo_out")
+def foo(a, b):
+    {doc}
+    CALLS.append("foo")  {comment}
+    return a + b{extra}
+
+@node(output_name="final")
+def bar(foo_out, c):
+    CALLS.append("bar")
+    return foo_out * c
+"""
+
+
+def foo_bar(tmp_path: Path, name: str, doc: str = "", comment: str = "", extra: str = "") -> Any:
+    source = FOO.format(doc=doc, comment=comment, extra=extra)
+    return _module(tmp_path, name, source)
+
+
+def test_a8_2_scenario_table(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path / "c")
+    cache, blobs = counting(disk)
+    first = foo_bar(tmp_path, "scenario_v1")
+
+    def run(module: Any, **inputs: Any) -> tuple[list[str], int]:
+        module.CALLS.clear()
+        blobs.reads.clear()
+        pipeline = Pipeline([module.foo, module.bar], name="p", cache=cache)
+        pipeline.run(**{"a": 1, "b": 2, "c": 3, **inputs}, output_name="final")
+        return list(module.CALLS), len(blobs.reads)
+
+    assert run(first) == (["foo", "bar"], 0)
+    assert run(first, c=4) == (["bar"], 1), "only c: foo hits, foo_out is read once for bar"
+    assert run(first, c=4) == ([], 1), "nothing: only final's blob is read"
+    assert run(first, a=5, c=4) == (["foo", "bar"], 0)
+    body = foo_bar(tmp_path, "scenario_v2", extra=" + 0 * 1")
+    assert run(body, a=5, c=4)[0] == ["foo", "bar"], "foo's body changed"
+    edited = foo_bar(tmp_path, "scenario_v3", doc='"""Adds."""', comment="# logs the call")
+    assert run(edited, a=5, c=4)[0] == [], "docstring and comment only: both hit"
+
+
+def test_a8_2_a_plain_run_reads_every_output(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path / "c")
+    cache, blobs = counting(disk)
+    module = foo_bar(tmp_path, "scenario_all")
+    pipeline = Pipeline([module.foo, module.bar], name="p", cache=cache)
+    assert pipeline.run(a=1, b=2, c=3) == {"foo_out": 3, "final": 9}
+    assert pipeline.run(a=1, b=2, c=3) == {"foo_out": 3, "final": 9}
+    assert len(blobs.reads) == 2
+
+
+# --- A8.3, A8.14: per item ----------------------------------------------------------------------
+
+
+@node(output_name="squared")
+def square(number: int) -> int:
+    CALLS.append(f"square {number}")
+    return number * number
+
+
+def test_a8_3_map_caches_per_item(tmp_path: Path) -> None:
+    pipeline = Pipeline([square], name="sq", cache=DiskCache(tmp_path))
+    assert pipeline.map(number=[1, 2, 3], map_over="number") == {"squared": [1, 4, 9]}
+    CALLS.clear()
+    assert pipeline.map(number=[2, 3, 4], map_over="number") == {"squared": [4, 9, 16]}
+    assert CALLS == ["square 4"]
+
+
+def test_a8_3_as_node_map_over_caches_per_item_inside_a_cached_outer_pipeline(
+    tmp_path: Path,
+) -> None:
+    @node(output_name="total")
+    def add_up(squared: list[int]) -> int:
+        CALLS.append("add_up")
+        return sum(squared)
+
+    inner = Pipeline([square], name="one")
+    every = inner.as_node(name="every", map_over="numbers", input_mapping={"numbers": "number"})
+    outer = Pipeline([every, add_up], name="outer", cache=DiskCache(tmp_path))
+    assert outer.run(numbers=[1, 2, 3]) == {"squared": [1, 4, 9], "total": 14}
+    CALLS.clear()
+    assert outer.run(numbers=[2, 3, 4]) == {"squared": [4, 9, 16], "total": 29}
+    assert CALLS == ["square 4", "add_up"]
+    CALLS.clear()
+    assert outer.run(numbers=[2, 3, 4], output_name="total") == 29
+    assert CALLS == []
+
+
+def test_a8_14_double_map_runs_each_distinct_inner_item_once(tmp_path: Path) -> None:
+    @node(output_name="shout")
+    def upper(letter: str) -> str:
+        CALLS.append(letter)
+        return letter.upper() + "!"
+
+    inner = Pipeline([upper], name="letters")
+    per_batch = inner.as_node(name="per_batch", map_over="batch", input_mapping={"batch": "letter"})
+    outer = Pipeline([per_batch], name="batches", cache=DiskCache(tmp_path))
+    result = outer.map(batch=[["a", "b"], ["a", "c"]], map_over="batch")
+    assert result == {"shout": [["A!", "B!"], ["A!", "C!"]]}
+    assert sorted(CALLS) == ["a", "b", "c"]
+
+
+def test_s8_6_fully_cached_items_fire_on_map_item_cached(tmp_path: Path) -> None:
+    rec = RecordingCallback()
+    pipeline = Pipeline([square], name="sq", cache=DiskCache(tmp_path), callbacks=[rec])
+    pipeline.map(number=[1, 2], map_over="number")
+    rec.events.clear()
+    pipeline.map(number=[1, 2, 5], map_over="number")
+    cached = [e for e in rec.events if e[0] == "item_cached"]
+    assert [e[1] for e in cached] == [0, 1]
+    starts = [e for e in rec.events if e[0] == "item_start"]
+    assert [e[1] for e in starts] == [2]
+
+
+# --- A8.8, A8.11, A8.13, A8.15 -----------------------------------------------------------------
+
+
+def test_a8_8_a_socket_input_is_rejected_before_the_node_runs(tmp_path: Path) -> None:
+    @node(output_name="peer")
+    def talk(conn: Any) -> str:
+        CALLS.append("talk")
+        return "ok"
+
+    with socket.socket() as sock:
+        cached = Pipeline([talk], name="chat", cache=DiskCache(tmp_path))
+        with pytest.raises(UnhashableInputError) as info:
+            cached.run(conn=sock)
+        message = str(info.value)
+        assert "chat > talk" in message
+        assert "`conn`" in message
+        assert "__cache_key__" in message
+        assert "register_fingerprint" in message
+        assert "cache=False" in message
+        assert CALLS == []
+        assert isinstance(info.value, TypeError)
+        uncached = Pipeline(
+            [talk.with_options(cache=False)], name="chat", cache=DiskCache(tmp_path)
+        )
+        assert uncached.run(conn=sock) == {"peer": "ok"}
+
+
+def test_a8_11_a_truncated_blob_warns_recomputes_and_succeeds(tmp_path: Path) -> None:
+    @node(output_name="big")
+    def make_big(n: int) -> bytes:
+        CALLS.append("make_big")
+        return bytes(range(256)) * n
+
+    pipeline = Pipeline([make_big], name="big", cache=DiskCache(tmp_path / "c"))
+    expected = bytes(range(256)) * 1024
+    assert pipeline.run(n=1024, output_name="big") == expected
+    files = [p for p in (tmp_path / "c").rglob("*") if p.is_file() and p.stat().st_size > 200_000]
+    assert len(files) == 1, "a 256 KiB value is stored as a blob file"
+    files[0].write_bytes(files[0].read_bytes()[:1000])
+    with pytest.warns(CacheWarning):
+        assert pipeline.run(n=1024, output_name="big") == expected
+    assert CALLS == ["make_big", "make_big"]
+    assert pipeline.run(n=1024, output_name="big") == expected
+    assert CALLS == ["make_big", "make_big"], "stored again after the recompute"
+
+
+def test_a8_13_cache_version_on_the_store_or_on_one_node(tmp_path: Path) -> None:
+    def chain(cache: Any, version: str | None) -> Pipeline:
+        return Pipeline([fa, fb.with_options(cache_version=version), fc], name="v", cache=cache)
+
+    chain(DiskCache(tmp_path), None).run(x=1)
+    CALLS.clear()
+    chain(DiskCache(tmp_path), "2").run(x=1)
+    assert CALLS == ["fb", "fc"], "a node's version invalidates it and its consumers"
+    CALLS.clear()
+    chain(DiskCache(tmp_path, cache_version="7"), "2").run(x=1)
+    assert CALLS == ["fa", "fb", "fc"], "the store's version invalidates everything"
+
+
+def test_a8_15_stats_by_pipeline_after_a_warm_run_of_three_levels(tmp_path: Path) -> None:
+    l3 = Pipeline([fa], name="L3")
+    l2 = Pipeline([l3, fb], name="L2")
+    l1 = Pipeline([l2, fc], name="L1", cache=DiskCache(tmp_path))
+    cold = l1.run(x=1)
+    assert cold.report.cache_misses == 3
+    warm = l1.run(x=1)
+    report = warm.report
+    assert (report.cache_hits, report.cache_misses) == (3, 0)
+    stats = report.stats(by="pipeline")
+    assert set(stats) == {"L1", "L1 > L2", "L1 > L2 > L3"}
+    for row in stats.values():
+        assert row["executed"] == 0
+        assert row["cached"] == 1
+    assert all(r.signature for r in report.records)
+
+
+# --- caches under every backend -----------------------------------------------------------------
+
+
+@node(output_name="tripled")
+def triple(v: int) -> int:
+    return v * 3
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        LocalBackend(map_execution="threaded", max_workers=4),
+        LocalBackend(node_execution="async", map_execution="async"),
+        LocalBackend(map_execution="parallel", max_workers=2),
+    ],
+    ids=["threaded", "async", "parallel"],
+)
+def test_maps_under_every_local_backend_fill_and_reuse_one_disk_cache(
+    tmp_path: Path, backend: LocalBackend
+) -> None:
+    rec = RecordingCallback()
+    pipeline = Pipeline(
+        [triple], name="t", cache=DiskCache(tmp_path), backend=backend, callbacks=[rec]
+    )
+    items = list(range(20))
+    assert pipeline.map(v=items, map_over="v") == {"tripled": [3 * v for v in items]}
+    rec.events.clear()
+    fresh = pipeline.with_cache(DiskCache(tmp_path))
+    with nestflow.capture() as cap:
+        assert fresh.map(v=items, map_over="v") == {"tripled": [3 * v for v in items]}
+    assert cap.last.cache_hits == 20
+    assert cap.last.cache_misses == 0
+    assert not [e for e in rec.events if e[0] == "node_start"]
