@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from benchmarks import backends, core
+from benchmarks import backends, caching, core
 from benchmarks.core import Row
 
 
@@ -42,6 +42,8 @@ def main() -> None:
     print(render(core.rows()))
     print()
     print(render(backends.rows()))
+    print()
+    print(render(caching.rows()))
 
 
 if __name__ == "__main__":

@@ -21,12 +21,13 @@ import uuid
 import warnings
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from fractions import Fraction
 from pathlib import Path, PurePosixPath
-from types import ModuleType, SimpleNamespace
+from types import FunctionType, ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -386,6 +387,7 @@ def test_numpy_arrays_are_keyed_by_dtype_shape_and_contents() -> None:
     assert fingerprint(np.array([np.nan, 1.0])) == fingerprint(np.array([-np.nan, 1.0]))
     assert fingerprint(np.array([{"a": 1}], dtype=object)) != fingerprint(np.array([{"a": 2}]))
     assert_all_distinct([np.float64(1.0), 1.0, np.float32(1.0), np.int64(1)])
+    assert_all_distinct([np.dtype("int64"), np.dtype("int32"), "int64"])
 
 
 # --- code fingerprints: normalised source ----------------------------------------------------
@@ -494,6 +496,27 @@ def test_rebinding_a_helper_or_a_module_constant_changes_the_same_functions_fing
     assert code_fingerprint(module.apply) != original
 
 
+def test_in_place_changes_and_shadowed_builtins_change_the_fingerprint(
+    load_modules: Callable[..., SimpleNamespace],
+) -> None:
+    source = """
+    WEIGHTS = [1, 2]
+
+    def total(items):
+        return len(items) * sum(WEIGHTS)
+    """
+    module = load_modules(nf_weights=source).nf_weights
+    original = code_fingerprint(module.total)
+    module.WEIGHTS[0] = 5
+    assert code_fingerprint(module.total) != original
+    module.WEIGHTS[0] = 1
+    assert code_fingerprint(module.total) == original
+    module.len = lambda items: 0
+    assert code_fingerprint(module.total) != original
+    del module.len
+    assert code_fingerprint(module.total) == original
+
+
 def test_changing_a_closure_variable_changes_the_fingerprint() -> None:
     def make(scale: int) -> Callable[[int], int]:
         def scaled(x: int) -> int:
@@ -512,26 +535,30 @@ def test_changing_a_closure_variable_changes_the_fingerprint() -> None:
 
 def test_state_the_function_writes_to_does_not_invalidate_it() -> None:
     calls: list[int] = []
+    totals = {"sum": 0}
     count = 0
+    lock = threading.Lock()
 
     def logged(x: int) -> int:
         nonlocal count
-        count += 1
-        calls.append(x)
+        with lock:
+            count += 1
+            calls.append(x)
+            totals["sum"] += x
         return x
 
-    original = code_fingerprint(logged)
-    logged(1)
-    logged(2)
-    assert code_fingerprint(logged) == original
+    with no_warnings():
+        original = code_fingerprint(logged)
+        logged(1)
+        logged(2)
+        assert code_fingerprint(logged) == original
 
 
 def test_a_reference_that_cannot_be_fingerprinted_warns_once_naming_it() -> None:
     guard = threading.Lock()
 
     def locked(x: int) -> int:
-        with guard:
-            return x
+        return x if guard.locked() else -x
 
     with pytest.warns(CacheWarning, match="'guard', a _thread.lock"):
         first = code_fingerprint(locked)
@@ -594,6 +621,31 @@ def test_mutually_recursive_helpers_terminate_and_are_deterministic(
     assert code_fingerprint(again.is_even) == first
 
 
+def test_threads_computing_the_same_fingerprints_at_once_agree(
+    load_modules: Callable[..., SimpleNamespace],
+) -> None:
+    source = """
+    def ping(n):
+        return n if n <= 0 else pong(n - 1)
+
+    def pong(n):
+        return ping(n - 1)
+    """
+    ping = load_modules(nf_pingpong=source).nf_pingpong.ping
+
+    def fresh_copy(_: int) -> bytes:  # a new function object has no memo yet
+        return code_fingerprint(FunctionType(ping.__code__, ping.__globals__))
+
+    expected = fresh_copy(0)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert set(pool.map(fresh_copy, range(400))) == {expected}
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def test_editing_a_method_of_a_referenced_class_changes_the_fingerprint(
     load_modules: Callable[..., SimpleNamespace],
 ) -> None:
@@ -611,8 +663,11 @@ def test_editing_a_method_of_a_referenced_class_changes_the_fingerprint(
         return Box(size).volume()
     """
     cube = code_fingerprint(load_modules(nf_box=source.format(power=3)).nf_box.make)
-    assert code_fingerprint(load_modules(nf_box=source.format(power=3)).nf_box.make) == cube
+    module = load_modules(nf_box=source.format(power=3)).nf_box
+    assert code_fingerprint(module.make) == cube
     assert code_fingerprint(load_modules(nf_box=source.format(power=2)).nf_box.make) != cube
+    module.Box.volume = lambda self: 0
+    assert code_fingerprint(module.make) != cube
 
 
 def test_nodes_and_wrapped_functions_are_keyed_by_the_innermost_function() -> None:
@@ -653,3 +708,141 @@ def test_functions_as_values_are_keyed_by_their_code() -> None:
 def test_code_fingerprint_rejects_non_callables() -> None:
     with pytest.raises(TypeError, match="needs a callable"):
         code_fingerprint(42)  # type: ignore[arg-type]
+
+
+def test_other_callables_have_code_fingerprints() -> None:
+    class Doubler:
+        def __init__(self, factor: int) -> None:
+            self.factor = factor
+
+        def __call__(self, x: int) -> int:
+            return x * self.factor
+
+        @property
+        def half(self) -> float:
+            return self.factor / 2
+
+        @staticmethod
+        def name() -> str:
+            return "doubler"
+
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    assert code_fingerprint(Doubler) == code_fingerprint(Doubler)
+    assert code_fingerprint(Doubler(2)) != code_fingerprint(Doubler(3))
+    assert code_fingerprint(Doubler(2)) != code_fingerprint(Doubler)
+    assert code_fingerprint(staticmethod(add)) == code_fingerprint(add)
+    assert code_fingerprint(functools.partial(add, 1)) != code_fingerprint(
+        functools.partial(add, 2)
+    )
+    assert code_fingerprint([].append) != code_fingerprint([].extend)
+    assert code_fingerprint(dict) != code_fingerprint(list)
+
+
+def test_attribute_writes_to_a_global_object_are_state(
+    load_modules: Callable[..., SimpleNamespace],
+) -> None:
+    source = """
+    from types import SimpleNamespace
+
+    STATS = SimpleNamespace(count=0, last=None)
+
+    def record(x):
+        STATS.count += 1
+        STATS.last = x
+        return x
+    """
+    module = load_modules(nf_stats=source).nf_stats
+    original = code_fingerprint(module.record)
+    module.record(5)
+    assert code_fingerprint(module.record) == original
+
+
+def test_names_bound_later_and_empty_cells_are_seen_when_they_appear(
+    load_modules: Callable[..., SimpleNamespace],
+) -> None:
+    module = load_modules(nf_later="def use(x):\n    return helper(x)\n").nf_later
+    missing = code_fingerprint(module.use)
+    module.helper = lambda x: x
+    assert code_fingerprint(module.use) != missing
+
+    def outer() -> Callable[[], int]:
+        def inner() -> int:
+            return late
+
+        empty = code_fingerprint(inner)
+        late = 1
+        assert code_fingerprint(inner) != empty
+        return inner
+
+    outer()
+
+
+def test_library_objects_and_library_bases_are_keyed_by_name(
+    load_modules: Callable[..., SimpleNamespace],
+) -> None:
+    source = """
+    from math import sqrt
+    from os.path import join
+
+    class Table(dict):
+        def total(self):
+            return sum(self.values())
+
+    def area(side):
+        return join("a", "b"), sqrt(side), Table(a=side).total()
+    """
+    module = load_modules(nf_library=source).nf_library
+    original = code_fingerprint(module.area)
+    module.sqrt = math.cbrt
+    assert code_fingerprint(module.area) != original
+    module.sqrt = math.sqrt
+    assert code_fingerprint(module.area) == original
+
+
+def test_user_code_is_told_apart_from_the_standard_library_and_nestflow() -> None:
+    from nestflow.cache.code import is_user_module, qualified_name
+
+    sys.modules["nf_fileless"] = ModuleType("nf_fileless")
+    try:
+        assert is_user_module("nf_fileless")
+    finally:
+        del sys.modules["nf_fileless"]
+    assert is_user_module("__main__")
+    assert is_user_module(__name__)
+    assert not any(map(is_user_module, ["sys", "json", "os", "nestflow.core.node", "pytest"]))
+    assert qualified_name([].append) == "builtins.list.append"
+    assert qualified_name(str.upper) == "builtins.str.upper"
+
+
+def test_more_standard_library_values_have_rules() -> None:
+    import array
+    import ipaddress
+    import re
+    from collections import deque
+
+    class Name(str):
+        pass
+
+    assert_all_distinct([Name("a"), "a", deque([1]), [1], slice(1, 2), (1, 2, None), ...])
+    assert_all_distinct([re.compile("a+"), re.compile("a+", re.I), array.array("i", [1])])
+    assert_all_distinct([ipaddress.ip_address("10.0.0.1"), ipaddress.ip_network("10.0.0.0/8")])
+    assert_all_distinct([memoryview(b"ab"), b"ab", [].append, [1].append, str.upper])
+    assert fingerprint(memoryview(b"ab")) == fingerprint(memoryview(bytearray(b"ab")))
+    assert fingerprint(staticmethod(len)) != fingerprint(classmethod(len))  # type: ignore[arg-type]
+    zone = dt.timezone(dt.timedelta(hours=1), "CET")
+    assert fingerprint(dt.time(1, tzinfo=zone)) != fingerprint(dt.time(1, tzinfo=dt.UTC))
+
+
+def test_unhashable_keys_arguments_and_bound_instances_report_their_path() -> None:
+    lock = threading.Lock()
+    with pytest.raises(Unhashable) as caught:
+        fingerprint({1: "a", frozenset({(lock,)}): "b"})
+    assert caught.value.where == "<key 1>{0}[0]"
+    with pytest.raises(Unhashable) as caught:
+        fingerprint(functools.partial(print, SimpleNamespace(lock=lock)))
+    assert caught.value.where == "args[0].lock"
+    with pytest.raises(Unhashable) as caught:
+        fingerprint(SimpleNamespace(lock=lock).__eq__)
+    assert caught.value.where == "__self__.lock"

@@ -15,9 +15,11 @@ import cloudpickle
 import distributed
 import pytest
 
+import nestflow
 from nestflow import (
     BackendError,
     DaskBackend,
+    DiskCache,
     LocalBackend,
     NodeTimeoutError,
     Pipeline,
@@ -162,6 +164,24 @@ def test_a_failing_item_fails_the_map_fast_and_cancels_the_items_still_queued() 
     ends = [e for e in recorder.events if e[0] == "item_end"]
     assert len(ends) == 40, "every started item gets its end event, cancelled ones included"
     assert Pipeline([nap], backend=shared_backend()).run(x=2) == {"m": 4}
+
+
+@node(output_name="cubed")
+def cube(v: int) -> int:
+    return v**3
+
+
+def test_a_dask_map_fills_a_disk_cache_and_a_warm_map_sends_nothing(tmp_path: Path) -> None:
+    recorder = PidRecorder()
+    pipeline = Pipeline([cube], name="cubes", backend=shared_backend(), cache=DiskCache(tmp_path))
+    items = list(range(12))
+    assert pipeline.map(v=items, map_over="v") == {"cubed": [v**3 for v in items]}
+    warm = pipeline.with_cache(DiskCache(tmp_path)).with_callbacks([recorder])
+    with nestflow.capture() as cap:
+        assert warm.map(v=items, map_over="v") == {"cubed": [v**3 for v in items]}
+    assert cap.last.cache_hits == 12
+    assert [e for e in recorder.events if e[0] == "item_start"] == []
+    assert sorted(e[1] for e in recorder.events if e[0] == "item_cached") == items
 
 
 def test_describe_config_shows_the_dask_label_inherited_by_nested_levels() -> None:

@@ -1,23 +1,18 @@
 """Code fingerprints: a digest that changes when what a function does plausibly changes.
 
-The static part of a function's fingerprint is computed once per code object: its source
-normalised to a syntax tree without decorators, docstrings, comments or layout (bytecode,
-constants and names when there is no source), and the global names and ``module.attr``
-chains the code loads. The dynamic part resolves those chains in the function's globals on
-every call, because a rerun in the same process must see a rebound helper or constant:
-user functions and classes contribute their own fingerprints (with a cycle guard), library
-objects their qualified name, anything else its value fingerprint. Closure cells count like
-globals. Names the code writes to (``global``/``nonlocal`` rebinding, ``log.append(x)``,
-``table[k] = x``, ``state.n += 1``) are state, not constants, and contribute their type
-only: a call log kept by a node must not invalidate that node on every run.
+Static part, once per code object: the source as a syntax tree without decorators,
+docstrings, comments or layout (else bytecode, constants and names), and the global names
+and ``module.attr`` chains the code loads. Dynamic part, on every call, so that a rerun in
+the same process sees a rebound helper or constant: each chain is resolved in the function's
+globals; user functions and classes add their own fingerprints (cycle-guarded), library
+objects their qualified name, anything else its value encoding; closure cells likewise.
+Names the code writes to (``nonlocal``, ``log.append(x)``, ``table[k] = x``, ``with lock:``)
+are state, not constants, and add their type only: a call log must not invalidate its node.
+A top-level result is memoised with the namespace slots and cells it read, and reused while
+each still holds the same object and every value encoded on the way was immutable.
 
-A top-level result is memoised with the flat list of namespace slots and cells it read;
-a repeat call re-reads those slots and returns the memo when every one still holds the same
-object and every value fingerprinted along the way was immutable.
-
-:mod:`nestflow.cache.fingerprint` builds the process's :class:`CodeFingerprinter` and gives
-it the value encoding; this module imports neither it nor anything but the standard library
-and :mod:`nestflow.errors`.
+:mod:`nestflow.cache.fingerprint` builds the :class:`CodeFingerprinter` and hands it the
+value encoding, so neither module imports the other at load time.
 """
 
 from __future__ import annotations
@@ -32,6 +27,7 @@ import sys
 import sysconfig
 import textwrap
 import threading
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -39,17 +35,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property, partial
 from hashlib import sha256
-from types import (
-    BuiltinFunctionType,
-    ClassMethodDescriptorType,
-    CodeType,
-    FunctionType,
-    MethodDescriptorType,
-    MethodType,
-    MethodWrapperType,
-    ModuleType,
-    WrapperDescriptorType,
-)
+from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from nestflow.errors import CacheWarning
@@ -60,12 +46,12 @@ Chain = tuple[str, ...]
 Dep = tuple[Any, Any, Any]  # (namespace, key, object seen), (cell, None, contents), (ns, _SIZE, n)
 
 #: Callables implemented in C: never user code, keyed by qualified name.
-LIBRARY_CALLABLES = (
-    BuiltinFunctionType,
-    WrapperDescriptorType,
-    MethodDescriptorType,
-    MethodWrapperType,
-    ClassMethodDescriptorType,
+LIBRARY_CALLABLES: tuple[type, ...] = (
+    types.BuiltinFunctionType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.MethodWrapperType,
+    types.ClassMethodDescriptorType,
 )
 _BUILTINS: dict[str, Any] = vars(builtins)
 _MISSING: Any = object()
@@ -79,25 +65,21 @@ _REBINDS = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL", "STORE_DEREF", "DELETE_DE
 _SIMPLE_LOADS = frozenset({"LOAD_CONST", "LOAD_FAST", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME"})
 # After ``table`` and a simple key: an item store, delete, or the COPY of ``table[k] += x``.
 _ITEM_WRITES = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "COPY"})
-_WORDS = """append appendleft add clear discard extend extendleft insert pop popitem popleft
-    remove reverse rotate setdefault sort update __setitem__ __delitem__ __iadd__"""
-_MUTATORS = frozenset(_WORDS.split())
+_MUTATOR_NAMES = """append appendleft add clear discard extend extendleft insert pop popitem popleft
+    remove reverse rotate setdefault sort update put put_nowait set acquire release write
+    writelines send sendall flush close __setitem__ __delitem__ __iadd__"""
+_MUTATORS = frozenset(_MUTATOR_NAMES.split())
 # Methods that dataclasses and attrs generate from the class body, which the class source covers.
-_WORDS = """__init__ __repr__ __eq__ __ne__ __lt__ __le__ __gt__ __ge__ __hash__ __setattr__
-    __delattr__ __getstate__ __setstate__ __replace__"""
-_GENERATED = frozenset(_WORDS.split())
+_GENERATED_NAMES = """__init__ __repr__ __eq__ __ne__ __lt__ __le__ __gt__ __ge__ __hash__
+    __setattr__ __delattr__ __getstate__ __setstate__ __replace__"""
+_GENERATED = frozenset(_GENERATED_NAMES.split())
 
 
 # --- user code, names -------------------------------------------------------------------------
 
-
-def _library_dirs() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    keys = ("stdlib", "platstdlib", "purelib", "platlib")
-    return tuple(sorted({os.path.join(os.path.realpath(paths[k]), "") for k in keys if k in paths}))
-
-
-_LIBRARY_DIRS = _library_dirs()
+_PATHS = sysconfig.get_paths()
+_KEYS = ("stdlib", "platstdlib", "purelib", "platlib")
+_LIBRARY_DIRS = tuple({os.path.join(os.path.realpath(_PATHS[k]), "") for k in _KEYS})
 _INSTALLED = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
 _USER_MODULES: dict[str, bool] = {}
 
@@ -206,7 +188,9 @@ def _written(chain: Chain, after: Sequence[dis.Instruction]) -> list[Chain]:
     """What a load of ``chain`` followed by ``after`` writes: method, attribute, item stores."""
     found = [chain[:-1]] if len(chain) > 1 and chain[-1] in _MUTATORS else []
     names = [op.opname for op in after]
-    if names[:1] in (["STORE_ATTR"], ["DELETE_ATTR"]):
+    if names[:1] in (["BEFORE_WITH"], ["BEFORE_ASYNC_WITH"]):  # a lock or another resource
+        found.append(chain)
+    elif names[:1] in (["STORE_ATTR"], ["DELETE_ATTR"]):
         found += [chain, (*chain, after[0].argval)]
     elif names[:2] == ["COPY", "LOAD_ATTR"]:
         found += [chain, (*chain, after[1].argval)]
@@ -237,12 +221,12 @@ def _source_digest(code: CodeType) -> bytes | None:
 
 
 def _tree_digest(kind: bytes, root: ast.AST) -> bytes:
+    """Digest of a syntax tree without docstrings; comments and layout never reach the tree."""
     for node in ast.walk(root):
-        body = getattr(node, "body", None)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and body:
-            first = body[0]
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.body:
+            first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                node.body = body[1:] if isinstance(first.value.value, str) else body
+                node.body = node.body[isinstance(first.value.value, str) :]
     dump = ast.dump(root, annotate_fields=False, include_attributes=False)
     return sha256(kind + b"\0" + dump.encode("utf-8", "surrogatepass")).digest()
 
@@ -355,7 +339,9 @@ class CodeFingerprinter:
     # --- functions ------------------------------------------------------------------------
 
     def _callable(self, obj: Any) -> bytes:
-        obj = unwrap(obj)
+        inner = unwrap(obj)
+        if inner is not obj:
+            return self(inner)
         if isinstance(obj, FunctionType):
             return self._run(obj, self._entry(obj))
         if isinstance(obj, MethodType):
@@ -493,7 +479,7 @@ class CodeFingerprinter:
         source = self._class_sources.get(cls)
         if source is None:
             tree = _parse(cls)
-            source = b"-" if tree is None else _tree_digest(b"class", tree)
+            source = bytes(32) if tree is None else _tree_digest(b"class", tree)
             self._class_sources[cls] = source
         parts = [qualified_name(cls).encode(), b"\0", source]
         for klass in cls.__mro__[:-1]:

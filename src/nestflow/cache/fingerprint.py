@@ -54,11 +54,11 @@ Encode = Callable[[Any], bytes]
 _LENGTH = struct.Struct(">Q").pack
 _DOUBLE = struct.Struct(">d").pack
 _NAN = _DOUBLE(math.nan)
-_WORDS = """socket.socket _io._IOBase _thread.lock _thread.RLock threading.Thread
+_RESOURCE_TYPES = """socket.socket _io._IOBase _thread.lock _thread.RLock threading.Thread
     threading.Condition threading.Event threading.Semaphore threading.Barrier queue.Queue
     subprocess.Popen builtins.module asyncio.events.AbstractEventLoop selectors.BaseSelector
     concurrent.futures._base.Executor multiprocessing.process.BaseProcess"""
-_RESOURCES = frozenset(_WORDS.split())
+_RESOURCES = frozenset(_RESOURCE_TYPES.split())
 
 
 class Unhashable(TypeError):
@@ -158,6 +158,8 @@ _SCALARS: dict[type, Encode] = {
 }
 # Exact scalar types with no registered fingerprinter; register_fingerprint prunes it.
 _fast: dict[type, Encode] = dict(_SCALARS)
+_UNSET: Any = object()
+_first = operator.itemgetter(0)
 
 
 # --- the encoder: nesting, cycles and access paths ---------------------------------------------
@@ -186,22 +188,6 @@ class _Encoder:
             exc.add_step(step)
             raise
 
-    def enter(self, value: Any) -> bytes | None:
-        """Open one nesting level; a back-reference instead when ``value`` is already open."""
-        opened = self.active.get(id(value))
-        if opened is not None:
-            return b"^" + _LENGTH(self.depth - opened)
-        if self.depth >= MAX_DEPTH:
-            reason = f"it is nested more than {MAX_DEPTH} containers deep"
-            raise Unhashable(qualified_name(type(value)), reason)
-        self.depth += 1
-        self.active[id(value)] = self.depth
-        return None
-
-    def leave(self, value: Any) -> None:
-        del self.active[id(value)]
-        self.depth -= 1
-
     def items(self, values: Iterable[Any], brackets: Sequence[str] = "[]") -> list[bytes]:
         out: list[bytes] = []
         try:
@@ -215,7 +201,7 @@ class _Encoder:
     def pairs(self, items: Iterable[tuple[Any, Any]]) -> list[bytes]:
         out: list[bytes] = []
         for key, value in items:
-            encoded = self.encode_at(key, f".keys()[{len(out)}]")
+            encoded = self.encode_at(key, f"<key {len(out)}>")
             try:
                 out.append(encoded + self.encode(value))
             except Unhashable as exc:
@@ -224,8 +210,15 @@ class _Encoder:
                 raise
         return out
 
-    def fields(self, head: bytes, named: Sequence[tuple[str, Any]]) -> bytes:
-        parts = [_text(name) + self.encode_at(value, f".{name}") for name, value in named]
+    def fields(self, head: bytes, named: Sequence[tuple[str, bytes, Any]]) -> bytes:
+        """Named values, each as its encoded name and value; ``named`` is in a fixed order."""
+        parts: list[bytes] = []
+        try:
+            for _, label, value in named:
+                parts.append(label + self.encode(value))
+        except Unhashable as exc:
+            exc.add_step(f".{named[len(parts)][0]}")
+            raise
         return head + _LENGTH(len(parts)) + b"".join(parts)
 
 
@@ -233,13 +226,18 @@ def _tracked(inner: Handler) -> Handler:
     """Wrap the handler of a container-like value in the depth and cycle bookkeeping."""
 
     def encode(enc: _Encoder, value: Any) -> bytes:
-        back = enc.enter(value)
-        if back is not None:
-            return back
+        key, depth, active = id(value), enc.depth, enc.active
+        if key in active:  # a cycle: say how many levels up the open value is
+            return b"^" + _LENGTH(depth - active[key])
+        if depth >= MAX_DEPTH:
+            reason = f"it is nested more than {MAX_DEPTH} containers deep"
+            raise Unhashable(qualified_name(type(value)), reason)
+        enc.depth = active[key] = depth + 1
         try:
             return inner(enc, value)
         finally:
-            enc.leave(value)
+            del active[key]
+            enc.depth = depth
 
     return encode
 
@@ -290,10 +288,13 @@ def _keyed(head: bytes, key: Callable[[Any], Any], step: str) -> Handler:
 
 
 def _fields(tag: bytes, kind: type, names: Iterable[str]) -> Handler:
-    head, fixed = tag + _text(qualified_name(kind)), tuple(names)
+    head, labels = tag + _text(qualified_name(kind)), [(name, _text(name)) for name in names]
 
     def encode(enc: _Encoder, value: Any) -> bytes:
-        return enc.fields(head, [(n, getattr(value, n)) for n in fixed if hasattr(value, n)])
+        named = [
+            (n, label, v) for n, label in labels if (v := getattr(value, n, _UNSET)) is not _UNSET
+        ]
+        return enc.fields(head, named)
 
     return _tracked(encode)
 
@@ -326,7 +327,8 @@ def _callable_rule(kind: type) -> Handler | None:
     if kind is FunctionType:
         return lambda enc, value: b"m" + _CODE(value)
     if issubclass(kind, staticmethod | classmethod):
-        return _tracked(lambda enc, value: b"S" + enc.encode_at(value.__func__, ".__func__"))
+        head = b"S" + _text(qualified_name(kind))
+        return _tracked(lambda enc, value: head + enc.encode_at(value.__func__, ".__func__"))
     handlers: tuple[tuple[Any, Handler], ...] = (
         (MethodType, _method_value),
         (partial, _partial_value),
@@ -363,7 +365,7 @@ def _record_rule(kind: type) -> Handler | None:
     if hasattr(kind, "__pydantic_fields__") and callable(getattr(kind, "model_dump", None)):
         head = b"Y" + _text(qualified_name(kind))
         dump = operator.methodcaller("model_dump", mode="python")
-        return _tracked(lambda enc, value: enc.fields(head, sorted(dump(value).items())))
+        return _tracked(lambda enc, value: enc.fields(head, _labelled(dump(value).items())))
     return None
 
 
@@ -401,14 +403,18 @@ def _public_slots(kind: type) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for name in names if not name.startswith("_")))
 
 
-def _public_attributes(value: Any, slots: tuple[str, ...]) -> list[tuple[str, Any]]:
+def _public_attributes(value: Any, slots: tuple[str, ...]) -> list[tuple[str, bytes, Any]]:
     found = {
         name: attr
         for name, attr in getattr(value, "__dict__", {}).items()
         if isinstance(name, str) and not name.startswith("_")
     }
     found.update((name, getattr(value, name)) for name in slots if hasattr(value, name))
-    return sorted(found.items(), key=operator.itemgetter(0))
+    return _labelled(found.items())
+
+
+def _labelled(named: Iterable[tuple[str, Any]]) -> list[tuple[str, bytes, Any]]:
+    return [(name, _text(name), value) for name, value in sorted(named, key=_first)]
 
 
 _shared_key_warned: weakref.WeakSet[type] = weakref.WeakSet()
@@ -478,8 +484,14 @@ def _pandas_rule(kind: type) -> Handler | None:
         return None
     if kind.__name__ == "NAType":
         return _scalar(b"!", lambda _: b"NA")
-    handlers = ((pandas.DataFrame, _frame), (pandas.Series, _series), (pandas.Index, _index))
+    handlers: list[tuple[Any, Handler]] = [(pandas.DataFrame, _frame), (pandas.Series, _series)]
+    handlers += [(pandas.Index, _index), (pandas.api.extensions.ExtensionArray, _extension_array)]
     return next((_tracked(h) for base, h in handlers if issubclass(kind, base)), None)
+
+
+def _extension_array(enc: _Encoder, value: Any) -> bytes:
+    head = b"J" + _text(qualified_name(type(value))) + _text(str(value.dtype))
+    return head + enc.encode_at(value.to_numpy(dtype=object), "")
 
 
 def _index(enc: _Encoder, value: Any) -> bytes:

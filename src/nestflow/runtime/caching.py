@@ -36,10 +36,15 @@ REP = "@"
 _FORMAT = b"nestflow-sig/1"
 
 
-def _salt() -> bytes:
-    from nestflow import __version__
+_SALT: list[bytes] = []
 
-    return ".".join(__version__.split(".")[:2]).encode()
+
+def _salt() -> bytes:
+    if not _SALT:
+        from nestflow import __version__
+
+        _SALT.append(".".join(__version__.split(".")[:2]).encode())
+    return _SALT[0]
 
 
 class Load:
@@ -141,18 +146,27 @@ def eligible(level: Level, node: Node) -> bool:
 
 
 def _prefix(level: Level, step: Step, spec: CallSpec) -> Any:
+    # Per run: the code fingerprint (it re-reads globals and closures, which may change
+    # between runs); across runs: the hash state for that fingerprint, kept on the plan.
     key = (id(level.plan), step.id)
     prefixes = level.run.prefixes
     found = prefixes.get(key)
     if found is None:
         node = step.node
         assert isinstance(node, Node)
-        found = hashlib.sha256(_FORMAT)
-        for part in (_salt(), level.config.cache.cache_version, node.cache_version):
-            found.update(b"\0" + (b"-" if part is None else str(part).encode()))
         code = level.run.codes.get((*level.hierarchy, step.id))
-        found.update(code if code is not None else code_fingerprint(node.func))
-        found.update("\0".join(spec.outs).encode())
+        if code is None:
+            code = code_fingerprint(node.func)
+        versions = (level.config.cache.cache_version, node.cache_version)
+        memo_key = ("prefix", step.id, code, versions)
+        found = level.plan.memo.get(memo_key)
+        if found is None:
+            found = hashlib.sha256(_FORMAT)
+            for part in (_salt().decode(), *versions):
+                found.update(b"\0" + (b"-" if part is None else str(part).encode()))
+            found.update(code)
+            found.update("\0".join(spec.outs).encode())
+            level.plan.memo[memo_key] = found
         prefixes[key] = found
     return found
 
@@ -197,6 +211,39 @@ async def signature(level: Level, step: Step, spec: CallSpec, values: dict[str, 
     return hexdigest
 
 
+def signature_now(level: Level, step: Step, spec: CallSpec, values: dict[str, Any]) -> str:
+    """``signature`` for values that are all read (no pending value among the inputs)."""
+    digest = _prefix(level, step, spec).copy()
+    for name, default in _wired(spec):
+        rep = values.get(REP + name)
+        if rep is None:
+            if name in values:
+                rep = values[REP + name] = b"v" + _fingerprint(level, step, name, values[name])
+            else:
+                rep = b"d" + _fingerprint(level, step, name, default)
+        digest.update(name.encode() + b"\0" + rep + b"\0")
+    hexdigest: str = digest.hexdigest()
+    return hexdigest
+
+
+def prefetch(level: Level, specs: list[CallSpec], items: list[dict[str, Any]]) -> None:
+    """Sign every node of every item up front and ask the cache once (SPEC 8.1, 8.6).
+
+    Hits become known to the cache object, misses to the run, so the per-node decisions
+    that follow never query the store one signature at a time.
+    """
+    signatures: list[str] = []
+    for values in items:
+        trial = dict(values)
+        for step, spec in zip(level.plan.steps, specs, strict=True):
+            sig = signature_now(level, step, spec, trial)
+            signatures.append(sig)
+            for out in spec.outs:
+                trial[REP + out] = b"s" + sig.encode() + b":" + out.encode()
+    found = level.config.cache.lookup(signatures)
+    level.run.absent.update(sig for sig in signatures if sig not in found)
+
+
 def _fingerprint(level: Level, step: Step, name: str, value: Any) -> bytes:
     try:
         return fingerprint(value)
@@ -237,6 +284,8 @@ def hit(
     recompute: Callable[[], Awaitable[Any]],
 ) -> bool:
     """Publish the outputs of ``step`` as pending values if the cache holds ``sig``."""
+    if sig in level.run.absent:
+        return False
     cache = level.config.cache
     entry = cache.lookup([sig]).get(sig)
     if entry is None:
@@ -255,6 +304,7 @@ def store(level: Level, step: Step, spec: CallSpec, values: dict[str, Any], sig:
     outs = spec.outs
     value = values[outs[0]] if len(outs) == 1 else tuple(values[o] for o in outs)
     cache.store(sig, " > ".join((*level.hierarchy, step.id)), outs, value)
+    level.run.absent.discard(sig)
     level.run.caches[id(cache)] = cache
     for out in outs:
         values[REP + out] = b"s" + sig.encode() + b":" + out.encode()

@@ -78,6 +78,8 @@ class RunState:
         """Signature prefixes per (plan, node), computed once per run."""
         self.caches: dict[int, Any] = {}
         self.codes: dict[tuple[str, ...], bytes] = {}
+        self.absent: set[str] = set()
+        """Signatures a batched lookup found missing (SPEC 8.1: decided before running)."""
         """Code fingerprints made by the coordinator, by node path (in a worker's item run)."""
         """Caches written by this run, flushed when it finishes."""
         """In a worker: events recorded for the coordinator instead of dispatched."""

@@ -16,7 +16,7 @@ from nestflow.core.retry import Retry
 from nestflow.engines import processes
 from nestflow.engines.protocol import NodeCall
 from nestflow.engines.threads import call_in_thread
-from nestflow.errors import NodeTimeoutError
+from nestflow.errors import NodeTimeoutError, UnhashableInputError
 from nestflow.runtime import caching, shipping
 from nestflow.runtime.calls import CallSpec, call_spec
 from nestflow.runtime.context import Level
@@ -290,12 +290,7 @@ async def cached_item(level: Level, values: dict[str, Any]) -> str | None:
     reported, and the last node's signature is returned; otherwise nothing changes.
     """
     plan = level.plan
-    if level.config.cache is None:
-        return None
-    flat = plan.memo.get("flat")
-    if flat is None:
-        flat = plan.memo["flat"] = _flat(plan)
-    if not flat:
+    if not is_flat(level):
         return None
     trial = dict(values)
     sigs: list[str] = []
@@ -311,6 +306,24 @@ async def cached_item(level: Level, values: dict[str, Any]) -> str | None:
         level.run.report.add(caching.signed(record(level, step, "cached", 0.0), sig))
         level.emit("on_node_cached", step.id, sig, node_id=step.id)
     return sigs[-1] if sigs else None
+
+
+def is_flat(level: Level) -> bool:
+    """A cache is in effect and every step of the level is a cached function node."""
+    if level.config.cache is None:
+        return False
+    plan = level.plan
+    flat = plan.memo.get("flat")
+    if flat is None:
+        flat = plan.memo["flat"] = _flat(plan)
+    return bool(flat)
+
+
+def prefetch_items(level: Level, items: list[dict[str, Any]]) -> None:
+    """Batch the cache lookups of a flat map level (see ``caching.prefetch``)."""
+    specs = [spec_of(level.plan, step) for step in level.plan.steps]
+    with contextlib.suppress(UnhashableInputError):  # reported by the item that has it
+        caching.prefetch(level, specs, items)
 
 
 def _flat(plan: LevelPlan) -> bool:

@@ -16,7 +16,14 @@ from nestflow.engines.scheduler import Schedule
 from nestflow.runtime import caching
 from nestflow.runtime.context import Level, map_workers
 from nestflow.runtime.items import collections, rows
-from nestflow.runtime.nodes import Blocked, from_cache, run_function, skip_if_blocked
+from nestflow.runtime.nodes import (
+    Blocked,
+    from_cache,
+    is_flat,
+    prefetch_items,
+    run_function,
+    skip_if_blocked,
+)
 from nestflow.runtime.plan import LevelPlan, Step
 from nestflow.runtime.remote import (
     item_shared,
@@ -61,6 +68,9 @@ async def map_pipeline(
 ) -> dict[str, list[Any]]:
     """Run ``level`` once per item, with the map events; one list per output in item order."""
     total, items = rows(names, columns, mode)
+    if level.run.uses_cache and is_flat(level):
+        items = list(items)  # type: ignore[assignment]
+        prefetch_items(level, [{**base, **dict(zip(names, row, strict=True))} for row in items])
     size, offload = map_workers(level, total)
     level.emit("on_map_start", map_id, total)
     started = perf_counter()

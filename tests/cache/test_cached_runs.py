@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from nestflow import (
     DiskCache,
     LocalBackend,
     Pipeline,
+    RedisCache,
     UnhashableInputError,
     node,
 )
@@ -42,6 +44,25 @@ def _clear_calls() -> Iterator[None]:
 def fresh_cache(tmp_path: Path) -> Callable[[], DiskCache]:
     made = iter(range(1000))
     return lambda: DiskCache(tmp_path / f"cache{next(made)}")
+
+
+@pytest.fixture(params=["disk", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Cache]]:
+    """New empty caches of one kind: DiskCache, or RedisCache on the real test server (A8.12)."""
+    made: list[Cache] = []
+
+    def make() -> Cache:
+        if request.param == "disk":
+            cache: Cache = DiskCache(tmp_path / f"store{len(made)}")
+        else:
+            url = request.getfixturevalue("redis_db")
+            cache = RedisCache(url, prefix=f"t{len(made)}")
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.close()
 
 
 class CountingBlobs:
@@ -65,9 +86,9 @@ class CountingBlobs:
         self.inner.clear()
 
 
-def counting(disk: DiskCache) -> tuple[Cache, CountingBlobs]:
-    blobs = CountingBlobs(disk.blobs)
-    return Cache(disk.meta, blobs, label="counting"), blobs
+def counting(inner: Cache) -> tuple[Cache, CountingBlobs]:
+    blobs = CountingBlobs(inner.blobs)
+    return Cache(inner.meta, blobs, label="counting"), blobs
 
 
 # --- A6.1-A6.3, A6.6: the cache aspect along the call chain -----------------------------------
@@ -155,8 +176,8 @@ def test_a2_7_with_cache_returns_a_new_pipeline(tmp_path: Path) -> None:
 # --- A8.1, A8.4, A8.5 ---------------------------------------------------------------------------
 
 
-def test_a8_1_same_input_hits_new_input_and_new_body_miss(tmp_path: Path) -> None:
-    cache = DiskCache(tmp_path)
+def test_a8_1_same_input_hits_new_input_and_new_body_miss(store: Callable[[], Cache]) -> None:
+    cache = store()
 
     @node(output_name="y")
     def add1(x: int) -> int:
@@ -176,8 +197,8 @@ def test_a8_1_same_input_hits_new_input_and_new_body_miss(tmp_path: Path) -> Non
     assert CALLS[-1] == "add1 v2"
 
 
-def test_a8_4_none_is_cached_and_values_are_type_exact(tmp_path: Path) -> None:
-    cache = DiskCache(tmp_path)
+def test_a8_4_none_is_cached_and_values_are_type_exact(store: Callable[[], Cache]) -> None:
+    cache = store()
 
     @node(output_name="nothing")
     def returns_none(x: Any) -> None:
@@ -204,7 +225,9 @@ def test_a8_4_none_is_cached_and_values_are_type_exact(tmp_path: Path) -> None:
     ]
 
 
-def test_a8_5_an_uncached_node_always_runs_and_its_consumer_hits(tmp_path: Path) -> None:
+def test_a8_5_an_uncached_node_always_runs_and_its_consumer_hits(
+    store: Callable[[], Cache],
+) -> None:
     @node(output_name="raw", cache=False)
     def load(x: int) -> int:
         CALLS.append("load")
@@ -215,7 +238,7 @@ def test_a8_5_an_uncached_node_always_runs_and_its_consumer_hits(tmp_path: Path)
         CALLS.append("use")
         return raw + 1
 
-    pipeline = Pipeline([load, use], name="p", cache=DiskCache(tmp_path))
+    pipeline = Pipeline([load, use], name="p", cache=store())
     pipeline.run(x=3)
     pipeline.run(x=3)
     assert CALLS == ["load", "use", "load"]
@@ -258,9 +281,8 @@ def foo_bar(tmp_path: Path, name: str, doc: str = "", comment: str = "", extra: 
     return _module(tmp_path, name, source)
 
 
-def test_a8_2_scenario_table(tmp_path: Path) -> None:
-    disk = DiskCache(tmp_path / "c")
-    cache, blobs = counting(disk)
+def test_a8_2_scenario_table(tmp_path: Path, store: Callable[[], Cache]) -> None:
+    cache, blobs = counting(store())
     first = foo_bar(tmp_path, "scenario_v1")
 
     def run(module: Any, **inputs: Any) -> tuple[list[str], int]:
@@ -281,8 +303,7 @@ def test_a8_2_scenario_table(tmp_path: Path) -> None:
 
 
 def test_a8_2_a_plain_run_reads_every_output(tmp_path: Path) -> None:
-    disk = DiskCache(tmp_path / "c")
-    cache, blobs = counting(disk)
+    cache, blobs = counting(DiskCache(tmp_path / "c"))
     module = foo_bar(tmp_path, "scenario_all")
     pipeline = Pipeline([module.foo, module.bar], name="p", cache=cache)
     assert pipeline.run(a=1, b=2, c=3) == {"foo_out": 3, "final": 9}
@@ -299,8 +320,8 @@ def square(number: int) -> int:
     return number * number
 
 
-def test_a8_3_map_caches_per_item(tmp_path: Path) -> None:
-    pipeline = Pipeline([square], name="sq", cache=DiskCache(tmp_path))
+def test_a8_3_map_caches_per_item(store: Callable[[], Cache]) -> None:
+    pipeline = Pipeline([square], name="sq", cache=store())
     assert pipeline.map(number=[1, 2, 3], map_over="number") == {"squared": [1, 4, 9]}
     CALLS.clear()
     assert pipeline.map(number=[2, 3, 4], map_over="number") == {"squared": [4, 9, 16]}
@@ -308,7 +329,7 @@ def test_a8_3_map_caches_per_item(tmp_path: Path) -> None:
 
 
 def test_a8_3_as_node_map_over_caches_per_item_inside_a_cached_outer_pipeline(
-    tmp_path: Path,
+    store: Callable[[], Cache],
 ) -> None:
     @node(output_name="total")
     def add_up(squared: list[int]) -> int:
@@ -317,7 +338,7 @@ def test_a8_3_as_node_map_over_caches_per_item_inside_a_cached_outer_pipeline(
 
     inner = Pipeline([square], name="one")
     every = inner.as_node(name="every", map_over="numbers", input_mapping={"numbers": "number"})
-    outer = Pipeline([every, add_up], name="outer", cache=DiskCache(tmp_path))
+    outer = Pipeline([every, add_up], name="outer", cache=store())
     assert outer.run(numbers=[1, 2, 3]) == {"squared": [1, 4, 9], "total": 14}
     CALLS.clear()
     assert outer.run(numbers=[2, 3, 4]) == {"squared": [4, 9, 16], "total": 29}
@@ -462,3 +483,76 @@ def test_maps_under_every_local_backend_fill_and_reuse_one_disk_cache(
     assert cap.last.cache_hits == 20
     assert cap.last.cache_misses == 0
     assert not [e for e in rec.events if e[0] == "node_start"]
+    cached = [e[1] for e in rec.events if e[0] == "item_cached"]
+    assert cached == items, "every item is resolved here, none is sent to a worker"
+
+
+# --- A8.9: threads and processes sharing one DiskCache directory -------------------------------
+
+WORKER = """
+import sys
+from nestflow import DiskCache, LocalBackend, Pipeline
+sys.path.insert(0, sys.argv[1])
+from shared_nodes import halve
+pipeline = Pipeline([halve], name="halves", cache=DiskCache(sys.argv[2]),
+                    backend=LocalBackend(map_execution="threaded", max_workers=4))
+start, stop = int(sys.argv[3]), int(sys.argv[4])
+result = pipeline.map(n=list(range(start, stop)), map_over="n")
+assert result == {"half": [n / 2 for n in range(start, stop)]}, result
+print("ok")
+"""
+
+SHARED = """
+from nestflow import node
+
+@node(output_name="half")
+def halve(n):
+    return n / 2
+"""
+
+
+def test_a8_9_threads_fill_one_cache_and_a_new_cache_serves_every_item(tmp_path: Path) -> None:
+    rec = RecordingCallback()
+    backend = LocalBackend(map_execution="threaded", max_workers=8)
+    pipeline = Pipeline([square], name="sq", cache=DiskCache(tmp_path), backend=backend)
+    numbers = list(range(400))
+    assert pipeline.map(number=numbers, map_over="number") == {"squared": [n * n for n in numbers]}
+    assert len(CALLS) == 400
+    CALLS.clear()
+    again = pipeline.with_cache(DiskCache(tmp_path)).with_callbacks([rec])
+    assert again.map(number=numbers, map_over="number") == {"squared": [n * n for n in numbers]}
+    assert CALLS == []
+    assert len([e for e in rec.events if e[0] == "item_cached"]) == 400
+
+
+def test_a8_9_two_processes_map_overlapping_items_into_one_directory(tmp_path: Path) -> None:
+    (tmp_path / "shared_nodes.py").write_text(SHARED)
+    folder = tmp_path / "cache"
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    ranges = [("0", "300"), ("150", "450")]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), str(folder), *span],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for span in ranges
+    ]
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        assert out.strip() == "ok"
+    sys.path.insert(0, str(tmp_path))
+    try:
+        halve = importlib.import_module("shared_nodes").halve
+    finally:
+        sys.path.remove(str(tmp_path))
+    with nestflow.capture() as cap:
+        result = Pipeline([halve], name="halves", cache=DiskCache(folder)).map(
+            n=list(range(450)), map_over="n"
+        )
+    assert result == {"half": [n / 2 for n in range(450)]}
+    assert cap.last.cache_hits == 450
+    assert cap.last.cache_misses == 0
