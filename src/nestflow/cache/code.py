@@ -22,6 +22,7 @@ import builtins
 import contextlib
 import dis
 import inspect
+import linecache
 import os
 import sys
 import sysconfig
@@ -200,6 +201,9 @@ def _written(chain: Chain, after: Sequence[dis.Instruction]) -> list[Chain]:
 
 
 def _parse(obj: Any) -> ast.Module | None:
+    filename = getattr(obj, "co_filename", None)
+    if filename is not None and filename[:1] == "<" and filename not in linecache.cache:
+        return None  # exec'd code with no source anywhere (notebook cells are in linecache)
     try:
         return ast.parse(textwrap.dedent(inspect.getsource(obj)))
     except (OSError, TypeError, ValueError, IndexError, SyntaxError):
