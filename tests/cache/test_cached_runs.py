@@ -556,3 +556,54 @@ def test_a8_9_two_processes_map_overlapping_items_into_one_directory(tmp_path: P
     assert result == {"half": [n / 2 for n in range(450)]}
     assert cap.last.cache_hits == 450
     assert cap.last.cache_misses == 0
+
+
+# --- the cached fast path agrees with the general runner ---------------------------------------
+
+
+@node(output_name="checked")
+def check(tripled: int) -> int:
+    if tripled == 6:
+        raise ValueError("six is not allowed")
+    return tripled + 1
+
+
+def test_a_failing_item_keeps_what_finished_and_names_its_place(tmp_path: Path) -> None:
+    pipeline = Pipeline([triple, check], name="checks", cache=DiskCache(tmp_path))
+    with nestflow.capture() as cap, pytest.raises(ValueError, match="six") as info:
+        pipeline.map(v=[1, 2, 3], map_over="v")
+    notes = "\n".join(info.value.__notes__)
+    assert "checks > check" in notes
+    assert "item 1" in notes
+    report = cap.last
+    assert report.status == "failed"
+    assert [(r.node, r.item_path, r.status) for r in report.records] == [
+        ("triple", (0,), "executed"),
+        ("check", (0,), "executed"),
+        ("triple", (1,), "executed"),
+        ("check", (1,), "failed"),
+    ]
+    with nestflow.capture() as cap:
+        assert pipeline.map(v=[1, 2], map_over="v", output_name="tripled") == [3, 6]
+    assert cap.last.cache_hits == 2
+    first = pipeline.run(v=1)
+    assert first == {"tripled": 3, "checked": 4}
+    assert first.report.cache_hits == 2, "what finished before the failure was kept"
+
+
+@pytest.mark.parametrize("listen", [False, True], ids=["cached-loop", "general-runner"])
+def test_both_paths_give_the_same_values_counts_and_records(tmp_path: Path, listen: bool) -> None:
+    callbacks = [RecordingCallback()] if listen else []
+    pipeline = Pipeline([fa, fb, fc], name="abc", cache=DiskCache(tmp_path), callbacks=callbacks)
+    cold = pipeline.map(x=[1, 2], map_over="x")
+    warm = pipeline.map(x=[1, 2, 3], map_over="x")
+    assert cold == {"a": [2, 3], "b": [20, 30], "c": [19, 29]}
+    assert warm == {"a": [2, 3, 4], "b": [20, 30, 40], "c": [19, 29, 39]}
+    assert (cold.report.cache_hits, cold.report.cache_misses) == (0, 6)
+    assert (warm.report.cache_hits, warm.report.cache_misses) == (6, 3)
+    statuses = [(r.path, r.item_path, r.status) for r in warm.report.records]
+    assert sorted(statuses) == sorted(
+        [(f"abc > {n}", (i,), "cached") for n in ("fa", "fb", "fc") for i in (0, 1)]
+        + [(f"abc > {n}", (2,), "executed") for n in ("fa", "fb", "fc")]
+    )
+    assert all(r.signature and r.cache == f"DiskCache({tmp_path})" for r in warm.report.records)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nestflow.core.config import EffectiveConfig
 from nestflow.core.nesting import PipelineNode
-from nestflow.runtime import caching, fast, runner
+from nestflow.runtime import caching, fast, quick, runner
 from nestflow.runtime.context import Level, RunState, new_run_id, new_trace_id
 from nestflow.runtime.failure import ErrorContext, annotate, context_of
 from nestflow.runtime.inputs import (
@@ -62,6 +62,24 @@ class _Call:
             return values[self.plan.outputs[0]]
         return Outputs({o: values[o] for o in self.plan.outputs}, report)
 
+    def is_quick(self) -> bool:
+        found = self.plan.memo.get("quick")
+        if found is None:
+            found = self.plan.memo["quick"] = quick.qualifies(self.plan, root_config(self.pipeline))
+        return bool(found)
+
+    def quick_level(self, total: int | None = None) -> tuple[RunState, quick.QuickLevel]:
+        state = RunState(self.pipeline.name)
+        state.uses_cache = True
+        level = Level(
+            run=state,
+            plan=self.plan,
+            config=root_config(self.pipeline),
+            hierarchy=(self.plan.name,),
+            item_total=total,
+        )
+        return state, quick.QuickLevel(level)
+
     def fast_level(self) -> fast.FastLevel | None:
         found = self.plan.memo.get("fast")
         if found is None:
@@ -79,6 +97,8 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     level = call.fast_level()
     if level is not None:
         return _run_fast(call, level)
+    if call.is_quick():
+        return _run_quick(call)
     return run_sync(lambda: _run_general(call))
 
 
@@ -88,6 +108,8 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     level = call.fast_level()
     if level is not None:
         return _run_fast(call, level)
+    if call.is_quick():
+        return _run_quick(call)
     return await _run_general(call)
 
 
@@ -101,6 +123,40 @@ def _run_fast(call: _Call, level: fast.FastLevel) -> Any:
         _finish_fast(call, marks, exc, mapped=False)
         raise
     return call.shape(values, _finish_fast(call, marks, None, mapped=False))
+
+
+def _run_quick(call: _Call) -> Any:
+    state, level = call.quick_level()
+    values = dict(call.values)
+    error: BaseException | None = None
+    try:
+        quick.run_level(level, values)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        level.settle(state)
+        deliver(state.finish(error))
+    return call.shape(values, state.report)
+
+
+def _map_quick(call: _Call) -> Any:
+    columns = collections(call.values, call.mapped)
+    total, found = rows(call.mapped, columns, call.map_mode)
+    base = {k: v for k, v in call.values.items() if k not in call.mapped}
+    items = [{**base, **dict(zip(call.mapped, row, strict=True))} for row in found]
+    state, level = call.quick_level(total)
+    error: BaseException | None = None
+    try:
+        quick.map_level(level, items)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        level.settle(state)
+        deliver(state.finish(error))
+    results = {name: [values[name] for values in items] for name in call.plan.outputs}
+    return call.shape(results, state.report)
 
 
 async def _run_general(call: _Call) -> Any:
@@ -129,6 +185,8 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     level = call.fast_level()
     if level is not None:
         return _map_fast(call, level)
+    if call.is_quick():
+        return _map_quick(call)
     return run_sync(lambda: _map_general(call))
 
 
@@ -138,6 +196,8 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     level = call.fast_level()
     if level is not None:
         return _map_fast(call, level)
+    if call.is_quick():
+        return _map_quick(call)
     return await _map_general(call)
 
 

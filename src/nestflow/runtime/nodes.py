@@ -64,7 +64,7 @@ async def run_function(level: Level, step: Step, values: dict[str, Any], blocked
             break
         except Exception as exc:
             if not policy.allows(attempt, exc):
-                _fail(level, step, exc, perf_counter() - started, attempt, blocked)
+                fail(level, step, exc, perf_counter() - started, attempt, blocked)
                 if node.on_error == "continue":
                     values.update(dict.fromkeys(spec.outs))
                     return
@@ -248,9 +248,10 @@ def record(
     )
 
 
-def _fail(
+def fail(
     level: Level, step: Step, exc: Exception, duration: float, attempts: int, blocked: Blocked
 ) -> None:
+    """Record a node's final failure: notes on the exception, records, ``on_error``."""
     context = level.error_context(step.id, attempts=attempts)
     annotate(exc, context)
     report = level.run.report

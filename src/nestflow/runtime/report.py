@@ -74,6 +74,11 @@ class RunReport:
             self._build = None
         return self._records
 
+    def add_all(self, records: list[NodeRecord]) -> None:
+        """Append records (after any still to be built)."""
+        current = self.records
+        current.extend(records)
+
     def add(self, record: NodeRecord) -> None:
         """Append a record (general path)."""
         if self._records is None:

@@ -1,0 +1,227 @@
+"""The cached fast path: a plain loop for cached runs and maps of one flat level.
+
+It applies when the only thing a run needs beyond the fast path is a cache: one level of
+cached, synchronous function nodes, sequential in both dimensions, with no callbacks,
+timeouts, retries or ``on_error="continue"``. Every signature is computed before anything
+runs (SPEC 8.1: signatures are computable up front) and the store is asked once for all of
+them; then each node either hits, leaving its value unread until the result needs it, or
+runs and is stored. Records are kept as compact rows and built when the report is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from nestflow.cache.store import CacheMiss
+from nestflow.core.config import UNSET, EffectiveConfig
+from nestflow.core.node import Node
+from nestflow.runtime import caching
+from nestflow.runtime.calls import CallSpec
+from nestflow.runtime.context import Level, RunState
+from nestflow.runtime.plan import LevelPlan
+from nestflow.runtime.report import NodeRecord
+
+Row = tuple[int, int, str, str, float]
+"""(step index, item index or -1, status, signature, duration) of one node execution."""
+
+
+class _Unread:
+    """A hit's value, read on first use; recomputed by its producer if unreadable."""
+
+    __slots__ = ("cache", "done", "entry", "index", "remake", "value")
+
+    def __init__(self, cache: Any, entry: Any, index: int | None, remake: Callable[[], Any]):
+        self.cache, self.entry, self.index, self.remake = cache, entry, index, remake
+        self.done = False
+        self.value: Any = None
+
+    def get(self) -> Any:
+        if not self.done:
+            try:
+                self.value = self.cache.load(self.entry)
+            except CacheMiss:
+                self.value = self.remake()
+            self.done = True
+        return self.value if self.index is None else self.value[self.index]
+
+
+def qualifies(plan: LevelPlan, config: EffectiveConfig) -> bool:
+    """Whether a run of ``plan`` at ``config`` can take the cached fast path."""
+    backend = config.backend
+    if config.cache is None or config.callbacks or config.timeout is not None:
+        return False
+    if not (isinstance(config.retries, int) and config.retries == 0):
+        return False
+    if getattr(backend, "node_execution", None) != "sequential":
+        return False
+    if getattr(backend, "map_execution", None) != "sequential":
+        return False
+    return bool(plan.steps) and all(_plain(step.node) for step in plan.steps)
+
+
+def _plain(node: Any) -> bool:
+    return (
+        isinstance(node, Node)
+        and node.cache
+        and not node.is_async
+        and node.on_error == "raise"
+        and node.timeout in (UNSET, None)
+        and node.retries in (UNSET, 0)
+    )
+
+
+class QuickLevel:
+    """A flat cached level compiled for the loop: specs, and the run's bookkeeping."""
+
+    def __init__(self, level: Level) -> None:
+        from nestflow.runtime.nodes import spec_of
+
+        self.level = level
+        self.steps = level.plan.steps
+        self.specs: list[CallSpec] = [spec_of(level.plan, step) for step in self.steps]
+        self.cache = level.config.cache
+        self.rows: list[Row] = []
+
+    def sign(self, values: dict[str, Any]) -> list[str]:
+        """Every node's signature for one item, computed before anything runs."""
+        found = []
+        trial = dict(values)
+        level = self.level
+        for step, spec in zip(self.steps, self.specs, strict=True):
+            sig = caching.signature_now(level, step, spec, trial)
+            found.append(sig)
+            for out in spec.outs:
+                trial[caching.REP + out] = b"s" + sig.encode() + b":" + out.encode()
+        return found
+
+    def run_item(self, values: dict[str, Any], sigs: list[str], found: Any, item: int) -> None:
+        """One item (``item`` = -1 for a plain run): hit or run each node, in order."""
+        rows = self.rows
+        for index, (spec, sig) in enumerate(zip(self.specs, sigs, strict=True)):
+            entry = found.get(sig)
+            if entry is not None:
+                self._publish(values, index, spec, sig, entry)
+                rows.append((index, item, "cached", sig, 0.0))
+                continue
+            started = perf_counter()
+            self._execute(values, index, spec, item)
+            self.cache.store(sig, self._path(index), spec.outs, _stored(spec, values))
+            rows.append((index, item, "executed", sig, perf_counter() - started))
+
+    def _publish(
+        self, values: dict[str, Any], index: int, spec: CallSpec, sig: str, entry: Any
+    ) -> None:
+        snapshot = dict(values)
+
+        def remake() -> Any:
+            fresh = dict(snapshot)
+            self._execute(fresh, index, spec, -1)
+            value = _stored(spec, fresh)
+            self.cache.store(sig, self._path(index), spec.outs, value)
+            return value
+
+        single = len(spec.outs) == 1
+        for position, out in enumerate(spec.outs):
+            values[out] = _Unread(self.cache, entry, None if single else position, remake)
+
+    def _execute(self, values: dict[str, Any], index: int, spec: CallSpec, item: int) -> None:
+        for name in spec.names:
+            value = values.get(name)
+            if isinstance(value, _Unread):
+                values[name] = value.get()
+        args, kwargs = spec.arguments(values)
+        try:
+            spec.publish(spec.fn(*args, **kwargs), values)
+        except Exception as exc:
+            self.fail(exc, index, item)
+            raise
+
+    def fail(self, exc: Exception, index: int, item: int) -> None:
+        """Record the failure like the general path does: notes, record, error record."""
+        from nestflow.runtime.nodes import fail
+
+        level = self.level
+        if item >= 0:
+            level = level.item(item, level.item_total or 0)
+        rows, self.rows = self.rows, []
+        self._count(level.run, rows)
+        level.run.report.add_all(self._records(rows))
+        fail(level, self.steps[index], exc, 0.0, 1, {})
+
+    def _path(self, index: int) -> str:
+        return " > ".join((*self.level.hierarchy, self.steps[index].id))
+
+    def _records(self, rows: list[Row]) -> list[NodeRecord]:
+        level = self.level
+        plan = level.plan
+        backend, cache = level.config.backend.label, self.cache.label
+        records = []
+        for index, item, status, sig, duration in rows:
+            step = self.steps[index]
+            records.append(
+                NodeRecord(
+                    path=" > ".join((*level.hierarchy, step.id)),
+                    node=step.id,
+                    pipeline=plan.name,
+                    depth=0,
+                    item_path=() if item < 0 else (item,),
+                    status=status,  # type: ignore[arg-type]
+                    duration_s=duration,
+                    signature=sig,
+                    backend=backend,
+                    cache=cache,
+                )
+            )
+        return records
+
+    def _count(self, state: RunState, rows: list[Row]) -> None:
+        hits = sum(1 for row in rows if row[2] == "cached")
+        state.report.cache_hits += hits
+        state.report.cache_misses += len(rows) - hits
+        state.caches[id(self.cache)] = self.cache
+
+    def settle(self, state: RunState) -> None:
+        """Count hits and misses, and leave the records to be built when the report is read."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        self._count(state, rows)
+        report = state.report
+        if report._records is None and report._build is None:
+            report._build = lambda: self._records(rows)
+        else:
+            report.add_all(self._records(rows))
+
+
+def _stored(spec: CallSpec, values: dict[str, Any]) -> Any:
+    outs = spec.outs
+    return values[outs[0]] if len(outs) == 1 else tuple(values[o] for o in outs)
+
+
+def read(values: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Read the unread values among ``names``."""
+    for name in names:
+        value = values.get(name)
+        if isinstance(value, _Unread):
+            values[name] = value.get()
+
+
+def run_level(quick: QuickLevel, values: dict[str, Any]) -> None:
+    """A plain run of the level: sign, ask once, hit or run, read the requested outputs."""
+    sigs = quick.sign(values)
+    found = quick.cache.lookup(sigs)
+    quick.run_item(values, sigs, found, -1)
+    read(values, quick.level.plan.outputs)
+
+
+def map_level(quick: QuickLevel, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every item, signed first and looked up in one batch; outputs read in item order."""
+    sigs = [quick.sign(values) for values in items]
+    found = quick.cache.lookup([sig for item in sigs for sig in item])
+    outputs = quick.level.plan.outputs
+    for index, values in enumerate(items):
+        quick.run_item(values, sigs[index], found, index)
+        read(values, outputs)
+    return items
