@@ -303,6 +303,21 @@ class DiskBlobStore:
             except FileNotFoundError:
                 return None
 
+    def read_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The values of ``keys`` that exist: inline ones in one query per chunk, then files."""
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.database.query(f"SELECT key, data FROM blobs WHERE key IN ({marks})", chunk)
+            found.update((key, bytes(data)) for key, data in rows)
+        for key in keys:
+            if key not in found:
+                data = self.read(key)
+                if data is not None:
+                    found[key] = data
+        return found
+
     def write_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         self.write_files([(key, data) for key, data in items if len(data) > INLINE_LIMIT])
         with self.database.transaction() as conn:

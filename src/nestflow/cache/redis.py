@@ -237,6 +237,20 @@ class RedisBlobStore:
         )
         return data
 
+    def read_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The values of ``keys`` that exist, with one MGET per chunk."""
+
+        def read(client: Any) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for start in range(0, len(keys), CHUNK):
+                chunk = keys[start : start + CHUNK]
+                values = client.mget([self.keys.blob(key) for key in chunk])
+                found.update((k, v) for k, v in zip(chunk, values, strict=True) if v is not None)
+            return found
+
+        found: dict[str, bytes] = self.keys.connection.run("read values", read)
+        return found
+
     def write_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         def write(client: Any) -> None:
             for start in range(0, len(items), CHUNK):

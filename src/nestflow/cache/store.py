@@ -252,6 +252,49 @@ class Cache:
         self._discard(entry, problem)
         raise CacheMiss(problem)
 
+    def load_many(self, entries: Sequence[CacheEntry]) -> dict[str, Any]:
+        """The values of ``entries`` by signature, read in batches where the store can.
+
+        Entries whose value cannot be used are left out (with the same warning and
+        deletion as :meth:`load`); the caller recomputes them.
+        """
+        read_many = getattr(self._blobs, "read_many", None)
+        if read_many is None:
+            return self._load_each(entries)
+        with self._lock:
+            waiting = {sig: self._pending[sig] for sig in (e.signature for e in entries)
+                       if sig in self._pending}  # fmt: skip
+        keys = [e.blob_key for e in entries if e.signature not in waiting]
+        datas = self._guarded(lambda: read_many(keys), None) if keys else {}
+        if datas is None:  # unreachable store: every value is a miss
+            return {}
+        values: dict[str, Any] = {}
+        for entry in entries:
+            held = waiting.get(entry.signature)
+            data = (
+                held[1]
+                if held and held[0].blob_key == entry.blob_key
+                else datas.get(entry.blob_key)
+            )
+            problem = _blob_problem(entry, data)
+            if problem is None:
+                try:
+                    values[entry.signature] = pickle.loads(data)  # type: ignore[arg-type]
+                    continue
+                except Exception as exc:
+                    problem = f"its stored value cannot be unpickled ({type(exc).__name__}: {exc})"
+            self._discard(entry, problem)
+        return values
+
+    def _load_each(self, entries: Sequence[CacheEntry]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for entry in entries:
+            try:
+                values[entry.signature] = self.load(entry)
+            except CacheMiss:
+                continue
+        return values
+
     def _read(self, entry: CacheEntry) -> bytes | None:
         with self._lock:
             waiting = self._pending.get(entry.signature)

@@ -214,7 +214,10 @@ async def signature(level: Level, step: Step, spec: CallSpec, values: dict[str, 
 def signature_now(level: Level, step: Step, spec: CallSpec, values: dict[str, Any]) -> str:
     """``signature`` for values that are all read (no pending value among the inputs)."""
     digest = _prefix(level, step, spec).copy()
-    for name, default in _wired(spec):
+    wired = level.plan.memo.get(("wired", step.id))
+    if wired is None:
+        wired = level.plan.memo[("wired", step.id)] = _wired(spec)
+    for name, default in wired:
         rep = values.get(REP + name)
         if rep is None:
             if name in values:

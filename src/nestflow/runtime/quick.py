@@ -10,7 +10,6 @@ runs and is stored. Records are kept as compact rows and built when the report i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -30,19 +29,27 @@ Row = tuple[int, int, str, str, float]
 class _Unread:
     """A hit's value, read on first use; recomputed by its producer if unreadable."""
 
-    __slots__ = ("cache", "done", "entry", "index", "remake", "value")
+    __slots__ = ("done", "entry", "index", "quick", "step", "value", "values")
 
-    def __init__(self, cache: Any, entry: Any, index: int | None, remake: Callable[[], Any]):
-        self.cache, self.entry, self.index, self.remake = cache, entry, index, remake
+    def __init__(
+        self, quick: QuickLevel, step: int, values: dict[str, Any], entry: Any, index: int | None
+    ) -> None:
+        self.quick, self.step, self.values, self.entry, self.index = (
+            quick,
+            step,
+            values,
+            entry,
+            index,
+        )
         self.done = False
         self.value: Any = None
 
     def get(self) -> Any:
         if not self.done:
             try:
-                self.value = self.cache.load(self.entry)
+                self.value = self.quick.cache.load(self.entry)
             except CacheMiss:
-                self.value = self.remake()
+                self.value = self.quick.remake(self.step, self.values, self.entry.signature)
             self.done = True
         return self.value if self.index is None else self.value[self.index]
 
@@ -113,18 +120,21 @@ class QuickLevel:
     def _publish(
         self, values: dict[str, Any], index: int, spec: CallSpec, sig: str, entry: Any
     ) -> None:
-        snapshot = dict(values)
-
-        def remake() -> Any:
-            fresh = dict(snapshot)
-            self._execute(fresh, index, spec, -1)
-            value = _stored(spec, fresh)
-            self.cache.store(sig, self._path(index), spec.outs, value)
-            return value
-
-        single = len(spec.outs) == 1
+        if len(spec.outs) == 1:
+            values[spec.outs[0]] = _Unread(self, index, values, entry, None)
+            return
+        shared = _Unread(self, index, values, entry, None)
         for position, out in enumerate(spec.outs):
-            values[out] = _Unread(self.cache, entry, None if single else position, remake)
+            values[out] = _Slice(shared, position)
+
+    def remake(self, index: int, values: dict[str, Any], sig: str) -> Any:
+        """Run node ``index`` again on the inputs in ``values`` (its stored value was unusable)."""
+        fresh = dict(values)  # inputs are never rebound, so they are still the node's inputs
+        spec = self.specs[index]
+        self._execute(fresh, index, spec, -1)
+        value = _stored(spec, fresh)
+        self.cache.store(sig, self._path(index), spec.outs, value)
+        return value
 
     def _execute(self, values: dict[str, Any], index: int, spec: CallSpec, item: int) -> None:
         for name in spec.names:
@@ -195,6 +205,19 @@ class QuickLevel:
             report.add_all(self._records(rows))
 
 
+class _Slice(_Unread):
+    """One output of a multi-output hit."""
+
+    __slots__ = ("whole",)
+
+    def __init__(self, whole: _Unread, position: int) -> None:
+        self.whole, self.index, self.entry = whole, position, whole.entry
+        self.done = False
+
+    def get(self) -> Any:
+        return self.whole.get()[self.index]
+
+
 def _stored(spec: CallSpec, values: dict[str, Any]) -> Any:
     outs = spec.outs
     return values[outs[0]] if len(outs) == 1 else tuple(values[o] for o in outs)
@@ -217,11 +240,28 @@ def run_level(quick: QuickLevel, values: dict[str, Any]) -> None:
 
 
 def map_level(quick: QuickLevel, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every item, signed first and looked up in one batch; outputs read in item order."""
+    """Every item, signed first and looked up in one batch; outputs read in batches at the end."""
     sigs = [quick.sign(values) for values in items]
     found = quick.cache.lookup([sig for item in sigs for sig in item])
-    outputs = quick.level.plan.outputs
     for index, values in enumerate(items):
         quick.run_item(values, sigs[index], found, index)
-        read(values, outputs)
+    read_all(quick.cache, items, quick.level.plan.outputs)
     return items
+
+
+def read_all(cache: Any, items: list[dict[str, Any]], names: tuple[str, ...]) -> None:
+    """Read the unread outputs of many items with batched store reads."""
+    unread = [
+        value
+        for values in items
+        for name in names
+        if isinstance(value := values.get(name), _Unread)
+    ]
+    entries = {v.entry.signature: v.entry for v in unread if not v.done and type(v) is _Unread}
+    loaded = cache.load_many(list(entries.values())) if entries else {}
+    for value in unread:
+        sig = value.entry.signature
+        if not value.done and type(value) is _Unread and sig in loaded:
+            value.value, value.done = loaded[sig], True
+    for values in items:
+        read(values, names)
