@@ -495,7 +495,7 @@ from nestflow import DiskCache, LocalBackend, Pipeline
 sys.path.insert(0, sys.argv[1])
 from shared_nodes import halve
 pipeline = Pipeline([halve], name="halves", cache=DiskCache(sys.argv[2]),
-                    backend=LocalBackend(map_execution="threaded", max_workers=4))
+                    backend=LocalBackend(map_execution="threaded", max_workers=8))
 start, stop = int(sys.argv[3]), int(sys.argv[4])
 result = pipeline.map(n=list(range(start, stop)), map_over="n")
 assert result == {"half": [n / 2 for n in range(start, stop)]}, result
@@ -525,7 +525,9 @@ def test_a8_9_threads_fill_one_cache_and_a_new_cache_serves_every_item(tmp_path:
     assert len([e for e in rec.events if e[0] == "item_cached"]) == 400
 
 
-def test_a8_9_two_processes_map_overlapping_items_into_one_directory(tmp_path: Path) -> None:
+def test_a8_9_two_processes_of_eight_threads_map_overlapping_items_into_one_directory(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "shared_nodes.py").write_text(SHARED)
     folder = tmp_path / "cache"
     script = tmp_path / "worker.py"
@@ -607,3 +609,15 @@ def test_both_paths_give_the_same_values_counts_and_records(tmp_path: Path, list
         + [(f"abc > {n}", (2,), "executed") for n in ("fa", "fb", "fc")]
     )
     assert all(r.signature and r.cache == f"DiskCache({tmp_path})" for r in warm.report.records)
+
+
+def test_a_parallel_map_fills_and_reuses_a_redis_cache(redis_db: str) -> None:
+    backend = LocalBackend(map_execution="parallel", max_workers=2)
+    with RedisCache(redis_db, prefix="par") as cache:
+        pipeline = Pipeline([triple], name="t", cache=cache, backend=backend)
+        items = list(range(10))
+        assert pipeline.map(v=items, map_over="v") == {"tripled": [3 * v for v in items]}
+    with RedisCache(redis_db, prefix="par") as fresh, nestflow.capture() as cap:
+        again = Pipeline([triple], name="t", cache=fresh, backend=backend)
+        assert again.map(v=items, map_over="v") == {"tripled": [3 * v for v in items]}
+    assert (cap.last.cache_hits, cap.last.cache_misses) == (10, 0)

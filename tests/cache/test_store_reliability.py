@@ -7,14 +7,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from nestflow.cache.disk import INLINE_LIMIT, DiskCache
 from nestflow.cache.redis import RedisCache
 from nestflow.cache.store import Cache, CacheEntry, CacheMiss
-from nestflow.errors import CacheStoreError, CacheWarning
+from nestflow.errors import CacheError, CacheStoreError, CacheWarning
 
 if TYPE_CHECKING:
     from conftest import RedisServer
@@ -116,3 +116,44 @@ def test_a_stopped_redis_raises_when_strict(redis_server: RedisServer) -> None:
             cache.lookup([sig(2)])
         redis_server.start()
         assert cache.lookup([sig(2)]) == {}
+
+
+# --- a run whose redis-server stops midway -----------------------------------------------------
+
+
+def _pipeline(cache: Any, stop: Any) -> Any:
+    from nestflow import Pipeline, node
+
+    @node(output_name="doubled")
+    def double(x: int) -> int:
+        return x * 2
+
+    @node(output_name="shown")
+    def show(doubled: int) -> str:
+        if doubled == 4:
+            stop()  # the server goes away in the middle of the map
+        return f"<{doubled}>"
+
+    return Pipeline([double, show], name="outage", cache=cache)
+
+
+def test_a_run_keeps_its_results_when_redis_stops_midway(redis_server: RedisServer) -> None:
+    with RedisCache(redis_server.url) as cache:
+        cache.retry_interval = 0.0
+        pipeline = _pipeline(cache, redis_server.stop)
+        with pytest.warns(CacheWarning):
+            result = pipeline.map(x=[1, 2, 3, 4], map_over="x")
+        assert result == {"doubled": [2, 4, 6, 8], "shown": ["<2>", "<4>", "<6>", "<8>"]}
+        redis_server.start()
+        again = _pipeline(cache, lambda: None).map(x=[1, 2, 3, 4], map_over="x")
+        assert again == result, "nothing stored is wrong after the outage"
+
+
+def test_a_strict_cache_fails_the_run_with_a_cache_error_when_redis_stops(
+    redis_server: RedisServer,
+) -> None:
+    with RedisCache(redis_server.url, strict=True) as cache:
+        pipeline = _pipeline(cache, redis_server.stop)
+        with pytest.raises(CacheError, match=r"127\.0\.0\.1"):
+            pipeline.run(x=2)
+        redis_server.start()
