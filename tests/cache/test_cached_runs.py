@@ -621,3 +621,33 @@ def test_a_parallel_map_fills_and_reuses_a_redis_cache(redis_db: str) -> None:
         again = Pipeline([triple], name="t", cache=fresh, backend=backend)
         assert again.map(v=items, map_over="v") == {"tripled": [3 * v for v in items]}
     assert (cap.last.cache_hits, cap.last.cache_misses) == (10, 0)
+
+
+HELPERS = """
+from nestflow import node
+CALLS = []
+SCALE = 2
+
+def helper(x):
+    return x * SCALE
+
+@node(output_name="scaled")
+def scaled(x, offset=1):
+    CALLS.append(x)
+    return helper(x) + offset
+"""
+
+
+def test_remembered_signatures_follow_code_constants_and_inputs(tmp_path: Path) -> None:
+    module = _module(tmp_path, "remembered_helpers", HELPERS)
+    pipeline = Pipeline([module.scaled], name="s", cache=DiskCache(tmp_path / "c"))
+    assert pipeline.run(x=3, output_name="scaled") == 7
+    assert pipeline.run(x=3, output_name="scaled") == 7
+    assert module.CALLS == [3]
+    module.SCALE = 10
+    assert pipeline.run(x=3, output_name="scaled") == 31, "a constant read by a helper changed"
+    module.helper = lambda x: -x
+    assert pipeline.run(x=3, output_name="scaled") == -2, "the helper was rebound"
+    assert pipeline.run(x=3, offset=5, output_name="scaled") == 2, "a default was overridden"
+    assert pipeline.run(x=4, output_name="scaled") == -3
+    assert module.CALLS == [3, 3, 3, 3, 4]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
+from nestflow.cache.fingerprint import Unhashable, code_fingerprint, fingerprint
 from nestflow.cache.store import CacheMiss
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.node import Node
@@ -90,6 +91,56 @@ class QuickLevel:
         self.specs: list[CallSpec] = [spec_of(level.plan, step) for step in self.steps]
         self.cache = level.config.cache
         self.rows: list[Row] = []
+
+    def sign_run(self, values: dict[str, Any]) -> list[str]:
+        """``sign`` for a plain run, remembered per (code, inputs) on the plan.
+
+        A level's signatures depend only on the code fingerprints of its nodes and the
+        fingerprints of its inputs (and of defaults used); when both match an earlier
+        run, so do the signatures, and none is hashed again.
+        """
+        level = self.level
+        codes = level.run.codes
+        key = (
+            tuple(
+                codes.get((*level.hierarchy, step.id)) or code_fingerprint(step.node.func)  # type: ignore[union-attr]
+                for step in self.steps
+            ),
+            tuple(self._input_rep(name, values) for name in self._inputs()),
+        )
+        memo = level.plan.memo.setdefault("signatures", {})
+        found: list[str] | None = memo.get(key)
+        if found is None:
+            found = self.sign(values)
+            if len(memo) >= 64:
+                memo.clear()
+            memo[key] = found
+        return found
+
+    def _inputs(self) -> tuple[str, ...]:
+        memo = self.level.plan.memo
+        found: tuple[str, ...] | None = memo.get("quick-inputs")
+        if found is None:
+            made = {out for spec in self.specs for out in spec.outs}
+            names = {name for spec in self.specs for name in spec.names if name not in made}
+            found = memo["quick-inputs"] = tuple(sorted(names))
+        return found
+
+    def _input_rep(self, name: str, values: dict[str, Any]) -> bytes:
+        rep = values.get(caching.REP + name)
+        if rep is None:
+            if name not in values:  # a default: fingerprinted with its node when signing
+                return b"-" + b"".join(self._defaults(name))
+            rep = values[caching.REP + name] = b"v" + fingerprint(values[name])
+        return rep
+
+    def _defaults(self, name: str) -> list[bytes]:
+        return [
+            fingerprint(default)
+            for spec in self.specs
+            for wired, default in [*spec.positional, *((n, d) for _, n, d in spec.keyword)]
+            if wired == name
+        ]
 
     def sign(self, values: dict[str, Any]) -> list[str]:
         """Every node's signature for one item, computed before anything runs."""
@@ -233,7 +284,10 @@ def read(values: dict[str, Any], names: tuple[str, ...]) -> None:
 
 def run_level(quick: QuickLevel, values: dict[str, Any]) -> None:
     """A plain run of the level: sign, ask once, hit or run, read the requested outputs."""
-    sigs = quick.sign(values)
+    try:
+        sigs = quick.sign_run(values)
+    except Unhashable:
+        sigs = quick.sign(values)  # raises the error that names the node and input
     found = quick.cache.lookup(sigs)
     quick.run_item(values, sigs, found, -1)
     read(values, quick.level.plan.outputs)
