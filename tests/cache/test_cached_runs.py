@@ -651,3 +651,17 @@ def test_remembered_signatures_follow_code_constants_and_inputs(tmp_path: Path) 
     assert pipeline.run(x=3, offset=5, output_name="scaled") == 2, "a default was overridden"
     assert pipeline.run(x=4, output_name="scaled") == -3
     assert module.CALLS == [3, 3, 3, 3, 4]
+
+
+def test_the_cached_loop_and_the_general_runner_share_one_cache(tmp_path: Path) -> None:
+    quick = Pipeline([fa, fb, fc], name="abc", cache=DiskCache(tmp_path))
+    quick.map(x=[1, 2, 3], map_over="x")
+    quick.run(x=9)
+    listened = quick.with_callbacks([RecordingCallback()])
+    CALLS.clear()
+    assert listened.map(x=[1, 2, 3], map_over="x").report.cache_hits == 9
+    assert listened.run(x=9).report.cache_hits == 3
+    assert CALLS == []
+    general_first = Pipeline([fa, fb, fc], name="abc", cache=DiskCache(tmp_path / "g"))
+    general_first.with_callbacks([RecordingCallback()]).run(x=5)
+    assert general_first.run(x=5).report.cache_hits == 3

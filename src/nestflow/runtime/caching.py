@@ -211,13 +211,28 @@ async def signature(level: Level, step: Step, spec: CallSpec, values: dict[str, 
     return hexdigest
 
 
+def prefix(level: Level, step: Step, spec: CallSpec) -> Any:
+    """The hash state every signature of ``step`` in this run starts from."""
+    return _prefix(level, step, spec)
+
+
+def wired(level: Level, step: Step, spec: CallSpec) -> list[tuple[str, Any]]:
+    """``(input name, default)`` of ``step`` in signing order."""
+    found: list[tuple[str, Any]] | None = level.plan.memo.get(("wired", step.id))
+    if found is None:
+        found = level.plan.memo[("wired", step.id)] = _wired(spec)
+    return found
+
+
+def value_fingerprint(level: Level, step: Step, name: str, value: Any) -> bytes:
+    """The fingerprint of input ``name`` of ``step``, or ``UnhashableInputError``."""
+    return _fingerprint(level, step, name, value)
+
+
 def signature_now(level: Level, step: Step, spec: CallSpec, values: dict[str, Any]) -> str:
     """``signature`` for values that are all read (no pending value among the inputs)."""
     digest = _prefix(level, step, spec).copy()
-    wired = level.plan.memo.get(("wired", step.id))
-    if wired is None:
-        wired = level.plan.memo[("wired", step.id)] = _wired(spec)
-    for name, default in wired:
+    for name, default in wired(level, step, spec):
         rep = values.get(REP + name)
         if rep is None:
             if name in values:

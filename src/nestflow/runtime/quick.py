@@ -91,6 +91,7 @@ class QuickLevel:
         self.specs: list[CallSpec] = [spec_of(level.plan, step) for step in self.steps]
         self.cache = level.config.cache
         self.rows: list[Row] = []
+        self._plan: list[Any] | None = None
 
     def sign_run(self, values: dict[str, Any]) -> list[str]:
         """``sign`` for a plain run, remembered per (code, inputs) on the plan.
@@ -143,16 +144,49 @@ class QuickLevel:
         ]
 
     def sign(self, values: dict[str, Any]) -> list[str]:
-        """Every node's signature for one item, computed before anything runs."""
+        """Every node's signature for one item, computed before anything runs.
+
+        The same computation as ``caching.signature_now``, unrolled for the loop: the
+        per-node hash prefix and input order are taken once per run.
+        """
+        plan = self._signing()
         found = []
         trial = dict(values)
-        level = self.level
-        for step, spec in zip(self.steps, self.specs, strict=True):
-            sig = caching.signature_now(level, step, spec, trial)
+        rep_mark = caching.REP
+        for index, (prefix, wired, outs) in enumerate(plan):
+            digest = prefix.copy()
+            for name, tag, default in wired:
+                rep = trial.get(rep_mark + name)
+                if rep is None:
+                    rep = self._rep(index, name, default, trial)
+                digest.update(tag + rep + b"\0")
+            sig = digest.hexdigest()
             found.append(sig)
-            for out in spec.outs:
-                trial[caching.REP + out] = b"s" + sig.encode() + b":" + out.encode()
+            head = b"s" + sig.encode() + b":"
+            for out, encoded in outs:
+                trial[rep_mark + out] = head + encoded
         return found
+
+    def _signing(self) -> list[tuple[Any, list[tuple[str, bytes, Any]], list[tuple[str, bytes]]]]:
+        if self._plan is None:
+            level = self.level
+            self._plan = [
+                (
+                    caching.prefix(level, step, spec),
+                    [(n, n.encode() + b"\0", d) for n, d in caching.wired(level, step, spec)],
+                    [(out, out.encode()) for out in spec.outs],
+                )
+                for step, spec in zip(self.steps, self.specs, strict=True)
+            ]
+        return self._plan
+
+    def _rep(self, index: int, name: str, default: Any, trial: dict[str, Any]) -> bytes:
+        level, step = self.level, self.steps[index]
+        if name in trial:
+            rep = b"v" + caching.value_fingerprint(level, step, name, trial[name])
+            trial[caching.REP + name] = rep
+            return rep
+        return b"d" + caching.value_fingerprint(level, step, name, default)
 
     def run_item(self, values: dict[str, Any], sigs: list[str], found: Any, item: int) -> None:
         """One item (``item`` = -1 for a plain run): hit or run each node, in order."""
