@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -665,3 +666,51 @@ def test_the_cached_loop_and_the_general_runner_share_one_cache(tmp_path: Path) 
     general_first = Pipeline([fa, fb, fc], name="abc", cache=DiskCache(tmp_path / "g"))
     general_first.with_callbacks([RecordingCallback()]).run(x=5)
     assert general_first.run(x=5).report.cache_hits == 3
+
+
+ANALYSED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from nestflow import DiskCache
+from nestflow.cache.fingerprint import code_fingerprint
+import analysed_nodes
+cache = DiskCache(sys.argv[2])
+kept = cache.analyses if sys.argv[3] == "kept" else None
+print(code_fingerprint(analysed_nodes.measure, kept).hex())
+cache.flush()
+"""
+
+ANALYSED_NODES = """
+SCALE = 3
+
+def helper(x):
+    return x * SCALE
+
+def measure(text):
+    # counts words
+    return helper(len(text.split())){tail}
+"""
+
+
+def test_a_new_process_reads_kept_code_analyses_and_signs_the_same(tmp_path: Path) -> None:
+    script = tmp_path / "analysed.py"
+    script.write_text(ANALYSED)
+    folder = tmp_path / "cache"
+
+    def fingerprint_in_new_process(mode: str, tail: str = "") -> str:
+        (tmp_path / "analysed_nodes.py").write_text(ANALYSED_NODES.format(tail=tail))
+        args = [sys.executable, str(script), str(tmp_path), str(folder), mode]
+        done = subprocess.run(args, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    plain = fingerprint_in_new_process("plain")
+    first = fingerprint_in_new_process("kept")  # analyses the source, keeps the analysis
+    database = sqlite3.connect(folder / "cache.sqlite3")
+    try:
+        assert database.execute("SELECT COUNT(*) FROM code").fetchone()[0] >= 1
+    finally:
+        database.close()
+    again = fingerprint_in_new_process("kept")  # reads the kept analysis
+    assert plain == first == again
+    changed = fingerprint_in_new_process("kept", tail=" + 1")
+    assert changed != plain, "changed code is a new key: analysed again, not read"

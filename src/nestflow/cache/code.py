@@ -23,7 +23,9 @@ import contextlib
 import dis
 import inspect
 import linecache
+import marshal
 import os
+import pickle
 import sys
 import sysconfig
 import textwrap
@@ -32,12 +34,12 @@ import types
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from enum import Enum
 from functools import cached_property, partial
 from hashlib import sha256
 from types import CodeType, FunctionType, MethodType, ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from nestflow.errors import CacheWarning
 
@@ -131,6 +133,18 @@ def unwrap(obj: Any) -> Any:
 
 
 # --- the static part: normalised source and the names the code loads ---------------------------
+
+
+class AnalysisStore(Protocol):
+    """Where analyses of code objects outlive the process (a DiskCache keeps them)."""
+
+    def get(self, key: str) -> bytes | None:
+        """The kept analysis under ``key``."""
+        ...
+
+    def put(self, key: str, analysis: bytes) -> None:
+        """Keep ``analysis`` under ``key``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -296,11 +310,16 @@ class CodeFingerprinter:
         self._statics = weakref.WeakValueDictionary()
         self._class_sources: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDictionary()
 
-    def __call__(self, fn: Callable[..., Any]) -> bytes:
-        """32-byte code fingerprint of ``fn``."""
+    def __call__(self, fn: Callable[..., Any], analyses: AnalysisStore | None = None) -> bytes:
+        """32-byte code fingerprint of ``fn``; ``analyses`` keeps analyses across processes."""
         entry = self._entries.get(id(fn))
         target = None if entry is None else entry.ref()
         if entry is None or target is not fn or target.__code__ is not entry.code:
+            if analyses is not None and isinstance(fn, FunctionType):
+                static = self._recall(fn.__code__, analyses)  # held: _statics is weak
+                digest = self._callable(fn)
+                del static
+                return digest
             return self._callable(fn)
         memo = entry.memo
         if memo is not None and _unchanged(memo[0]) and not self._trace().active:
@@ -377,6 +396,23 @@ class CodeFingerprinter:
         entry = _Entry(weakref.ref(fn, lambda _: forget()), fn.__code__, static)
         self._entries[id(fn)] = entry
         return entry
+
+    def _recall(self, code: CodeType, analyses: AnalysisStore) -> _Static:
+        # A new process re-reads and re-parses every node's source: the slow part of a
+        # fingerprint. The analysis depends only on the code object, so it is kept under
+        # a digest of its marshalled form, and any change to the code is a new key.
+        static = self._statics.get(code)
+        if static is not None:
+            return static
+        key = sha256(marshal.dumps(code)).hexdigest()
+        kept = analyses.get(key)
+        if kept is not None:
+            with contextlib.suppress(Exception):  # an unreadable analysis is made again
+                static = self._statics[code] = _Static(*pickle.loads(kept))
+                return static
+        static = self._statics[code] = self._analyse(code)
+        analyses.put(key, pickle.dumps(astuple(static)))
+        return static
 
     def _analyse(self, code: CodeType) -> _Static:
         chains, mutated = _uses(code)

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS entries (
     serializer TEXT NOT NULL, checksum TEXT NOT NULL, created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS code (key TEXT PRIMARY KEY, analysis BLOB NOT NULL);
 """
 _PUT_ENTRY = f"INSERT OR REPLACE INTO entries (id, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _PUT_BLOB = "INSERT OR REPLACE INTO blobs (key, data) VALUES (?, ?)"
@@ -355,6 +356,52 @@ class DiskBlobStore:
         self.database.close()
 
 
+class CodeAnalyses:
+    """Analyses of node code kept in the cache database (the ``code`` table).
+
+    Fingerprinting a function first reads and parses its source, which costs more than
+    everything else a fully cached run does; a new process opening the cache reads the
+    analyses of known code objects instead (``nestflow.cache.code.AnalysisStore``).
+    Only an optimisation: any failure here means the source is analysed again.
+    """
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self._known: dict[str, bytes] | None = None
+        self._new: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        """The kept analysis under ``key``; every kept one is read at the first call."""
+        with self._lock:
+            if self._known is None:
+                self._known = {}
+                with suppress(CacheStoreError, sqlite3.Error):
+                    rows = self.database.query("SELECT key, analysis FROM code")
+                    self._known = {key: bytes(data) for key, data in rows}
+            return self._new.get(key) or self._known.get(key)
+
+    def put(self, key: str, analysis: bytes) -> None:
+        """Keep ``analysis``; written by the cache's next flush."""
+        with self._lock:
+            self._new[key] = analysis
+
+    def flush(self) -> None:
+        """Write the analyses made since the last flush."""
+        with self._lock:
+            new, self._new = self._new, {}
+        if not new:
+            return
+        with suppress(CacheStoreError, sqlite3.Error), self.database.transaction() as conn:
+            conn.executemany(_PUT_CODE, list(new.items()))
+        with self._lock:
+            if self._known is not None:
+                self._known.update(new)
+
+
+_PUT_CODE = "INSERT OR REPLACE INTO code (key, analysis) VALUES (?, ?)"
+
+
 class DiskCache(Cache):
     """The embedded default cache: one directory, safe for many threads and processes.
 
@@ -389,6 +436,19 @@ class DiskCache(Cache):
     def path(self) -> Path:
         """The cache directory."""
         return self._database.root
+
+    @property
+    def analyses(self) -> CodeAnalyses:
+        """Code analyses kept next to the entries (made again after unpickling)."""
+        found: CodeAnalyses | None = self.__dict__.get("_analyses")
+        if found is None or found.database is not self._database:
+            found = self.__dict__["_analyses"] = CodeAnalyses(self._database)
+        return found
+
+    def flush(self) -> None:
+        """Write buffered entries, then the code analyses made meanwhile."""
+        super().flush()
+        self.analyses.flush()
 
     @property
     def _database(self) -> SqliteDatabase:

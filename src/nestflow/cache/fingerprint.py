@@ -41,7 +41,12 @@ from types import FunctionType, MethodType, ModuleType
 from typing import Any
 from uuid import UUID
 
-from nestflow.cache.code import LIBRARY_CALLABLES, CodeFingerprinter, qualified_name
+from nestflow.cache.code import (
+    LIBRARY_CALLABLES,
+    AnalysisStore,
+    CodeFingerprinter,
+    qualified_name,
+)
 from nestflow.errors import CacheWarning
 
 __all__ = ["MAX_DEPTH", "Unhashable", "code_fingerprint", "fingerprint", "register_fingerprint"]
@@ -593,10 +598,11 @@ def fingerprint(value: Any) -> bytes:
 _CODE = CodeFingerprinter(_encoding, Unhashable)
 
 
-def code_fingerprint(fn: Callable[..., Any]) -> bytes:
+def code_fingerprint(fn: Callable[..., Any], analyses: AnalysisStore | None = None) -> bytes:
     """32-byte digest of what ``fn`` does: normalised source, helpers, constants (SPEC 8.2).
 
     Repeat calls return a memo after checking that the names and cells it read still hold
-    the same objects, so rebinding a helper or a constant shows at once.
+    the same objects, so rebinding a helper or a constant shows at once. ``analyses``
+    (a cache's store of source analyses) spares a new process from re-parsing sources.
     """
-    return _CODE(fn)
+    return _CODE(fn, analyses)

@@ -156,7 +156,7 @@ def _prefix(level: Level, step: Step, spec: CallSpec) -> Any:
         assert isinstance(node, Node)
         code = level.run.codes.get((*level.hierarchy, step.id))
         if code is None:
-            code = code_fingerprint(node.func)
+            code = code_fingerprint(node.func, getattr(level.config.cache, "analyses", None))
         versions = (level.config.cache.cache_version, node.cache_version)
         memo_key = ("prefix", step.id, code, versions)
         found = level.plan.memo.get(memo_key)
@@ -186,7 +186,8 @@ def code_fingerprints(
             child_cfg = child_config(child.pipeline, config)
             found.update(code_fingerprints(child, child_cfg, (*hierarchy, child.name)))
         elif config.cache is not None and isinstance(step.node, Node) and step.node.cache:
-            found[(*hierarchy, step.id)] = code_fingerprint(step.node.func)
+            analyses = getattr(config.cache, "analyses", None)
+            found[(*hierarchy, step.id)] = code_fingerprint(step.node.func, analyses)
     return found
 
 

@@ -102,9 +102,10 @@ class QuickLevel:
         """
         level = self.level
         codes = level.run.codes
+        analyses = getattr(self.cache, "analyses", None)
         key = (
             tuple(
-                codes.get((*level.hierarchy, step.id)) or code_fingerprint(step.node.func)  # type: ignore[union-attr]
+                codes.get((*level.hierarchy, step.id)) or code_fingerprint(step.node.func, analyses)  # type: ignore[union-attr]
                 for step in self.steps
             ),
             tuple(self._input_rep(name, values) for name in self._inputs()),
