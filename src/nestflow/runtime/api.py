@@ -7,7 +7,7 @@ takes the fast path when nothing in the run needs more, else the general runner.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -126,17 +126,8 @@ def _run_fast(call: _Call, level: fast.FastLevel) -> Any:
 
 
 def _run_quick(call: _Call) -> Any:
-    state, level = call.quick_level()
     values = dict(call.values)
-    error: BaseException | None = None
-    try:
-        quick.run_level(level, values)
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        level.settle(state)
-        deliver(state.finish(error))
+    state = _quickly(call, None, lambda level: quick.run_level(level, values))
     return call.shape(values, state.report)
 
 
@@ -145,18 +136,26 @@ def _map_quick(call: _Call) -> Any:
     total, found = rows(call.mapped, columns, call.map_mode)
     base = {k: v for k, v in call.values.items() if k not in call.mapped}
     items = [{**base, **dict(zip(call.mapped, row, strict=True))} for row in found]
+    state = _quickly(call, total, lambda level: quick.map_level(level, items))
+    results = {name: [values[name] for values in items] for name in call.plan.outputs}
+    return call.shape(results, state.report)
+
+
+def _quickly(
+    call: _Call, total: int | None, work: Callable[[quick.QuickLevel], object]
+) -> RunState:
+    """Run ``work`` on the cached loop; the report is settled and delivered whatever happens."""
     state, level = call.quick_level(total)
     error: BaseException | None = None
     try:
-        quick.map_level(level, items)
+        work(level)
     except BaseException as exc:
         error = exc
         raise
     finally:
         level.settle(state)
         deliver(state.finish(error))
-    results = {name: [values[name] for values in items] for name in call.plan.outputs}
-    return call.shape(results, state.report)
+    return state
 
 
 async def _run_general(call: _Call) -> Any:
