@@ -372,11 +372,12 @@ def test_unhashable_reports_where_inside_the_value_it_is() -> None:
         assert "at ['inputs'][1]['conn']" in str(caught.value)
 
 
-# --- NumPy (pandas is not installed here) -----------------------------------------------------
+# --- NumPy and pandas (installed by the dev extra) --------------------------------------------
 
 
 def test_numpy_arrays_are_keyed_by_dtype_shape_and_contents() -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
+
     grid = np.arange(6, dtype=np.int64).reshape(2, 3)
     assert fingerprint(grid) == fingerprint(np.arange(6, dtype=np.int64).reshape(2, 3))
     assert fingerprint(grid.T) == fingerprint(np.ascontiguousarray(grid.T))
@@ -388,6 +389,33 @@ def test_numpy_arrays_are_keyed_by_dtype_shape_and_contents() -> None:
     assert fingerprint(np.array([{"a": 1}], dtype=object)) != fingerprint(np.array([{"a": 2}]))
     assert_all_distinct([np.float64(1.0), 1.0, np.float32(1.0), np.int64(1)])
     assert_all_distinct([np.dtype("int64"), np.dtype("int32"), "int64"])
+
+
+def test_pandas_objects_are_keyed_by_labels_dtypes_and_contents() -> None:
+    import pandas as pd
+
+    def frame(**columns: Any) -> Any:
+        return pd.DataFrame(columns, index=["r1", "r2"])
+
+    base = frame(a=[1, 2], b=["x", "y"])
+    assert fingerprint(base) == fingerprint(frame(a=[1, 2], b=["x", "y"]))
+    changed = base.copy()
+    changed.loc["r2", "a"] = 3
+    assert_all_distinct(
+        [
+            base,
+            changed,
+            frame(b=["x", "y"], a=[1, 2]),  # column order
+            frame(a=[1.0, 2.0], b=["x", "y"]),  # dtype
+            base.set_axis(["r1", "r3"]),  # index labels
+            base["a"],
+            base["a"].rename("other"),
+            base.index,
+        ]
+    )
+    assert fingerprint(pd.Series([1, None], dtype="Int64")) != fingerprint(pd.Series([1, 2]))
+    assert fingerprint(pd.Categorical(["a", "b"])) == fingerprint(pd.Categorical(["a", "b"]))
+    assert fingerprint(pd.Categorical(["a", "b"])) != fingerprint(pd.Categorical(["b", "a"]))
 
 
 # --- code fingerprints: normalised source ----------------------------------------------------
