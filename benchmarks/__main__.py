@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
-from benchmarks import backends, caching, core
 from benchmarks.core import Row
 
 
@@ -34,16 +37,33 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+GROUPS = ("core", "backends", "caching")
+"""Each group runs in a fresh interpreter: no heap, threads or clusters left by another."""
+
+
+def group_rows(group: str) -> list[Row]:
+    """The rows of one benchmark group, measured in a new process."""
+    code = (
+        "import json, dataclasses, importlib\n"
+        f"rows = importlib.import_module('benchmarks.{group}').rows()\n"
+        "print(json.dumps([dataclasses.asdict(r) for r in rows]))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark group {group!r} failed:\n{done.stderr}")
+    return [Row(**row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+
+
 def main() -> None:
-    """Run every benchmark once and print the table."""
+    """Run every benchmark once and print the tables."""
     print(f"nestflow benchmarks · Python {platform.python_version()} · {os.cpu_count()} cores")
     print("ratio = nestflow / plain Python (per-node, per-run: lower is better; items/s: higher)")
-    print()
-    print(render(core.rows()))
-    print()
-    print(render(backends.rows()))
-    print()
-    print(render(caching.rows()))
+    for group in GROUPS:
+        print()
+        print(render(group_rows(group)))
 
 
 if __name__ == "__main__":
