@@ -283,12 +283,14 @@ def foo_bar(tmp_path: Path, name: str, doc: str = "", comment: str = "", extra: 
 
 
 def test_a8_2_scenario_table(tmp_path: Path, store: Callable[[], Cache]) -> None:
-    cache, blobs = counting(store())
+    inner = store()
     first = foo_bar(tmp_path, "scenario_v1")
 
     def run(module: Any, **inputs: Any) -> tuple[list[str], int]:
+        # A new Cache object per run over the same stores: nothing is held in its memory,
+        # so every value the run needs is a counted read of the BlobStore.
+        cache, blobs = counting(inner)
         module.CALLS.clear()
-        blobs.reads.clear()
         pipeline = Pipeline([module.foo, module.bar], name="p", cache=cache)
         pipeline.run(**{"a": 1, "b": 2, "c": 3, **inputs}, output_name="final")
         return list(module.CALLS), len(blobs.reads)
@@ -304,10 +306,11 @@ def test_a8_2_scenario_table(tmp_path: Path, store: Callable[[], Cache]) -> None
 
 
 def test_a8_2_a_plain_run_reads_every_output(tmp_path: Path) -> None:
-    cache, blobs = counting(DiskCache(tmp_path / "c"))
+    disk = DiskCache(tmp_path / "c")
     module = foo_bar(tmp_path, "scenario_all")
+    assert Pipeline([module.foo, module.bar], name="p", cache=disk).run(a=1, b=2, c=3)
+    cache, blobs = counting(disk)
     pipeline = Pipeline([module.foo, module.bar], name="p", cache=cache)
-    assert pipeline.run(a=1, b=2, c=3) == {"foo_out": 3, "final": 9}
     assert pipeline.run(a=1, b=2, c=3) == {"foo_out": 3, "final": 9}
     assert len(blobs.reads) == 2
 
@@ -714,3 +717,19 @@ def test_a_new_process_reads_kept_code_analyses_and_signs_the_same(tmp_path: Pat
     assert plain == first == again
     changed = fingerprint_in_new_process("kept", tail=" + 1")
     assert changed != plain, "changed code is a new key: analysed again, not read"
+
+
+def test_values_kept_in_memory_are_copies_a_caller_cannot_change(tmp_path: Path) -> None:
+    @node(output_name="listed")
+    def listing(n: int) -> list[int]:
+        CALLS.append("listing")
+        return list(range(n))
+
+    pipeline = Pipeline([listing], name="l", cache=DiskCache(tmp_path))
+    first = pipeline.run(n=3, output_name="listed")
+    first.append(99)
+    second = pipeline.run(n=3, output_name="listed")
+    assert second == [0, 1, 2]
+    second.append(7)
+    assert pipeline.run(n=3, output_name="listed") == [0, 1, 2]
+    assert CALLS == ["listing"]

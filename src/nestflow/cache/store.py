@@ -27,6 +27,7 @@ import pickle
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -52,6 +53,8 @@ PICKLE_PROTOCOL = 5
 FLUSH_ENTRIES = 2000  # a flush is one transaction; bigger batches stop paying off around here
 FLUSH_BYTES = 4 * 1024 * 1024  # ...and values waiting in memory stay bounded
 KNOWN_LIMIT = 200_000  # entries remembered as present; past this the index starts over
+RECENT_BYTES = 32 * 1024 * 1024  # small values written lately, kept as bytes (never aliased)
+RECENT_LIMIT = 64 * 1024  # only small values: a big one is read from its store every time
 
 
 class CacheEntry(NamedTuple):
@@ -191,6 +194,8 @@ class Cache:
         self._pending: dict[str, tuple[CacheEntry, bytes]] = {}
         self._pending_bytes = 0
         self._known: dict[str, CacheEntry] = {}
+        self._recent: OrderedDict[str, bytes] = OrderedDict()
+        self._recent_bytes = 0
         self._failing = False
         self._retry_at = 0.0
 
@@ -266,7 +271,11 @@ class Cache:
         with self._lock:
             waiting = {sig: self._pending[sig] for sig in (e.signature for e in entries)
                        if sig in self._pending}  # fmt: skip
-        keys = [e.blob_key for e in entries if e.signature not in waiting]
+            recent = {e.blob_key: self._recent[e.blob_key] for e in entries
+                      if e.blob_key in self._recent}  # fmt: skip
+        keys = [
+            e.blob_key for e in entries if e.signature not in waiting and e.blob_key not in recent
+        ]
         datas = self._guarded(lambda: read_many(keys), None) if keys else {}
         if datas is None:  # unreachable store: every value is a miss
             return {}
@@ -276,7 +285,7 @@ class Cache:
             data = (
                 held[1]
                 if held and held[0].blob_key == entry.blob_key
-                else datas.get(entry.blob_key)
+                else recent.get(entry.blob_key) or datas.get(entry.blob_key)
             )
             problem = _blob_problem(entry, data)
             if problem is None:
@@ -300,8 +309,11 @@ class Cache:
     def _read(self, entry: CacheEntry) -> bytes | None:
         with self._lock:
             waiting = self._pending.get(entry.signature)
+            recent = self._recent.get(entry.blob_key)
         if waiting is not None and waiting[0].blob_key == entry.blob_key:
             return waiting[1]
+        if recent is not None:
+            return recent
         unreachable: tuple[bool, bytes | None] = (False, None)
         reached, data = self._guarded(lambda: (True, self._blobs.read(entry.blob_key)), unreachable)
         if not reached:
@@ -319,6 +331,8 @@ class Cache:
         )
         with self._lock:
             self._known.pop(entry.signature, None)
+            dropped = self._recent.pop(entry.blob_key, None)
+            self._recent_bytes -= len(dropped or b"")
 
         def delete() -> None:
             self._meta.delete(entry.signature)
@@ -405,6 +419,19 @@ class Cache:
                     self._pending_bytes -= len(data)
             if written:
                 self._remember_locked({entry.signature: entry for entry, _ in batch})
+                for entry, data in batch:
+                    self._keep_recent_locked(entry.blob_key, data)
+
+    def _keep_recent_locked(self, key: str, data: bytes) -> None:
+        # Bytes, not objects: every load unpickles a fresh value, so nothing is shared
+        # between runs however callers mutate what they get.
+        if len(data) > RECENT_LIMIT:
+            return
+        self._recent[key] = data
+        self._recent_bytes += len(data)
+        while self._recent_bytes > RECENT_BYTES:
+            _, dropped = self._recent.popitem(last=False)
+            self._recent_bytes -= len(dropped)
 
     # --- management ------------------------------------------------------------------------
 
@@ -414,6 +441,8 @@ class Cache:
             self._pending.clear()
             self._pending_bytes = 0
             self._known.clear()
+            self._recent.clear()
+            self._recent_bytes = 0
 
         def clear_stores() -> None:
             self._meta.clear()
@@ -484,6 +513,8 @@ class Cache:
             self._failing = True
             with self._lock:  # the store may come back without what it held (a restart)
                 self._known.clear()
+                self._recent.clear()
+                self._recent_bytes = 0
             warnings.warn(
                 CacheWarning(
                     f"{error} Caching is off until the store answers again: lookups miss and "
