@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -733,3 +734,37 @@ def test_values_kept_in_memory_are_copies_a_caller_cannot_change(tmp_path: Path)
     second.append(7)
     assert pipeline.run(n=3, output_name="listed") == [0, 1, 2]
     assert CALLS == ["listing"]
+
+
+def test_failures_skips_and_timeouts_are_never_stored(tmp_path: Path) -> None:
+    attempts: list[str] = []
+
+    @node(output_name="flaky", on_error="continue")
+    def flaky(x: int) -> int:
+        attempts.append("flaky")
+        raise RuntimeError("down")
+
+    @node(output_name="after")
+    def after(flaky: int) -> int:
+        attempts.append("after")
+        return flaky
+
+    @node(output_name="slow", timeout=0.2)
+    def slow(x: int) -> int:
+        attempts.append("slow")
+        time.sleep(1)
+        return x
+
+    cache = DiskCache(tmp_path)
+    partial = Pipeline([flaky, after], name="partial", cache=cache)
+    for _ in range(2):
+        result = partial.run(x=1)
+        assert result == {"flaky": None, "after": None}
+        assert result.report.status == "partial"
+        assert result.report.cache_hits == 0
+    assert attempts == ["flaky", "flaky"], "the failure ran twice; the skipped node never ran"
+    timed = Pipeline([slow], name="timed", cache=cache)
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            timed.run(x=1)
+    assert attempts.count("slow") == 2
