@@ -11,6 +11,7 @@ from nestflow.cache.fingerprint import register_fingerprint
 from nestflow.cache.redis import RedisCache
 from nestflow.cache.store import Cache, CacheEntry
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
+from nestflow.callbacks.logs import LoggingCallback
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node, node
@@ -102,6 +103,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidNodeError",
     "LocalBackend",
+    "LoggingCallback",
     "MapInputError",
     "MappingError",
     "MemoryLimitError",

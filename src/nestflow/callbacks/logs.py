@@ -1,0 +1,105 @@
+"""LoggingCallback: one standard ``logging`` record per event, as JSON or as indented text."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from nestflow.callbacks.events import PipelineCallback
+
+
+class LoggingCallback(PipelineCallback):
+    """Log every event through ``logging`` (logger ``nestflow`` unless one is given).
+
+    Structured records are JSON objects with ``event``, ``run_id``, ``pipeline``, ``node``,
+    ``path``, ``depth``, ``item_index``, ``duration_s``, ``cached``, ``signature`` (12 hex
+    characters), ``attempt``, ``error_type`` and ``error_message``; the same dict is attached
+    to the log record as ``record.nestflow`` for handlers that want fields, not text.
+    Failures are logged at ``ERROR``, everything else at ``level``.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        level: int = logging.INFO,
+        structured: bool = True,
+    ) -> None:
+        self.logger = logger or logging.getLogger("nestflow")
+        self.level = level
+        self.structured = structured
+
+    def _log(self, event: str, ctx: Any, node: str | None = None, **fields: Any) -> None:
+        error = fields.pop("error", None) or ctx.error
+        where = ctx.node_path if node is not None and ctx.node_path else ctx.hierarchy_path
+        record: dict[str, Any] = {
+            "event": event,
+            "run_id": ctx.run_id,
+            "pipeline": ctx.current_pipeline_id,
+            "node": node,
+            "path": " > ".join(where),
+            "depth": ctx.depth,
+            "item_index": ctx.item_index,
+            "duration_s": fields.get("duration_s"),
+            "cached": fields.get("cached", False),
+            "signature": (fields.get("signature") or "")[:12] or None,
+            "attempt": ctx.attempt,
+            "error_type": type(error).__name__ if error is not None else None,
+            "error_message": str(error) if error is not None else None,
+        }
+        level = logging.ERROR if error is not None else self.level
+        if not self.logger.isEnabledFor(level):
+            return
+        text = json.dumps(record, default=repr) if self.structured else _line(record)
+        self.logger.log(level, text, extra={"nestflow": record})
+
+    # --- hooks ------------------------------------------------------------------------------
+
+    def on_pipeline_start(self, pipeline_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+        self._log("pipeline_start", ctx)
+
+    def on_pipeline_end(
+        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+    ) -> None:
+        self._log("pipeline_end", ctx, duration_s=duration)
+
+    def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+        self._log("node_start", ctx, node_id)
+
+    def on_node_end(
+        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+    ) -> None:
+        self._log("node_end", ctx, node_id, duration_s=duration)
+
+    def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
+        self._log("node_cached", ctx, node_id, cached=True, signature=signature, duration_s=0.0)
+
+    def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
+        self._log("error", ctx, node_id, error=error)
+
+    def on_map_start(self, node_id: str, total_items: int, ctx: Any) -> None:
+        self._log("map_start", ctx, node_id)
+
+    def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
+        self._log("map_item_end", ctx, node_id, duration_s=duration)
+
+    def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
+        self._log("map_item_cached", ctx, node_id, cached=True, signature=signature)
+
+    def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
+        self._log("map_end", ctx, node_id, duration_s=total_duration)
+
+
+def _line(record: dict[str, Any]) -> str:
+    """``  node_end outer > inner > clean [item 2] 1.4 ms``: indented by depth."""
+    parts = ["  " * record["depth"] + record["event"], record["path"]]
+    if record["item_index"] is not None:
+        parts.append(f"[item {record['item_index']}]")
+    if record["cached"]:
+        parts.append("cached")
+    if record["duration_s"] is not None and not record["cached"]:
+        parts.append(f"{record['duration_s'] * 1e3:.1f} ms")
+    if record["error_type"]:
+        parts.append(f"{record['error_type']}: {record['error_message']}")
+    return " ".join(parts)
