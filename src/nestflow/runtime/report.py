@@ -5,9 +5,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from nestflow.runtime.summary import PerformanceSummary
 
 Status = Literal["ok", "partial", "failed"]
 NodeStatus = Literal["executed", "cached", "failed", "skipped"]
@@ -112,12 +117,47 @@ class RunReport:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "callback_failures": self.callback_failures,
+            "abandoned_threads": list(self.abandoned_threads),
             "records": [asdict(r) for r in self.records],
         }
 
     def to_json(self, indent: int | None = None) -> str:
         """The report as JSON text."""
         return json.dumps(self.to_dict(), indent=indent, default=repr)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``<directory>/<run_id>.json`` (atomically); returns the file's path."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.run_id}.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(self.to_json(indent=1), encoding="utf-8")
+        os.replace(temporary, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RunReport:
+        """A report written by :meth:`save` (or ``to_json``)."""
+        from nestflow.runtime.summary import records_from
+
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        records = records_from(data.pop("records"))
+        errors = [
+            ErrorRecord(**{**e, "item_path": tuple(e["item_path"])}) for e in data.pop("errors")
+        ]
+        return cls(**data, errors=errors, _records=records)
+
+    def tree(self, items: bool = False) -> str:
+        """The execution tree: levels and nodes with durations, ``⚡ cached``, ``✗`` failures."""
+        from nestflow.runtime.summary import tree
+
+        return tree(self, items)
+
+    def summary(self) -> PerformanceSummary:
+        """Totals, per-depth metrics and the five slowest node executions."""
+        from nestflow.runtime.summary import summary
+
+        return summary(self)
 
 
 class Outputs(dict[str, Any]):
