@@ -17,6 +17,7 @@ from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node, node
 from nestflow.core.pipeline import Pipeline
 from nestflow.core.retry import Retry
+from nestflow.diagram.dot import GraphvizStyle
 from nestflow.engines.backends import LocalBackend
 from nestflow.engines.dask import DaskBackend
 from nestflow.errors import (
@@ -67,8 +68,7 @@ from nestflow.errors import (
 )
 from nestflow.runtime.failure import ErrorContext, format_error
 from nestflow.runtime.report import Capture, ErrorRecord, NodeRecord, Outputs, RunReport, capture
-
-__version__ = "0.1.0"
+from nestflow.version import __version__ as __version__
 
 __all__ = [
     "UNSET",
@@ -97,6 +97,7 @@ __all__ = [
     "EffectiveConfig",
     "ErrorContext",
     "ErrorRecord",
+    "GraphvizStyle",
     "GuardError",
     "ImportReferenceError",
     "InputError",

@@ -265,6 +265,41 @@ class Pipeline:
 
         return api.effective_config(self, path)
 
+    def to_text(self, depth: int | None = 1, show_config: bool = False) -> str:
+        """One line per node in execution order (``[clean] (passage) -> cleaned``).
+
+        Nested pipelines are expanded, indented, down to ``depth`` levels (``None``: all).
+        """
+        from nestflow.diagram.text import to_text
+
+        return to_text(self, depth, show_config)
+
+    def visualize(
+        self,
+        depth: int | None = 1,
+        flatten: bool = False,
+        orient: str = "TB",
+        filename: str | None = None,
+        show_config: bool = True,
+        show_types: bool = True,
+        show_legend: bool = False,
+        style: Any = None,
+    ) -> Any:
+        """A ``graphviz.Digraph`` of the pipeline (extra ``viz``); see ``docs/visualization.md``."""
+        from nestflow.diagram.dot import visualize
+
+        return visualize(
+            self, depth, flatten, orient, filename, show_config, show_types, show_legend, style
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from nestflow.diagram.dot import mimebundle
+
+        return mimebundle(self)
+
+    def _repr_svg_(self) -> str | None:
+        return self._repr_mimebundle_().get("image/svg+xml")
+
     def describe_config(self, depth: int | None = None) -> str:
         """A text tree of the effective configuration, one line per pipeline level."""
         from nestflow.runtime import api

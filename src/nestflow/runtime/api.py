@@ -322,7 +322,7 @@ def describe_config(pipeline: Pipeline, depth: int | None) -> str:
     """One line per pipeline level: explicit values marked ``*``, inherited ones ``↓ ``."""
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be >= 1 or None (everything), got {depth}.")
-    lines = [f"{pipeline.name} [{_labels(root_config(pipeline))}]"]
+    lines = [f"{pipeline.name} [{config_labels(root_config(pipeline))}]"]
     _describe_children(pipeline, root_config(pipeline), "", depth, 1, lines)
     return "\n".join(lines)
 
@@ -345,13 +345,14 @@ def _describe_children(
     for position, member in enumerate(nested):
         last = position == len(nested) - 1
         child = child_config(member.pipeline, config)
-        lines.append(f"{prefix}{'└─ ' if last else '├─ '}{member.name} [{_labels(child)}]")
+        lines.append(f"{prefix}{'└─ ' if last else '├─ '}{member.name} [{config_labels(child)}]")
         _describe_children(
             member.pipeline, child, prefix + ("   " if last else "│  "), depth, level + 1, lines
         )
 
 
-def _labels(config: EffectiveConfig) -> str:
+def config_labels(config: EffectiveConfig) -> str:
+    """``Local(seq)*, ↓ DiskCache(.c), ...``: each aspect with its source marker."""
     cache = config.cache
     callbacks = ", ".join(type(c).__name__ for c in config.callbacks) or "none"
     texts = {

@@ -41,7 +41,7 @@ _SALT: list[bytes] = []
 
 def _salt() -> bytes:
     if not _SALT:
-        from nestflow import __version__
+        from nestflow.version import __version__
 
         _SALT.append(".".join(__version__.split(".")[:2]).encode())
     return _SALT[0]

@@ -153,6 +153,9 @@ class RunReport:
 
         return tree(self, items)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": self.tree()}
+
     def summary(self) -> PerformanceSummary:
         """Totals, per-depth metrics and the five slowest node executions."""
         from nestflow.runtime.summary import summary

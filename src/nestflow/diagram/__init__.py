@@ -1,0 +1,1 @@
+"""Pictures of pipelines: a text outline (``to_text``) and Graphviz drawings (``visualize``)."""
