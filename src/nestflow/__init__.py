@@ -12,6 +12,7 @@ from nestflow.cache.redis import RedisCache
 from nestflow.cache.store import Cache, CacheEntry
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
 from nestflow.callbacks.logs import LoggingCallback
+from nestflow.callbacks.progress import ProgressCallback
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node, node
@@ -121,6 +122,7 @@ __all__ = [
     "Pipeline",
     "PipelineCallback",
     "PipelineNode",
+    "ProgressCallback",
     "RecursionDepthError",
     "RedisCache",
     "RemoteExecutionError",

@@ -1,0 +1,299 @@
+"""ProgressCallback: a live tree of progress bars mirroring the nesting (extra ``progress``).
+
+Events only update a small model (one line per pipeline level and function node); rich's
+``Live`` redraws it at most ``refresh_per_second`` times from its own thread, so progress
+costs little even on big maps. A console that is not interactive (a file, CI) gets the
+final tree once, when the root pipeline ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nestflow.callbacks.events import PipelineCallback
+
+_INSTALL = "pip install 'nestflow[progress]'"
+
+
+def _rich() -> Any:
+    try:
+        import rich.console
+        import rich.live
+        import rich.progress_bar
+        import rich.table
+        import rich.text
+    except ImportError as exc:
+        raise ImportError(
+            f"ProgressCallback needs `rich`, which is not installed. Install it with: {_INSTALL}"
+        ) from exc
+    return rich
+
+
+@dataclass
+class _Line:
+    """One line of the tree: a pipeline level (``node`` is None) or a function node."""
+
+    name: str
+    key: tuple[str, ...]
+    is_node: bool
+    started: float
+    labels: str = ""
+    total: int = 1
+    done: int = 0
+    cached: int = 0
+    failed: int = 0
+    error: str = ""
+    ended: float | None = None
+    mapped: bool = False
+    workers: int | None = None
+    children: list[tuple[str, ...]] = field(default_factory=list)
+
+
+class ProgressCallback(PipelineCallback):
+    """Hierarchical progress bars: one line per level and (``show_nodes``) per function node.
+
+    Cache hits show ``⚡ CACHED``; map levels show done/total, items per second, cache hits,
+    failures and workers; with ``show_config`` each level shows its backend and cache labels
+    (``*`` explicit, ``↓`` inherited). ``console`` and ``get_time`` can be injected (tests).
+    """
+
+    def __init__(
+        self,
+        show_nodes: bool = True,
+        show_config: bool = True,
+        transient: bool = False,
+        console: Any = None,
+        get_time: Callable[[], float] | None = None,
+        refresh_per_second: float = 8.0,
+    ) -> None:
+        self._rich = _rich()
+        self.show_nodes = show_nodes
+        self.show_config = show_config
+        self.transient = transient
+        self.console = console or self._rich.console.Console()
+        self.get_time = get_time or time.monotonic
+        self.refresh_per_second = refresh_per_second
+        self._lock = threading.Lock()
+        self._lines: dict[tuple[str, ...], _Line] = {}
+        self._root: tuple[str, ...] | None = None
+        self._live: Any = None
+
+    # --- model -------------------------------------------------------------------------------
+
+    def _line(self, key: tuple[str, ...], is_node: bool, ctx: Any) -> _Line:
+        line = self._lines.get(key)
+        if line is None:
+            line = self._lines[key] = _Line(key[-1], key, is_node, self.get_time())
+            parent = self._lines.get(key[:-1])
+            if parent is not None:
+                parent.children.append(key)
+            if not is_node and self.show_config:
+                line.labels = _labels(ctx.config)
+        return line
+
+    def _level(self, ctx: Any) -> _Line:
+        return self._line(tuple(ctx.hierarchy_path), False, ctx)
+
+    def _node(self, node_id: str, ctx: Any) -> _Line | None:
+        if not self.show_nodes:
+            return None
+        level = self._lines.get(tuple(ctx.hierarchy_path))
+        line = self._line((*ctx.hierarchy_path, node_id), True, ctx)
+        if level is not None and level.mapped:
+            line.total = level.total
+        return line
+
+    # --- hooks -------------------------------------------------------------------------------
+
+    def on_pipeline_start(self, pipeline_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+        with self._lock:
+            if ctx.depth == 0:
+                self._lines.clear()
+                self._root = tuple(ctx.hierarchy_path)
+            self._level(ctx)
+        if ctx.depth == 0:
+            self._start()
+
+    def on_pipeline_end(
+        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+    ) -> None:
+        with self._lock:
+            line = self._level(ctx)
+            if not line.mapped or ctx.item_index is None:
+                line.ended = self.get_time()
+                line.done = line.total
+        if ctx.depth == 0:
+            self._stop()
+
+    def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+        with self._lock:
+            self._node(node_id, ctx)
+
+    def on_node_end(
+        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+    ) -> None:
+        with self._lock:
+            line = self._node(node_id, ctx)
+            if line is not None:
+                line.done += 1
+                line.ended = self.get_time()
+
+    def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
+        with self._lock:
+            line = self._node(node_id, ctx)
+            if line is not None:
+                line.done += 1
+                line.cached += 1
+                line.ended = self.get_time()
+
+    def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
+        with self._lock:
+            line = self._node(node_id, ctx)
+            if line is not None:
+                line.failed += 1
+                line.error = type(error).__name__
+
+    def on_map_start(self, node_id: str, total_items: int, ctx: Any) -> None:
+        with self._lock:
+            line = self._level(ctx)
+            line.mapped, line.total, line.started = True, total_items, self.get_time()
+            line.workers = _workers(ctx.config)
+
+    def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
+        with self._lock:
+            line = self._level(ctx)
+            line.done += 1
+            if ctx.error is not None:
+                line.failed += 1
+
+    def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
+        with self._lock:
+            line = self._level(ctx)  # its nodes report their own hits (on_node_cached)
+            line.done += 1
+            line.cached += 1
+
+    def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
+        with self._lock:
+            self._level(ctx).ended = self.get_time()
+
+    # --- drawing -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._live is not None or not self.console.is_terminal:
+            return
+        self._live = self._rich.live.Live(
+            _Renderable(self),
+            console=self.console,
+            refresh_per_second=self.refresh_per_second,
+            transient=self.transient,
+        )
+        self._live.start()
+
+    def _stop(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()
+        elif not self.transient:
+            self.console.print(self.render())
+
+    def render(self) -> Any:
+        """The tree as a rich renderable (what the live display shows)."""
+        rich = self._rich
+        grid = rich.table.Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_column(justify="right", no_wrap=True)
+        grid.add_column(justify="right", no_wrap=True)
+        with self._lock:
+            if self._root is not None and self._root in self._lines:
+                self._rows(grid, self._root, "", "", True)
+        return grid
+
+    def _rows(self, grid: Any, key: tuple[str, ...], lead: str, pad: str, root: bool) -> None:
+        line = self._lines[key]
+        now = self.get_time()
+        rich = self._rich
+        label = rich.text.Text(lead + line.name, style="bold" if not line.is_node else "")
+        if line.labels:
+            label.append(f" [{line.labels}]", style="dim")
+        if line.is_node and line.cached and line.cached == line.done == line.total:
+            label.append(" ⚡ CACHED", style="yellow")
+        if line.error:
+            label.append(f" ✗ {line.error}", style="red")
+        if line.mapped:
+            label.append(f" map {line.done}/{line.total}")
+        fraction = self._fraction(line)
+        bar = rich.progress_bar.ProgressBar(total=1000, completed=int(1000 * fraction), width=30)
+        percent = f"{int(100 * fraction):>3d}%"
+        elapsed = (line.ended or now) - line.started
+        shown = "0:00:00" if line.is_node and line.cached == line.done else _clock(elapsed)
+        grid.add_row(label, bar, percent, shown)
+        if line.mapped:
+            grid.add_row(rich.text.Text(pad + "   " + _map_stats(line, elapsed), style="dim"))
+        for position, child in enumerate(line.children):
+            last = position == len(line.children) - 1
+            branch = "└─ " if last else "├─ "
+            self._rows(grid, child, pad + branch, pad + ("   " if last else "│  "), False)
+
+
+    def _fraction(self, line: _Line) -> float:
+        """How much of a line is done: its own count, or (a running level) its children's."""
+        if line.is_node or line.mapped or line.ended is not None or not line.children:
+            return min(line.done, line.total) / line.total if line.total else 1.0
+        parts = [self._fraction(self._lines[key]) for key in line.children]
+        return sum(parts) / len(parts)
+
+
+class _Renderable:
+    """What ``Live`` redraws: the callback's current tree."""
+
+    def __init__(self, callback: ProgressCallback) -> None:
+        self.callback = callback
+
+    def __rich__(self) -> Any:
+        return self.callback.render()
+
+
+def _labels(config: Any) -> str:
+    parts = []
+    for aspect, text in (
+        ("backend", config.backend.label),
+        ("cache", "No cache" if config.cache is None else config.cache.label),
+    ):
+        source = config.source(aspect)
+        parts.append(
+            f"↓ {text}" if source == "inherited" else f"{text}*" if source == "explicit" else text
+        )
+    return ", ".join(parts)
+
+
+def _workers(config: Any) -> int | None:
+    backend = config.backend
+    mode = getattr(backend, "map_execution", "sequential")
+    count = getattr(backend, "workers", None)
+    if mode == "sequential" or not callable(count):
+        return None
+    found: int = count(mode)
+    return found
+
+
+def _map_stats(line: _Line, elapsed: float) -> str:
+    rate = line.done / elapsed if elapsed > 0 else 0.0
+    share = 100 * line.cached / line.done if line.done else 0.0
+    stats = [
+        f"{rate:.1f} items/s",
+        f"cache hits {line.cached} ({share:.1f}%)",
+        f"failed {line.failed}",
+    ]
+    if line.workers:
+        stats.append(f"workers {line.workers}")
+    return " · ".join(stats)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"

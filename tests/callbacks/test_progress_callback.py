@@ -1,0 +1,130 @@
+"""ProgressCallback rendered into a recording console (SPEC 9.3, A9.10)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from nestflow import DiskCache, LocalBackend, Pipeline, ProgressCallback, node
+
+
+@node(output_name="loaded")
+def load(x: int) -> int:
+    return x + 1
+
+
+@node(output_name="embedded")
+def embed(item: int) -> int:
+    if item == 99:
+        raise ValueError("bad item")
+    return item * 2
+
+
+@node(output_name="token")
+def tokenize(embedded: int) -> int:
+    return embedded
+
+
+def ingest(cache: DiskCache, callback: ProgressCallback) -> Pipeline:
+    embedder = Pipeline([embed, tokenize], name="embedder").as_node(
+        name="embed_all", map_over="items", input_mapping={"items": "item"}
+    )
+    backend = LocalBackend(map_execution="threaded", max_workers=4)
+    return Pipeline([load, embedder], name="ingest", cache=cache, backend=backend,
+                    callbacks=[callback])  # fmt: skip
+
+
+class Clock:
+    """An injected clock: every reading is one second later."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def rendered(pipeline_of: object, **inputs: object) -> str:
+    console = Console(record=True, width=260, file=io.StringIO())
+    callback = ProgressCallback(console=console, get_time=Clock())
+    pipeline = pipeline_of(callback)  # type: ignore[operator]
+    with contextlib.suppress(ValueError):
+        pipeline.run(**inputs)
+    return console.export_text()
+
+
+def test_a9_10_nested_names_indent_under_their_parent(tmp_path: Path) -> None:
+    text = rendered(lambda cb: ingest(DiskCache(tmp_path), cb), x=1, items=[1, 2, 3])
+    lines = text.splitlines()
+    assert lines[0].startswith("ingest [Local(nodes=seq, map=threaded×4)*, DiskCache(")
+    assert lines[1].startswith("├─ load ")
+    assert lines[2].startswith("└─ embedder [↓ Local(nodes=seq, map=threaded×4), ↓ DiskCache(")
+    assert "map 3/3" in lines[2]
+    assert "cache hits 0 (0.0%)" in lines[3]
+    assert "failed 0" in lines[3]
+    assert "workers 4" in lines[3]
+    assert lines[4].startswith("   ├─ embed ")
+    assert lines[5].startswith("   └─ tokenize ")
+    assert all("100%" in line for line in lines if "━" in line)
+
+
+def test_a9_10_a_warm_rerun_shows_cached_nodes_and_hit_counts(tmp_path: Path) -> None:
+    rendered(lambda cb: ingest(DiskCache(tmp_path), cb), x=1, items=[1, 2, 3])
+    text = rendered(lambda cb: ingest(DiskCache(tmp_path), cb), x=1, items=[1, 2, 3])
+    assert "├─ load ⚡ CACHED" in text
+    assert "   ├─ embed ⚡ CACHED" in text
+    assert "cache hits 3 (100.0%)" in text
+    assert "map 3/3" in text
+
+
+def test_a_failed_item_is_counted_and_its_node_marked(tmp_path: Path) -> None:
+    rendered(lambda cb: ingest(DiskCache(tmp_path), cb), x=1, items=[1, 3])
+    text = rendered(lambda cb: ingest(DiskCache(tmp_path), cb), x=1, items=[1, 99, 3])
+    assert "embed ✗ ValueError" in text
+    assert "failed 1" in text
+    assert "cache hits 2 (66.7%)" in text
+
+
+def test_without_config_or_nodes_only_levels_are_drawn(tmp_path: Path) -> None:
+    console = Console(record=True, width=260, file=io.StringIO())
+    callback = ProgressCallback(show_nodes=False, show_config=False, console=console)
+    ingest(DiskCache(tmp_path), callback).run(x=1, items=[1])
+    text = console.export_text()
+    assert "[" not in text.splitlines()[0]
+    assert "load" not in text
+    assert "embedder" in text
+
+
+def test_an_interactive_console_draws_live_and_leaves_the_final_tree(tmp_path: Path) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=260, color_system=None)
+    callback = ProgressCallback(console=console, refresh_per_second=50)
+    ingest(DiskCache(tmp_path), callback).run(x=1, items=[1, 2])
+    assert callback._live is None, "the live display is stopped when the root ends"
+    assert "map 2/2" in buffer.getvalue()
+
+
+def test_missing_rich_fails_on_use_with_the_install_command() -> None:
+    code = (
+        "import sys; sys.modules['rich'] = None\n"
+        "import nestflow\n"
+        "try:\n    nestflow.ProgressCallback()\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'nestflow[progress]'" in out.stdout
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_progress_never_changes_results(tmp_path: Path, show: bool) -> None:
+    console = Console(file=io.StringIO())
+    callback = ProgressCallback(show_nodes=show, console=console)
+    result = ingest(DiskCache(tmp_path / str(show)), callback).run(x=1, items=[4, 5])
+    assert result == {"loaded": 2, "embedded": [8, 10], "token": [8, 10]}
