@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 from collections import Counter
+from pathlib import Path
 
-from nestflow import Pipeline, capture, node
+from nestflow import DiskCache, Pipeline, ProgressCallback, capture, node
 
 DOCUMENTS = {
     "caching": "Content-addressed caching skips work whose code and inputs did not change.",
@@ -95,22 +97,37 @@ retrieval = Pipeline(
 )
 
 
+OUTPUT = Path(__file__).resolve().parent / "output"
+
+
 def main() -> dict[str, object]:
-    """Run the example, print what it found and the order things ran in."""
+    """Run the example: progress, a warm re-run from the cache, the tree and a picture."""
     one = passage_pipeline.run(passage="Test  with ONE passage")
     print("one passage  :", one["tokens"])
 
-    with capture() as cap:
-        result = retrieval.run(documents=DOCUMENTS, query="how does caching skip work?")
-    print("answer       :", result["answer"])
+    with tempfile.TemporaryDirectory() as folder:
+        cached = retrieval.with_cache(DiskCache(folder)).with_callbacks([ProgressCallback()])
+        print("\nfirst run (cold cache):")
+        with capture() as cap:
+            result = cached.run(documents=DOCUMENTS, query="how does caching skip work?")
+        print("\nsecond run (every node a cache hit):")
+        again = cached.run(documents=DOCUMENTS, query="how does caching skip work?")
+        assert again == result
+    print("\nanswer       :", result["answer"])
     print("passages     :", len(result["vectors"]), "encoded by the nested, mapped pipeline")
 
     print("\nexecution order:")
     for record in cap.last.records:
         item = f" [item {record.item_path[-1]}]" if record.item_path else ""
         print(f"  {'  ' * record.depth}{record.path}{item}")
+    print("\nexecution tree of the first run:")
+    print(cap.last.tree())
     print("\nconfiguration:")
     print(retrieval.describe_config())
+    OUTPUT.mkdir(exist_ok=True)
+    picture = OUTPUT / "retrieval.png"
+    retrieval.visualize(depth=2, filename=str(picture))
+    print(f"\npicture      : {picture}")
     return result
 
 

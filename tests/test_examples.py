@@ -28,3 +28,10 @@ def test_retrieval_demo_answers_with_the_caching_document_and_prints_the_order(
     assert "retrieval > encode_passage > embed [item 3]" in out
     assert out.index("retrieval > load_documents") < out.index("retrieval > build_index")
     assert "encode_corpus" in out
+    first, second = out.split("second run (every node a cache hit):")
+    assert "⚡ CACHED" not in first
+    assert "├─ load_documents ⚡ CACHED" in second
+    assert "cache hits 4 (100.0%)" in second
+    assert "├─ encode_corpus [map ×4: 4 executed]" in out  # the execution tree
+    picture = EXAMPLES[0].parent / "output" / "retrieval.png"
+    assert picture.read_bytes()[:4] == b"\x89PNG"

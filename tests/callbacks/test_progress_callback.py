@@ -65,7 +65,7 @@ def test_a9_10_nested_names_indent_under_their_parent(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert lines[0].startswith("ingest [Local(nodes=seq, map=threaded×4)*, DiskCache(")
     assert lines[1].startswith("├─ load ")
-    assert lines[2].startswith("└─ embedder [↓ Local(nodes=seq, map=threaded×4), ↓ DiskCache(")
+    assert lines[2].startswith("└─ embed_all [↓ Local(nodes=seq, map=threaded×4), ↓ DiskCache(")
     assert "map 3/3" in lines[2]
     assert "cache hits 0 (0.0%)" in lines[3]
     assert "failed 0" in lines[3]
@@ -99,7 +99,7 @@ def test_without_config_or_nodes_only_levels_are_drawn(tmp_path: Path) -> None:
     text = console.export_text()
     assert "[" not in text.splitlines()[0]
     assert "load" not in text
-    assert "embedder" in text
+    assert "embed_all" in text
 
 
 def test_an_interactive_console_draws_live_and_leaves_the_final_tree(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_tree_shows_cached_nodes_and_map_counts(tmp_path: Path) -> None:
     text = warm.tree()
     assert "├─ load ⚡ cached" in text
     assert "│  ├─ scan ⚡ cached" in text
-    assert "└─ embedder [map ×4: 1 executed, 3 cached]" in text
+    assert "└─ embed_all [map ×4: 1 executed, 3 cached]" in text
     assert "   └─ embed [×4: 1 executed, 3 cached]" in text
     listed = warm.tree(items=True).splitlines()
     assert [line.strip().split(" ")[:2] for line in listed[-4:]] == [
@@ -118,3 +118,15 @@ def test_a_saved_report_loads_back_with_its_records_and_tree(tmp_path: Path) -> 
     assert loaded.records == report.records
     assert loaded.to_dict() == report.to_dict()
     assert loaded.tree() == report.tree()
+
+
+def test_two_nodes_nesting_one_pipeline_are_two_branches_of_the_tree() -> None:
+    inner = Pipeline([embed], name="embedder")
+    per_item = inner.as_node(name="per_item", map_over="items", input_mapping={"items": "item"})
+    single = inner.as_node(name="single", input_mapping={"one": "item"},
+                           output_mapping={"embedded": "one_embedded"})  # fmt: skip
+    report = Pipeline([per_item, single], name="both").run(items=[1, 2], one=5).report
+    text = report.tree()
+    assert "├─ per_item [map ×2: 2 executed]" in text
+    assert "└─ single [pipeline]" in text
+    assert [r.levels for r in report.records] == [("per_item",), ("per_item",), ("single",)]

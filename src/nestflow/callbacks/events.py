@@ -94,6 +94,7 @@ class CallbackContext:
         "config",
         "current_pipeline_id",
         "depth",
+        "entered",
         "error",
         "hierarchy_path",
         "item_index",
@@ -109,6 +110,8 @@ class CallbackContext:
     trace_id: str
     depth: int
     hierarchy_path: tuple[str, ...]
+    entered: tuple[str, ...]
+    """Ids of the nested nodes that led from the root to this level (names them uniquely)."""
     current_pipeline_id: str
     parent_pipeline_id: str | None
     node_path: tuple[str, ...] | None

@@ -96,13 +96,13 @@ class ProgressCallback(PipelineCallback):
         return line
 
     def _level(self, ctx: Any) -> _Line:
-        return self._line(tuple(ctx.hierarchy_path), False, ctx)
+        return self._line(_key(ctx), False, ctx)
 
     def _node(self, node_id: str, ctx: Any) -> _Line | None:
         if not self.show_nodes:
             return None
-        level = self._lines.get(tuple(ctx.hierarchy_path))
-        line = self._line((*ctx.hierarchy_path, node_id), True, ctx)
+        level = self._lines.get(_key(ctx))
+        line = self._line((*_key(ctx), node_id), True, ctx)
         if level is not None and level.mapped:
             line.total = level.total
         return line
@@ -113,7 +113,7 @@ class ProgressCallback(PipelineCallback):
         with self._lock:
             if ctx.depth == 0:
                 self._lines.clear()
-                self._root = tuple(ctx.hierarchy_path)
+                self._root = _key(ctx)
             self._level(ctx)
         if ctx.depth == 0:
             self._start()
@@ -239,7 +239,6 @@ class ProgressCallback(PipelineCallback):
             branch = "└─ " if last else "├─ "
             self._rows(grid, child, pad + branch, pad + ("   " if last else "│  "), False)
 
-
     def _fraction(self, line: _Line) -> float:
         """How much of a line is done: its own count, or (a running level) its children's."""
         if line.is_node or line.mapped or line.ended is not None or not line.children:
@@ -256,6 +255,11 @@ class _Renderable:
 
     def __rich__(self) -> Any:
         return self.callback.render()
+
+
+def _key(ctx: Any) -> tuple[str, ...]:
+    """A level's line: the root pipeline's name, then the ids of the nodes that nested it."""
+    return (ctx.hierarchy_path[0], *ctx.entered)
 
 
 def _labels(config: Any) -> str:

@@ -131,7 +131,7 @@ class _Drawing:
         inner_sources = {}
         for outer, inner in zip(member.inputs, member.pipeline.inputs, strict=True):
             inner_sources[inner] = available.get(outer) or self.input_box(outer, member)
-        label = f"{member.pipeline.name}"
+        label = f"{member.name} [pipeline {member.pipeline.name}]"
         if member.map_over:
             label += f" · maps over {', '.join(member.map_over)}"
         if self.options.show_config:

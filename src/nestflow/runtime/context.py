@@ -264,6 +264,7 @@ class Level:
             trace_id=run.trace_id,
             depth=self.depth,
             hierarchy_path=self.hierarchy,
+            entered=self.entered,
             current_pipeline_id=self.plan.name,
             parent_pipeline_id=self.hierarchy[-2] if len(self.hierarchy) > 1 else None,
             node_path=(*self.hierarchy, node_id) if node_id is not None else None,

@@ -260,6 +260,7 @@ def _level_records(
     reader: _MarkReader,
     records: list[NodeRecord],
     backend: str,
+    levels: tuple[str, ...] = (),
 ) -> None:
     for step in plan.steps:
         if step.child is None:
@@ -275,6 +276,7 @@ def _level_records(
                     duration_s=duration,
                     backend=backend,
                     error=reader.error if failed else None,
+                    levels=levels,
                 )
             )
             if failed:
@@ -284,7 +286,11 @@ def _level_records(
         if step.node.map_over:  # type: ignore[union-attr]
             for index in range(reader.count()):
                 _level_records(
-                    step.child, child_path, depth + 1, (*item_path, index), reader, records, backend
-                )
+                    step.child, child_path, depth + 1, (*item_path, index), reader, records,
+                    backend, (*levels, step.id),
+                )  # fmt: skip
         else:
-            _level_records(step.child, child_path, depth + 1, item_path, reader, records, backend)
+            _level_records(
+                step.child, child_path, depth + 1, item_path, reader, records, backend,
+                (*levels, step.id),
+            )  # fmt: skip

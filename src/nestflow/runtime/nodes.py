@@ -245,6 +245,7 @@ def record(
         backend=level.config.backend.label,
         cache=None if cache is None else cache.label,
         error=error,
+        levels=level.entered,
     )
 
 

@@ -34,6 +34,8 @@ class NodeRecord:
     backend: str | None = None
     cache: str | None = None
     error: str | None = None
+    levels: tuple[str, ...] = ()
+    """Ids of the nested nodes from the root to this record's level (``path`` names pipelines)."""
 
 
 @dataclass(frozen=True, slots=True)

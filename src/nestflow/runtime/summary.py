@@ -41,11 +41,13 @@ class _Branch:
 def _grow(records: list[NodeRecord]) -> _Branch | None:
     root: _Branch | None = None
     for record in records:
-        *levels, node = record.path.split(" > ")
+        *names, node = record.path.split(" > ")
         if root is None:
-            root = _Branch(levels[0] if levels else node)
+            root = _Branch(names[0] if names else node)
         branch = root
-        for name in levels[1:]:
+        # Nested levels are named by the node that entered them (two nodes may nest the
+        # same pipeline); records without those ids fall back to the pipeline names.
+        for name in record.levels or tuple(names[1:]):
             branch = branch.children.setdefault(name, _Branch(name))
         leaf = branch.children.setdefault(node, _Branch(node, is_node=True))
         leaf.records.append(record)
@@ -214,4 +216,8 @@ def records_from(data: list[dict[str, Any]]) -> list[Any]:
     """NodeRecords from their JSON form."""
     from nestflow.runtime.report import NodeRecord
 
-    return [NodeRecord(**{**row, "item_path": tuple(row["item_path"])}) for row in data]
+    return [
+        NodeRecord(**{**row, "item_path": tuple(row["item_path"]),
+                      "levels": tuple(row.get("levels", ()))})
+        for row in data
+    ]  # fmt: skip
