@@ -14,11 +14,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(DEV_STAMP): pyproject.toml Makefile | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask,redis,viz,progress]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask,redis,viz,progress,otel]"
 	touch $@
 
 $(BENCH_STAMP): pyproject.toml $(DEV_STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask,redis,viz,progress,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask,redis,viz,progress,otel,bench]"
 	touch $@
 
 # The RedisCache tests start a real redis-server; graphviz renders pipeline diagrams.

@@ -13,6 +13,7 @@ from nestflow.cache.store import Cache, CacheEntry
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
 from nestflow.callbacks.logs import LoggingCallback
 from nestflow.callbacks.progress import ProgressCallback
+from nestflow.callbacks.telemetry import TelemetryCallback
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node, node
@@ -135,6 +136,7 @@ __all__ = [
     "SpecError",
     "SpecValidationError",
     "StepLimitError",
+    "TelemetryCallback",
     "TemplateError",
     "UnhashableInputError",
     "UnknownInputError",

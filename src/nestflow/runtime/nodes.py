@@ -17,7 +17,7 @@ from nestflow.engines import processes
 from nestflow.engines.protocol import NodeCall
 from nestflow.engines.threads import call_in_thread
 from nestflow.errors import NodeTimeoutError, UnhashableInputError
-from nestflow.runtime import caching, shipping
+from nestflow.runtime import caching, shipping, tracing
 from nestflow.runtime.calls import CallSpec, call_spec
 from nestflow.runtime.context import Level
 from nestflow.runtime.failure import annotate
@@ -59,8 +59,12 @@ async def run_function(level: Level, step: Step, values: dict[str, Any], blocked
     attempt = 1
     while True:
         level.emit("on_node_start", step.id, inputs, node_id=step.id, attempt=attempt)
+        call = spec
+        if level.config.callbacks:
+            carrier = tracing.carrier_for(level, step.id, attempt)
+            call = tracing.traced(spec, carrier, node.is_async)
         try:
-            spec.publish(await _attempt(level, step, spec, args, kwargs, timeout), values)
+            spec.publish(await _attempt(level, step, call, args, kwargs, timeout), values)
             break
         except Exception as exc:
             if not policy.allows(attempt, exc):

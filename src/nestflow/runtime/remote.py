@@ -28,7 +28,7 @@ from nestflow.engines import dask as dask_engine
 from nestflow.engines import processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.errors import RemoteExecutionError, SerializationError
-from nestflow.runtime import caching, context
+from nestflow.runtime import caching, context, tracing
 from nestflow.runtime.context import Level, RelayedEvent, RunState
 from nestflow.runtime.loop import run_here
 from nestflow.runtime.nodes import from_cache
@@ -177,7 +177,8 @@ class ItemRun:
         values = dict(self.inputs)
         result = ItemResult(values={})
         try:
-            run_here(_run_and_read(level, values, self.outputs))
+            with tracing.attached(self.carrier):  # user spans nest under the item's span
+                run_here(_run_and_read(level, values, self.outputs))
         except Exception as exc:
             result.error = exc
         finally:
@@ -254,9 +255,11 @@ def item_shared(level: Level) -> ItemShared:
 def item_run(level: Level, values: dict[str, Any], shared: ItemShared) -> ItemRun:
     """The task for the item that ``level`` (an item level) would run here."""
     run = level.run
+    carrier = tracing.carrier_for(level, "") if level.config.callbacks else {}
     return ItemRun(
         shared=shared,
         inputs=values,
+        carrier=carrier,
         location=Location(
             depth=level.depth,
             hierarchy=level.hierarchy,
