@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import nestflow
 from nestflow import DiskCache, LocalBackend, Pipeline, TelemetryCallback, node
 
 EXPORTER = InMemorySpanExporter()
@@ -180,3 +181,16 @@ def test_missing_otel_extra_fails_on_use_with_the_install_command() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "pip install 'nestflow[otel]'" in out.stdout
+
+
+def test_error_notes_and_the_report_carry_the_exported_trace_id() -> None:
+    @node(output_name="y")
+    def fails(x: int) -> int:
+        raise RuntimeError("down")
+
+    callback = TelemetryCallback(tracer_provider=PROVIDER)
+    with nestflow.capture() as cap, pytest.raises(RuntimeError) as info:
+        Pipeline([fails], name="traced", callbacks=[callback]).run(x=1)
+    exported = f"{spans()['pipeline traced'].context.trace_id:032x}"
+    assert cap.last.trace_id == exported
+    assert any(exported in note for note in info.value.__notes__)

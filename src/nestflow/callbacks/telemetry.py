@@ -108,7 +108,11 @@ class TelemetryCallback(PipelineCallback):
         entered, items = tuple(ctx.entered), tuple(ctx.item_path)
         parent = self._parent(entered[:-1], items) if entered else self._parent((), ())
         values = {"inputs": _shown(inputs)} if self.record_values else {}
-        self._push((entered, items), self._start(f"pipeline {pipeline_id}", parent, ctx, **values))
+        span = self._start(f"pipeline {pipeline_id}", parent, ctx, **values)
+        self._push((entered, items), span)
+        if ctx.depth == 0 and ctx.report is not None:
+            # One id everywhere: the report, the error notes and the exported trace.
+            ctx.report.trace_id = f"{span.get_span_context().trace_id:032x}"
 
     def on_pipeline_end(
         self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any

@@ -59,10 +59,9 @@ class RunState:
 
     def __init__(self, pipeline_name: str, relay: bool = False) -> None:
         self.run_id = new_run_id()
-        self.trace_id = new_trace_id()
         self.started = perf_counter()
         self.report = RunReport(
-            run_id=self.run_id, trace_id=self.trace_id, pipeline=pipeline_name, started_at=time()
+            run_id=self.run_id, trace_id=new_trace_id(), pipeline=pipeline_name, started_at=time()
         )
         self.dispatcher = Dispatcher()
         self.store: dict[str, Any] = {}
@@ -83,6 +82,15 @@ class RunState:
         """Code fingerprints made by the coordinator, by node path (in a worker's item run)."""
         """Caches written by this run, flushed when it finishes."""
         """In a worker: events recorded for the coordinator instead of dispatched."""
+
+    @property
+    def trace_id(self) -> str:
+        """The run's trace id: the report's, which a tracing callback may set to its own."""
+        return self.report.trace_id
+
+    @trace_id.setter
+    def trace_id(self, value: str) -> None:
+        self.report.trace_id = value
 
     def open_session(self, backend: Any) -> Any:
         """A session of a custom backend for one level, closed when the run ends."""
