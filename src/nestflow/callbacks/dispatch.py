@@ -20,6 +20,10 @@ class Dispatcher:
         self._warned: set[tuple[int, str]] = set()
         self.failures = 0
 
+    def listening(self, callbacks: Sequence[Any], hook: str) -> bool:
+        """Whether any of ``callbacks`` implements ``hook`` (the base class's are no-ops)."""
+        return any(_overrides(callback, hook) for callback in callbacks)
+
     def emit(self, callbacks: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
         """Call ``hook(*args)`` on every callback in list order."""
         with self._lock:
@@ -42,3 +46,17 @@ class Dispatcher:
             CallbackWarning,
             stacklevel=2,
         )
+
+
+_OVERRIDES: dict[tuple[type, str], bool] = {}
+
+
+def _overrides(callback: Any, hook: str) -> bool:
+    kind = type(callback)
+    found = _OVERRIDES.get((kind, hook))
+    if found is None:
+        from nestflow.callbacks.events import PipelineCallback
+
+        mine = getattr(kind, hook, None)
+        found = _OVERRIDES[(kind, hook)] = mine is not getattr(PipelineCallback, hook, None)
+    return found or hook in getattr(callback, "__dict__", {})

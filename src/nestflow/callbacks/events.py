@@ -6,7 +6,7 @@ within one run; ``ctx`` says where the event happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -85,66 +85,88 @@ class PipelineCallback:
 
 
 class CallbackContext:
-    """Where one event happened, plus a key-value store shared by the whole run."""
+    """Where one event happened, plus a key-value store shared by the whole run.
 
-    __slots__ = (
-        "_metadata",
-        "_store",
-        "attempt",
-        "config",
-        "current_pipeline_id",
-        "depth",
-        "entered",
-        "error",
-        "hierarchy_path",
-        "item_index",
-        "item_path",
-        "node_path",
-        "parent_pipeline_id",
-        "report",
-        "run_id",
-        "trace_id",
-    )
+    Built for every event a callback listens to, so it is cheap to make: the location
+    fields are read from the level when a callback asks for them.
+    """
 
-    run_id: str
-    trace_id: str
-    depth: int
-    hierarchy_path: tuple[str, ...]
-    entered: tuple[str, ...]
-    """Ids of the nested nodes that led from the root to this level (names them uniquely)."""
-    current_pipeline_id: str
-    parent_pipeline_id: str | None
-    node_path: tuple[str, ...] | None
-    item_index: int | None
-    item_path: tuple[int, ...]
-    attempt: int
-    error: BaseException | None
-    config: EffectiveConfig
-    report: Any
+    __slots__ = ("_level", "attempt", "error", "node_id")
 
     def __init__(
-        self,
-        *,
-        store: dict[str, Any],
-        metadata: Callable[[str], dict[str, Any]],
-        **fields: Any,
+        self, level: Any, node_id: str | None, error: BaseException | None, attempt: int
     ) -> None:
-        self._store = store
-        self._metadata = metadata
-        for key, value in fields.items():
-            setattr(self, key, value)
+        self._level = level
+        self.node_id = node_id
+        self.error = error
+        self.attempt = attempt
+
+    @property
+    def run_id(self) -> str:
+        return str(self._level.run.run_id)
+
+    @property
+    def trace_id(self) -> str:
+        return str(self._level.run.trace_id)
+
+    @property
+    def depth(self) -> int:
+        return int(self._level.depth)
+
+    @property
+    def hierarchy_path(self) -> tuple[str, ...]:
+        return tuple(self._level.hierarchy)
+
+    @property
+    def entered(self) -> tuple[str, ...]:
+        """Ids of the nested nodes that led from the root to this level (names them uniquely)."""
+        return tuple(self._level.entered)
+
+    @property
+    def current_pipeline_id(self) -> str:
+        return str(self._level.plan.name)
+
+    @property
+    def parent_pipeline_id(self) -> str | None:
+        hierarchy = self._level.hierarchy
+        return str(hierarchy[-2]) if len(hierarchy) > 1 else None
+
+    @property
+    def node_path(self) -> tuple[str, ...] | None:
+        if self.node_id is None:
+            return None
+        return (*self._level.hierarchy, self.node_id)
+
+    @property
+    def item_index(self) -> int | None:
+        items = self._level.item_path
+        return int(items[-1]) if items else None
+
+    @property
+    def item_path(self) -> tuple[int, ...]:
+        return tuple(self._level.item_path)
+
+    @property
+    def config(self) -> EffectiveConfig:
+        found: EffectiveConfig = self._level.config
+        return found
+
+    @property
+    def report(self) -> Any:
+        return self._level.run.report
 
     def get(self, key: str, default: Any = None) -> Any:
         """A value shared across the whole run and all its levels."""
-        return self._store.get(key, default)
+        return self._level.run.store.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
         """Share a value with every callback of this run."""
-        self._store[key] = value
+        self._level.run.store[key] = value
 
     def get_pipeline_metadata(self, pipeline_id: str) -> dict[str, Any]:
         """``total_nodes``, ``node_ids``, ``backend_label``, ``cache_label``, ``mapped``."""
-        return self._metadata(pipeline_id)
+        found: dict[str, Any] = self._level.run.pipeline_metadata(pipeline_id)
+        return found
 
     def __repr__(self) -> str:
         where = " > ".join(self.node_path or self.hierarchy_path)

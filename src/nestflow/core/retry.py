@@ -40,7 +40,12 @@ class Retry:
         """A policy from what ``retries=`` accepts: an int or a ``Retry``."""
         if isinstance(value, Retry):
             return value
-        return cls(attempts=int(value), backoff=0.0, jitter=0.0)
+        found = _PLAIN.get(value) if type(value) is int else None
+        if found is None:
+            found = cls(attempts=int(value), backoff=0.0, jitter=0.0)
+            if type(value) is int and len(_PLAIN) < 64:
+                _PLAIN[value] = found
+        return found
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before the ``retry``-th retry (1-based)."""
@@ -56,3 +61,7 @@ class Retry:
         if isinstance(error, NestflowError) and not isinstance(error, NodeTimeoutError):
             return False
         return isinstance(error, self.on)
+
+
+_PLAIN: dict[int, Retry] = {}
+"""``Retry.of(n)`` for plain ints, made once (it is looked up for every node attempt)."""

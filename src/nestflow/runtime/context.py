@@ -255,34 +255,17 @@ class Level:
                 )
             )
             return
-        if not self.config.callbacks:
+        callbacks = self.config.callbacks
+        if not callbacks or not self.run.dispatcher.listening(callbacks, hook):
             return
         ctx = self.callback_context(node_id, error, attempt)
-        self.run.dispatcher.emit(self.config.callbacks, hook, (*args, ctx))
+        self.run.dispatcher.emit(callbacks, hook, (*args, ctx))
 
     def callback_context(
         self, node_id: str | None, error: BaseException | None, attempt: int
     ) -> CallbackContext:
         """The ``ctx`` for one event at this level."""
-        run = self.run
-        return CallbackContext(
-            store=run.store,
-            metadata=run.pipeline_metadata,
-            run_id=run.run_id,
-            trace_id=run.trace_id,
-            depth=self.depth,
-            hierarchy_path=self.hierarchy,
-            entered=self.entered,
-            current_pipeline_id=self.plan.name,
-            parent_pipeline_id=self.hierarchy[-2] if len(self.hierarchy) > 1 else None,
-            node_path=(*self.hierarchy, node_id) if node_id is not None else None,
-            item_index=self.item_path[-1] if self.item_path else None,
-            item_path=self.item_path,
-            attempt=attempt,
-            error=error,
-            config=self.config,
-            report=run.report,
-        )
+        return CallbackContext(self, node_id, error, attempt)
 
     def error_context(self, node_id: str, attempts: int) -> ErrorContext:
         """The facts of a failure of ``node_id`` at this level."""
