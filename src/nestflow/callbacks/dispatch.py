@@ -13,16 +13,21 @@ from nestflow.errors import CallbackWarning
 class Dispatcher:
     """Serialises the hook calls of one run and keeps count of callback failures."""
 
-    __slots__ = ("_lock", "_warned", "failures")
+    __slots__ = ("_heard", "_lock", "_warned", "failures")
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._warned: set[tuple[int, str]] = set()
+        self._heard: dict[int, tuple[Sequence[Any], frozenset[str]]] = {}
         self.failures = 0
 
     def listening(self, callbacks: Sequence[Any], hook: str) -> bool:
         """Whether any of ``callbacks`` implements ``hook`` (the base class's are no-ops)."""
-        return any(_overrides(callback, hook) for callback in callbacks)
+        found = self._heard.get(id(callbacks))
+        if found is None or found[0] is not callbacks:
+            hooks = frozenset(h for h in HOOKS if any(_overrides(c, h) for c in callbacks))
+            found = self._heard[id(callbacks)] = (callbacks, hooks)
+        return hook in found[1]
 
     def emit(self, callbacks: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
         """Call ``hook(*args)`` on every callback in list order."""
@@ -48,6 +53,12 @@ class Dispatcher:
         )
 
 
+HOOKS = (
+    "on_pipeline_start", "on_pipeline_end", "on_node_start", "on_node_end", "on_node_cached",
+    "on_error", "on_nested_pipeline_start", "on_nested_pipeline_end", "on_map_start",
+    "on_map_item_start", "on_map_item_end", "on_map_item_cached", "on_map_end",
+    "on_remote_event",
+)  # fmt: skip
 _OVERRIDES: dict[tuple[type, str], bool] = {}
 
 

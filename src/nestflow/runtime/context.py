@@ -71,6 +71,7 @@ class RunState:
         self.sessions: list[Any] = []
         self.relayed: list[RelayedEvent] | None = [] if relay else None
         self.warned: set[str] = set()
+        self._labels: dict[int, tuple[EffectiveConfig, str, str | None]] = {}
         self.uses_cache = False
         """Some level of this run has a cache: values may be pending, signatures computed."""
         self.prefixes: dict[Any, Any] = {}
@@ -82,6 +83,15 @@ class RunState:
         """Code fingerprints made by the coordinator, by node path (in a worker's item run)."""
         """Caches written by this run, flushed when it finishes."""
         """In a worker: events recorded for the coordinator instead of dispatched."""
+
+    def labels(self, config: EffectiveConfig) -> tuple[str, str | None]:
+        """The backend and cache labels of ``config`` (made once per configuration and run)."""
+        found = self._labels.get(id(config))
+        if found is None or found[0] is not config:
+            cache = config.cache
+            found = (config, config.backend.label, None if cache is None else cache.label)
+            self._labels[id(config)] = found
+        return found[1], found[2]
 
     @property
     def trace_id(self) -> str:

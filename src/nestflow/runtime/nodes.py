@@ -52,7 +52,9 @@ async def run_function(level: Level, step: Step, values: dict[str, Any], blocked
                 return
         await caching.ready(spec.names, values)
     args, kwargs = spec.arguments(values)
-    inputs = spec.inputs(values) if level.config.callbacks else {}
+    callbacks = level.config.callbacks
+    listens = callbacks and level.run.dispatcher.listening(callbacks, "on_node_start")
+    inputs = spec.inputs(values) if listens else {}
     timeout = level.config.timeout if node.timeout is UNSET else node.timeout
     policy = Retry.of(level.config.retries if node.retries is UNSET else node.retries)
     started = perf_counter()
@@ -236,7 +238,7 @@ def record(
     attempts: int = 1,
 ) -> NodeRecord:
     """The report record of one execution of ``step`` at ``level``."""
-    cache = level.config.cache
+    backend, cache = level.run.labels(level.config)
     return NodeRecord(
         path=" > ".join((*level.hierarchy, step.id)),
         node=step.id,
@@ -246,8 +248,8 @@ def record(
         status=status,
         duration_s=duration,
         attempts=attempts,
-        backend=level.config.backend.label,
-        cache=None if cache is None else cache.label,
+        backend=backend,
+        cache=cache,
         error=error,
         levels=level.entered,
     )
