@@ -22,10 +22,11 @@ from nestflow.cache.disk import (
     DiskBlobStore,
     DiskCache,
     DiskMetaStore,
-    SqliteDatabase,
 )
+from nestflow.cache.memory import MemoryBlobStore, MemoryMetaStore
 from nestflow.cache.redis import RedisCache, redact_url
-from nestflow.cache.store import Cache, CacheEntry, CacheMiss, MemoryBlobStore, MemoryMetaStore
+from nestflow.cache.sqlite import SqliteDatabase
+from nestflow.cache.store import Cache, CacheEntry, CacheMiss
 from nestflow.errors import CacheStoreError, CacheWarning
 
 
