@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,13 +102,37 @@ def test_without_config_or_nodes_only_levels_are_drawn(tmp_path: Path) -> None:
     assert "embed_all" in text
 
 
-def test_an_interactive_console_draws_live_and_leaves_the_final_tree(tmp_path: Path) -> None:
+@node(output_name="rested")
+def rest(loaded: int) -> int:
+    time.sleep(0.4)
+    return loaded
+
+
+def test_a_run_longer_than_the_delay_is_drawn_live(tmp_path: Path) -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=260, color_system=None)
-    callback = ProgressCallback(console=console, refresh_per_second=50)
+    callback = ProgressCallback(console=console, refresh_per_second=50, delay=0.05)
+    started: list[bool] = []
+    original = callback._go_live
+
+    def spy() -> None:
+        original()
+        started.append(callback._live is not None)
+
+    callback._go_live = spy  # type: ignore[method-assign]
+    Pipeline([load, rest], name="slow", callbacks=[callback]).run(x=1)
+    assert started == [True], "the live display started while the run was going"
+    assert callback._live is None, "and it is stopped when the root ends"
+    assert "rest" in buffer.getvalue()
+
+
+def test_a_quick_run_on_a_terminal_prints_its_final_tree_once(tmp_path: Path) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=260, color_system=None)
+    callback = ProgressCallback(console=console, delay=5.0)
     ingest(DiskCache(tmp_path), callback).run(x=1, items=[1, 2])
-    assert callback._live is None, "the live display is stopped when the root ends"
-    assert "map 2/2" in buffer.getvalue()
+    assert callback._live is None
+    assert buffer.getvalue().count("map 2/2") == 1
 
 
 def test_missing_rich_fails_on_use_with_the_install_command(

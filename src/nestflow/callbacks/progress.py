@@ -69,6 +69,7 @@ class ProgressCallback(PipelineCallback):
         console: Any = None,
         get_time: Callable[[], float] | None = None,
         refresh_per_second: float = 8.0,
+        delay: float = 0.2,
     ) -> None:
         self._rich = _rich()
         self.show_nodes = show_nodes
@@ -80,7 +81,12 @@ class ProgressCallback(PipelineCallback):
         self._lock = threading.Lock()
         self._lines: dict[tuple[str, ...], _Line] = {}
         self._root: tuple[str, ...] | None = None
+        self.delay = delay
+        """Seconds before the live display appears: a quicker run just prints its final tree."""
         self._live: Any = None
+        self._timer: threading.Timer | None = None
+        self._display_lock = threading.Lock()
+        self._running = False
 
     # --- model -------------------------------------------------------------------------------
 
@@ -183,66 +189,95 @@ class ProgressCallback(PipelineCallback):
     # --- drawing -----------------------------------------------------------------------------
 
     def _start(self) -> None:
-        if self._live is not None or not self.console.is_terminal:
+        if not self.console.is_terminal:
             return
-        self._live = self._rich.live.Live(
-            _Renderable(self),
-            console=self.console,
-            refresh_per_second=self.refresh_per_second,
-            transient=self.transient,
-        )
-        self._live.start()
+        with self._display_lock:
+            self._running = True
+        if self.delay <= 0:
+            self._go_live()
+            return
+        self._timer = threading.Timer(self.delay, self._go_live)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _go_live(self) -> None:
+        with self._display_lock:
+            if not self._running or self._live is not None:
+                return
+            self._live = self._rich.live.Live(
+                _Renderable(self),
+                console=self.console,
+                refresh_per_second=self.refresh_per_second,
+                transient=self.transient,
+            )
+            self._live.start()
 
     def _stop(self) -> None:
-        live, self._live = self._live, None
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        with self._display_lock:
+            self._running = False
+            live, self._live = self._live, None
         if live is not None:
             live.stop()
         elif not self.transient:
-            self.console.print(self.render())
+            self.console.print(self.render(), soft_wrap=True)
 
     def render(self) -> Any:
         """The tree as one rich ``Text`` (what the live display shows).
 
-        Rows are laid out here, with plain bar characters, rather than by a rich table:
-        a table of a hundred rows costs tens of milliseconds per refresh.
+        The text is assembled here as one string plus style spans: a rich table of a hundred
+        rows, or a hundred ``Text.append`` calls each, cost milliseconds per refresh.
         """
-        rows: list[tuple[Any, float | None, str]] = []
+        rows: list[tuple[list[tuple[str, str]], float | None, str]] = []
         with self._lock:
             if self._root is not None and self._root in self._lines:
                 self._rows(rows, self._root, "", "")
-        text = self._rich.text.Text(no_wrap=True, overflow="ellipsis")
-        width = max((len(label) for label, fraction, _ in rows if fraction is not None), default=0)
-        for number, (label, fraction, clock) in enumerate(rows):
+        width = max(
+            (_width(parts) for parts, fraction, _ in rows if fraction is not None), default=0
+        )
+        pieces: list[tuple[str, str]] = []
+        for number, (parts, fraction, clock) in enumerate(rows):
             if number:
-                text.append("\n")
-            text.append_text(label)
+                pieces.append(("\n", ""))
+            pieces += parts
             if fraction is None:
                 continue
-            text.append(" " * (width - len(label) + 1))
             filled = int(BAR * fraction)
-            text.append("━" * filled, style="green" if fraction >= 1 else "magenta")
-            text.append("─" * (BAR - filled), style="grey37")
-            text.append(f" {int(100 * fraction):>3d}% {clock}")
-        return text
+            pieces.append((" " * (width - _width(parts) + 1), ""))
+            pieces.append(("━" * filled, "green" if fraction >= 1 else "magenta"))
+            pieces.append(("─" * (BAR - filled), "grey37"))
+            pieces.append((f" {int(100 * fraction):>3d}% {clock}", ""))
+        return self._text(pieces)
+
+    def _text(self, pieces: list[tuple[str, str]]) -> Any:
+        rich = self._rich
+        spans, offset = [], 0
+        for piece, style in pieces:
+            if style:
+                spans.append(rich.text.Span(offset, offset + len(piece), style))
+            offset += len(piece)
+        plain = "".join(piece for piece, _ in pieces)
+        return rich.text.Text(plain, no_wrap=True, overflow="ellipsis", spans=spans)
 
     def _rows(self, rows: list[Any], key: tuple[str, ...], lead: str, pad: str) -> None:
         line = self._lines[key]
         now = self.get_time()
-        label = self._rich.text.Text(lead + line.name, style="bold" if not line.is_node else "")
+        parts = [(lead, ""), (line.name, "bold" if not line.is_node else "")]
         if line.labels:
-            label.append(f" [{line.labels}]", style="dim")
+            parts.append((f" [{line.labels}]", "dim"))
         if line.is_node and line.cached and line.cached == line.done == line.total:
-            label.append(" ⚡ CACHED", style="yellow")
+            parts.append((" ⚡ CACHED", "yellow"))
         if line.error:
-            label.append(f" ✗ {line.error}", style="red")
+            parts.append((f" ✗ {line.error}", "red"))
         if line.mapped:
-            label.append(f" map {line.done}/{line.total}")
+            parts.append((f" map {line.done}/{line.total}", ""))
         elapsed = (line.ended or now) - line.started
         shown = "0:00:00" if line.is_node and line.cached == line.done else _clock(elapsed)
-        rows.append((label, self._fraction(line), shown))
+        rows.append((parts, self._fraction(line), shown))
         if line.mapped:
-            stats = self._rich.text.Text(pad + "   " + _map_stats(line, elapsed), style="dim")
-            rows.append((stats, None, ""))
+            rows.append(([(pad + "   " + _map_stats(line, elapsed), "dim")], None, ""))
         for position, child in enumerate(line.children):
             last = position == len(line.children) - 1
             branch = "└─ " if last else "├─ "
@@ -264,6 +299,10 @@ class _Renderable:
 
     def __rich__(self) -> Any:
         return self.callback.render()
+
+
+def _width(parts: list[tuple[str, str]]) -> int:
+    return sum(len(piece) for piece, _ in parts)
 
 
 def _key(ctx: Any) -> tuple[str, ...]:
