@@ -23,6 +23,7 @@ BAR = 30
 
 def _rich() -> Any:
     try:
+        import rich.cells
         import rich.console
         import rich.live
         import rich.text
@@ -234,9 +235,12 @@ class ProgressCallback(PipelineCallback):
         with self._lock:
             if self._root is not None and self._root in self._lines:
                 self._rows(rows, self._root, "", "")
-        width = max(
-            (_width(parts) for parts, fraction, _ in rows if fraction is not None), default=0
-        )
+        cells = self._rich.cells.cell_len  # ⚡ takes two columns
+        widths = [sum(cells(piece) for piece, _ in parts) for parts, _, _ in rows]
+        drawn = [
+            w for w, (_, fraction, _) in zip(widths, rows, strict=True) if fraction is not None
+        ]
+        width = max(drawn, default=0)
         pieces: list[tuple[str, str]] = []
         for number, (parts, fraction, clock) in enumerate(rows):
             if number:
@@ -245,7 +249,7 @@ class ProgressCallback(PipelineCallback):
             if fraction is None:
                 continue
             filled = int(BAR * fraction)
-            pieces.append((" " * (width - _width(parts) + 1), ""))
+            pieces.append((" " * (width - widths[number] + 1), ""))
             pieces.append(("━" * filled, "green" if fraction >= 1 else "magenta"))
             pieces.append(("─" * (BAR - filled), "grey37"))
             pieces.append((f" {int(100 * fraction):>3d}% {clock}", ""))
@@ -299,10 +303,6 @@ class _Renderable:
 
     def __rich__(self) -> Any:
         return self.callback.render()
-
-
-def _width(parts: list[tuple[str, str]]) -> int:
-    return sum(len(piece) for piece, _ in parts)
 
 
 def _key(ctx: Any) -> tuple[str, ...]:
