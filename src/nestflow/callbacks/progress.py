@@ -108,8 +108,12 @@ class ProgressCallback(PipelineCallback):
     def _node(self, node_id: str, ctx: Any) -> _Line | None:
         if not self.show_nodes:
             return None
-        level = self._lines.get(_key(ctx))
-        line = self._line((*_key(ctx), node_id), True, ctx)
+        key = _key(ctx)
+        line = self._lines.get((*key, node_id))
+        if line is not None:  # the common case: a node seen before (every item of a map)
+            return line
+        level = self._lines.get(key)
+        line = self._line((*key, node_id), True, ctx)
         if level is not None and level.mapped:
             line.total = level.total
         return line
