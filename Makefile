@@ -28,7 +28,7 @@ system-deps:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server graphviz; }
 
-demo: $(DEV_STAMP)
+demo: $(DEV_STAMP) system-deps
 	$(BIN)/python examples/retrieval.py
 
 test: $(DEV_STAMP) system-deps
