@@ -768,3 +768,110 @@ def test_failures_skips_and_timeouts_are_never_stored(tmp_path: Path) -> None:
         with pytest.raises(TimeoutError):
             timed.run(x=1)
     assert attempts.count("slow") == 2
+
+
+# --- regressions: one plan nested twice, strict flushes, shipped lists, shared recomputes ----
+
+
+def test_one_pipeline_nested_under_two_caches_signs_with_each_cache_version(
+    tmp_path: Path,
+) -> None:
+    inner = Pipeline([fa], name="inner")
+
+    def root(version_b: str) -> Pipeline:
+        a = Pipeline([inner], name="A", cache=DiskCache(tmp_path / "a", cache_version="1"))
+        b = inner.as_node(name="b_side", output_mapping={"a": "a2"})
+        b_level = Pipeline([b], name="B", cache=DiskCache(tmp_path / "b", cache_version=version_b))
+        return Pipeline([a, b_level], name="R")
+
+    root("2").run(x=1)
+    CALLS.clear()
+    root("3").run(x=1)
+    assert CALLS == ["fa"], "B's new version re-runs its nested fa; A's stays cached"
+
+
+class FailingMeta:
+    """A MetaStore whose writes fail, as a full disk would."""
+
+    def __init__(self) -> None:
+        from nestflow.cache.memory import MemoryMetaStore
+
+        self.inner = MemoryMetaStore()
+
+    def get_many(self, signatures: Any) -> Any:
+        return self.inner.get_many(signatures)
+
+    def put_many(self, entries: Any) -> None:
+        raise OSError("No space left on device")
+
+    def delete(self, signature: str) -> None:
+        self.inner.delete(signature)
+
+    def clear(self) -> None:
+        self.inner.clear()
+
+    def stats(self) -> dict[str, int]:
+        return self.inner.stats()
+
+
+def test_a_strict_cache_that_cannot_write_still_delivers_the_report() -> None:
+    from nestflow.cache.memory import MemoryBlobStore
+
+    cache = Cache(FailingMeta(), MemoryBlobStore(), strict=True)
+    pipeline = Pipeline([fa, fb], name="strict", cache=cache)
+    with nestflow.capture() as cap, pytest.raises(nestflow.CacheError, match="No space"):
+        pipeline.run(x=1)
+    assert len(cap.reports) == 1
+    assert cap.last.status == "failed"
+    assert CALLS == ["fa", "fb"]
+
+
+def test_lists_built_from_worker_items_sign_like_lists_built_here(tmp_path: Path) -> None:
+    @node(output_name="total")
+    def add_up(squared: list[int]) -> int:
+        CALLS.append("add_up")
+        return sum(squared)
+
+    def outer(mode: str) -> Pipeline:
+        every = Pipeline([square], name="one").as_node(
+            name="every", map_over="numbers", input_mapping={"numbers": "number"}
+        )
+        backend = LocalBackend(map_execution=mode, max_workers=2)
+        return Pipeline([every, add_up], name="outer", cache=DiskCache(tmp_path), backend=backend)
+
+    outer("parallel").run(numbers=[1, 2, 3])
+    CALLS.clear()
+    warm = outer("threaded").run(numbers=[1, 2, 3])
+    assert CALLS == []
+    assert warm.report.cache_misses == 0
+
+
+def test_two_consumers_of_an_unreadable_value_recompute_it_once(tmp_path: Path) -> None:
+    @node(output_name="big")
+    def make_big(n: int) -> bytes:
+        CALLS.append("make_big")
+        return b"x" * n
+
+    @node(output_name="left")
+    async def left(big: bytes) -> int:
+        return len(big)
+
+    @node(output_name="right")
+    async def right(big: bytes) -> int:
+        return len(big) + 1
+
+    backend = LocalBackend(node_execution="async")
+    folder = tmp_path / "c"
+    pipeline = Pipeline([make_big, left, right], name="pair", cache=DiskCache(folder),
+                        backend=backend)  # fmt: skip
+    pipeline.run(n=300_000, output_name="big")  # only the big value is stored
+    for file in folder.rglob("*"):
+        if file.is_file() and file.stat().st_size >= 300_000:
+            file.write_bytes(b"")
+    CALLS.clear()
+    with pytest.warns(CacheWarning):
+        assert pipeline.run(n=300_000, output_name=["left", "right"]) == {
+            "left": 300_000,
+            "right": 300_001,
+        }
+    assert CALLS == ["make_big"]

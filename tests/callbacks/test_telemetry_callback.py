@@ -189,3 +189,35 @@ def test_error_notes_and_the_report_carry_the_exported_trace_id() -> None:
     exported = f"{spans()['pipeline traced'].context.trace_id:032x}"
     assert cap.last.trace_id == exported
     assert any(exported in note for note in info.value.__notes__)
+
+
+def test_without_a_recording_provider_the_run_keeps_its_own_trace_id() -> None:
+    callback = TelemetryCallback(tracer_provider=trace.NoOpTracerProvider())
+    pipeline = Pipeline([step_a], name="quiet", callbacks=[callback])
+    first, second = pipeline.run(x=1).report, pipeline.run(x=1).report
+    assert first.trace_id != "0" * 32
+    assert first.trace_id != second.trace_id
+
+
+def test_runs_sharing_one_callback_from_two_threads_stay_separate_traces() -> None:
+    import threading
+
+    callback = TelemetryCallback(tracer_provider=PROVIDER)
+    pipeline = Pipeline([step_a, step_b], name="shared", callbacks=[callback])
+    reports: list[Any] = []
+
+    def work() -> None:
+        for _ in range(20):
+            reports.append(pipeline.run(x=1).report)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r.trace_id for r in reports}) == 40
+    roots = [s for s in EXPORTER.get_finished_spans() if s.name == "pipeline shared"]
+    assert len(roots) == 40
+    assert all(s.parent is None for s in roots)
+    assert all(s.status.status_code != trace.StatusCode.ERROR
+               for s in EXPORTER.get_finished_spans())  # fmt: skip

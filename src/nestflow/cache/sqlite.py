@@ -165,11 +165,13 @@ class SqliteDatabase:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
+                # A failed COMMIT (disk full, I/O error) can leave the transaction open,
+                # holding the write lock: roll back so the connection stays usable.
                 if conn.in_transaction:
                     conn.rollback()
                 raise
-            conn.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Rows of one read statement."""

@@ -105,22 +105,23 @@ class TelemetryCallback(PipelineCallback):
     # --- hooks -------------------------------------------------------------------------------
 
     def on_pipeline_start(self, pipeline_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
-        entered, items = tuple(ctx.entered), tuple(ctx.item_path)
+        entered, items = _entered(ctx), tuple(ctx.item_path)
         parent = self._parent(entered[:-1], items) if entered else self._parent((), ())
         values = {"inputs": _shown(inputs)} if self.record_values else {}
         span = self._start(f"pipeline {pipeline_id}", parent, ctx, **values)
         self._push((entered, items), span)
-        if ctx.depth == 0 and ctx.report is not None:
+        context = span.get_span_context()
+        if ctx.depth == 0 and ctx.report is not None and context.is_valid:
             # One id everywhere: the report, the error notes and the exported trace.
-            ctx.report.trace_id = f"{span.get_span_context().trace_id:032x}"
+            ctx.report.trace_id = f"{context.trace_id:032x}"
 
     def on_pipeline_end(
         self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
     ) -> None:
-        self._pop((tuple(ctx.entered), tuple(ctx.item_path)), ctx.error)
+        self._pop((_entered(ctx), tuple(ctx.item_path)), ctx.error)
 
     def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
-        key = ((tuple(ctx.entered), tuple(ctx.item_path)), node_id)
+        key = ((_entered(ctx), tuple(ctx.item_path)), node_id)
         earlier = self._nodes.pop(key, None)
         if earlier is not None:  # a retry: the previous attempt failed
             self._end(earlier, RuntimeError("attempt failed; retried"))
@@ -133,46 +134,46 @@ class TelemetryCallback(PipelineCallback):
     def on_node_end(
         self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
     ) -> None:
-        span = self._nodes.pop(((tuple(ctx.entered), tuple(ctx.item_path)), node_id), None)
+        span = self._nodes.pop(((_entered(ctx), tuple(ctx.item_path)), node_id), None)
         if span is not None:
             if self.record_values:
                 span.set_attribute("nestflow.outputs", _shown(outputs))
             self._end(span, None)
 
     def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
-        parent = self._parent(tuple(ctx.entered), tuple(ctx.item_path))
+        parent = self._parent(_entered(ctx), tuple(ctx.item_path))
         attributes = {"cache.hit": True, "cache.signature": signature, "node": node_id}
         self._end(self._start(f"node {node_id}", parent, ctx, **attributes), None)
 
     def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
-        span = self._nodes.pop(((tuple(ctx.entered), tuple(ctx.item_path)), node_id), None)
+        span = self._nodes.pop(((_entered(ctx), tuple(ctx.item_path)), node_id), None)
         if span is not None:
             self._end(span, error)
 
     def on_map_start(self, node_id: str, total_items: int, ctx: Any) -> None:
-        key = (tuple(ctx.entered), tuple(ctx.item_path))
+        key = (_entered(ctx), tuple(ctx.item_path))
         span = self._start(f"map {node_id}", self._parent(*key), ctx, map_items=total_items)
         self._push(key, span)
 
     def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
-        self._pop((tuple(ctx.entered), tuple(ctx.item_path)), None)
+        self._pop((_entered(ctx), tuple(ctx.item_path)), None)
 
     def on_map_item_start(
         self, node_id: str, item_index: int, item: Mapping[str, Any], ctx: Any
     ) -> None:
         if not self._sampled():
             return
-        key = (tuple(ctx.entered), tuple(ctx.item_path))
+        key = (_entered(ctx), tuple(ctx.item_path))
         parent = self._parent(key[0], key[1][:-1])
         self._push(key, self._start(f"item {node_id}[{item_index}]", parent, ctx))
 
     def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
-        self._pop((tuple(ctx.entered), tuple(ctx.item_path)), ctx.error)
+        self._pop((_entered(ctx), tuple(ctx.item_path)), ctx.error)
 
     def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
         if not self._sampled():
             return
-        key = (tuple(ctx.entered), tuple(ctx.item_path))
+        key = (_entered(ctx), tuple(ctx.item_path))
         attributes = {"cache.hit": True, "cache.signature": signature}
         span = self._start(f"item {node_id}[{item_index}]", self._parent(key[0], key[1][:-1]),
                            ctx, **attributes)  # fmt: skip
@@ -187,7 +188,7 @@ class TelemetryCallback(PipelineCallback):
 
     def carrier(self, node_id: str, ctx: Any) -> dict[str, str]:
         """The W3C trace context of the node span that is about to run (``traceparent``)."""
-        key = ((tuple(ctx.entered), tuple(ctx.item_path)), node_id)
+        key = ((_entered(ctx), tuple(ctx.item_path)), node_id)
         span = self._nodes.get(key)
         context = (
             self._trace.set_span_in_context(span) if span is not None else self._parent(*key[0])
@@ -195,6 +196,11 @@ class TelemetryCallback(PipelineCallback):
         found: dict[str, str] = {}
         self._propagate.inject(found, context=context)
         return found
+
+
+def _entered(ctx: Any) -> tuple[str, ...]:
+    """The level's key part: the run id first, so runs sharing this callback never mix."""
+    return (ctx.run_id, *ctx.entered)
 
 
 def _shown(values: Mapping[str, Any]) -> str:

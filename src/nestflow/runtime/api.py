@@ -125,6 +125,13 @@ def _run_fast(call: _Call, level: fast.FastLevel) -> Any:
     return call.shape(values, _finish_fast(call, marks, None, mapped=False))
 
 
+def close(state: RunState, error: BaseException | None) -> None:
+    """Finish and deliver the report; then raise a strict cache's write failure, if any."""
+    deliver(state.finish(error))
+    if state.flush_failure is not None and error is None:
+        raise state.flush_failure
+
+
 def _run_quick(call: _Call) -> Any:
     values = dict(call.values)
     state = _quickly(call, None, lambda level: quick.run_level(level, values))
@@ -154,7 +161,7 @@ def _quickly(
         raise
     finally:
         level.settle(state)
-        deliver(state.finish(error))
+        close(state, error)
     return state
 
 
@@ -171,7 +178,7 @@ async def _run_general(call: _Call) -> Any:
         error = exc
         raise
     finally:
-        deliver(state.finish(error))
+        close(state, error)
     return call.shape(values, state.report)
 
 
@@ -234,8 +241,9 @@ async def _map_general(call: _Call) -> Any:
         error = exc
         raise
     finally:
-        level.emit("on_pipeline_end", name, results, perf_counter() - state.started, error=error)
-        deliver(state.finish(error))
+        shown = caching.visible(results) if state.uses_cache else results
+        level.emit("on_pipeline_end", name, shown, perf_counter() - state.started, error=error)
+        close(state, error)
     return call.shape(results, state.report)
 
 

@@ -14,6 +14,7 @@ read any more (deleted, truncated) is recomputed by running its producer again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
@@ -50,21 +51,32 @@ def _salt() -> bytes:
 class Load:
     """The stored value of one hit, read at most once."""
 
-    __slots__ = ("cache", "done", "entry", "recompute", "value")
+    __slots__ = ("cache", "done", "entry", "recompute", "remaking", "value")
 
     def __init__(self, cache: Any, entry: Any, recompute: Callable[[], Awaitable[Any]]) -> None:
         self.cache, self.entry, self.recompute = cache, entry, recompute
         self.done = False
         self.value: Any = None
+        self.remaking: asyncio.Future[Any] | None = None
 
     async def get(self) -> Any:
-        """The value: read from the store, or recomputed when the stored copy is unusable."""
-        if not self.done:
+        """The value: read from the store, or recomputed (once) when the stored copy is unusable."""
+        if self.done:
+            return self.value
+        if self.remaking is not None:  # another consumer is recomputing it: wait for that
+            return await asyncio.shield(self.remaking)
+        try:
+            self.value = self.cache.load(self.entry)
+        except CacheMiss:
+            self.remaking = asyncio.get_running_loop().create_future()
             try:
-                self.value = self.cache.load(self.entry)
-            except CacheMiss:
                 self.value = await self.recompute()
-            self.done = True
+            except BaseException as exc:
+                self.remaking.set_exception(exc)
+                self.remaking.exception()  # retrieved: the awaiting consumers re-raise it
+                raise
+            self.remaking.set_result(self.value)
+        self.done = True
         return self.value
 
 
@@ -148,7 +160,8 @@ def eligible(level: Level, node: Node) -> bool:
 def _prefix(level: Level, step: Step, spec: CallSpec) -> Any:
     # Per run: the code fingerprint (it re-reads globals and closures, which may change
     # between runs); across runs: the hash state for that fingerprint, kept on the plan.
-    key = (id(level.plan), step.id)
+    # One plan may be nested under levels with different caches (versions): key by both.
+    key = (id(level.plan), step.id, id(level.config.cache))
     prefixes = level.run.prefixes
     found = prefixes.get(key)
     if found is None:

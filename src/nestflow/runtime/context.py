@@ -71,6 +71,8 @@ class RunState:
         self.sessions: list[Any] = []
         self.relayed: list[RelayedEvent] | None = [] if relay else None
         self.warned: set[str] = set()
+        self.flush_failure: Exception | None = None
+        """A strict cache that could not write at the end of the run (raised after delivery)."""
         self._labels: dict[int, tuple[EffectiveConfig, str, str | None]] = {}
         self.uses_cache = False
         """Some level of this run has a cache: values may be pending, signatures computed."""
@@ -124,7 +126,12 @@ class RunState:
         """Close the report: duration, status and callback failures."""
         report = self.report
         for cache in self.caches.values():
-            cache.flush()
+            try:
+                cache.flush()
+            except Exception as exc:  # a strict cache: reported once the run is closed
+                self.flush_failure = self.flush_failure or exc
+        if self.flush_failure is not None and error is None:
+            error = self.flush_failure
         report.duration_s = perf_counter() - self.started
         if error is not None:
             report.status = "failed"

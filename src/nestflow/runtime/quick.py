@@ -349,8 +349,13 @@ def read_all(cache: Any, items: list[dict[str, Any]], names: tuple[str, ...]) ->
     entries = {v.entry.signature: v.entry for v in unread if not v.done and type(v) is _Unread}
     loaded = cache.load_many(list(entries.values())) if entries else {}
     for value in unread:
+        if value.done or type(value) is not _Unread:
+            continue
         sig = value.entry.signature
-        if not value.done and type(value) is _Unread and sig in loaded:
+        if sig in loaded:
             value.value, value.done = loaded[sig], True
+        else:  # load_many reported and deleted it: make it again, without a second warning
+            value.value = value.quick.remake(value.step, value.values, sig)
+            value.done = True
     for values in items:
         read(values, names)

@@ -186,6 +186,10 @@ class ItemRun:
             if "distributed" in sys.modules:
                 dask_engine.rejoin_if_seceded()
         result.values = {o: values[o] for o in self.outputs if o in values}
+        # Their signature representations too, so lists built from shipped items sign as
+        # lists built here do.
+        reps = ((caching.REP + o, values.get(caching.REP + o)) for o in self.outputs)
+        result.values.update((key, rep) for key, rep in reps if rep is not None)
         result.events = state.relayed or []
         result.records = state.report.records
         result.errors = state.report.errors
@@ -369,6 +373,18 @@ async def map_submitted(
     return outputs, {batch[position][0]: exc for position, exc in failures.items()}
 
 
+def _lost(exc: BaseException, level: Level) -> BaseException:
+    from nestflow.errors import BackendError
+
+    lost = BackendError(
+        f"Map item {level.item_path[-1]} of `{' > '.join(level.hierarchy)}` was cancelled by "
+        f"the cluster ({type(exc).__name__}: {exc}); a worker or the scheduler was lost or "
+        "restarted. Run again, or check the cluster's health."
+    )
+    lost.__cause__ = exc
+    return lost
+
+
 async def _collect(
     map_id: str, levels: list[Level], futures: list[Future[Any]], starts: list[float]
 ) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
@@ -388,7 +404,10 @@ async def _collect(
         try:
             outputs[index] = absorb(levels[index], futures[index].result())
         except CancelledError as exc:
-            error = exc  # cancelled after another item failed
+            if not futures[index].cancelled():  # cancelled by the cluster, not by us
+                error = failures[index] = _lost(exc, levels[index])
+            else:
+                error = exc  # cancelled here after another item failed
         except Exception as exc:
             error = failures[index] = exc
             for future in futures:
