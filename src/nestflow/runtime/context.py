@@ -8,6 +8,7 @@ at once without seeing another run's configuration.
 from __future__ import annotations
 
 import random
+import threading
 import warnings
 from dataclasses import dataclass, field, replace
 from time import perf_counter, time
@@ -358,12 +359,26 @@ def processes_available() -> bool:
     """
     if not processes.IN_WORKER:
         return True
-    if not fallbacks:
-        fallbacks.append(FALLBACK)
+    notices = pending_fallbacks()
+    if not notices:
+        notices.append(FALLBACK)
     return False
 
 
-fallbacks: list[str] = []
+_fallbacks = threading.local()
+
+
+def pending_fallbacks() -> list[str]:
+    """This thread's fallback notices not yet sent to the coordinator (see ``ItemRun.run``).
+
+    Per thread: a dask worker runs several items at once, each in a thread of its own.
+    """
+    found: list[str] | None = getattr(_fallbacks, "notices", None)
+    if found is None:
+        found = _fallbacks.notices = []
+    return found
+
+
 """In a worker: fallback notices not yet sent to the coordinator (see ``ItemRun.run``)."""
 
 

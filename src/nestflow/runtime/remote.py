@@ -197,8 +197,9 @@ class ItemRun:
         result.cache_hits = state.report.cache_hits
         result.cache_misses = state.report.cache_misses
         result.abandoned_threads = state.report.abandoned_threads
-        result.warnings = context.fallbacks[:]
-        context.fallbacks.clear()
+        notices = context.pending_fallbacks()
+        result.warnings = notices[:]
+        notices.clear()
         return _sendable(result, " > ".join(self.location.hierarchy))
 
 
