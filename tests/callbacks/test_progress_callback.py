@@ -147,3 +147,30 @@ def test_progress_never_changes_results(tmp_path: Path, show: bool) -> None:
     callback = ProgressCallback(show_nodes=show, console=console)
     result = ingest(DiskCache(tmp_path / str(show)), callback).run(x=1, items=[4, 5])
     assert result == {"loaded": 2, "embedded": [8, 10], "token": [8, 10]}
+
+
+def test_runs_sharing_one_callback_each_get_their_own_tree() -> None:
+    import threading
+
+    @node(output_name="waited")
+    def wait(x: int) -> int:
+        time.sleep(0.2)
+        return x
+
+    console = Console(record=True, width=200, file=io.StringIO())
+    callback = ProgressCallback(console=console)
+    first = Pipeline([wait], name="first", callbacks=[callback])
+    second = Pipeline([load], name="second", callbacks=[callback])
+    worker = threading.Thread(target=lambda: first.run(x=1))
+    worker.start()
+    time.sleep(0.05)
+    second.run(x=2)  # ends while `first` still runs: nothing is printed yet
+    assert console.export_text(clear=False) == ""
+    worker.join()
+    lines = console.export_text().splitlines()
+    assert [line.split()[0] for line in lines if not line.startswith(("├", "└"))] == [
+        "first",
+        "second",
+    ]
+    assert any(line.startswith("└─ wait") for line in lines)
+    assert any(line.startswith("└─ load") for line in lines)

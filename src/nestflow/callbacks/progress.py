@@ -81,7 +81,9 @@ class ProgressCallback(PipelineCallback):
         self.refresh_per_second = refresh_per_second
         self._lock = threading.Lock()
         self._lines: dict[tuple[str, ...], _Line] = {}
-        self._root: tuple[str, ...] | None = None
+        self._roots: list[tuple[str, ...]] = []
+        """Root lines of the runs on display; runs sharing this callback get a tree each."""
+        self._active = 0
         self.delay = delay
         """Seconds before the live display appears: a quicker run just prints its final tree."""
         self._live: Any = None
@@ -121,23 +123,32 @@ class ProgressCallback(PipelineCallback):
     # --- hooks -------------------------------------------------------------------------------
 
     def on_pipeline_start(self, pipeline_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+        first = False
         with self._lock:
             if ctx.depth == 0:
-                self._lines.clear()
-                self._root = _key(ctx)
+                first = self._active == 0
+                if first:  # a new display: the trees of earlier runs are gone
+                    self._lines.clear()
+                    self._roots.clear()
+                self._active += 1
+                self._roots.append(_key(ctx))
             self._level(ctx)
-        if ctx.depth == 0:
+        if first:
             self._start()
 
     def on_pipeline_end(
         self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
     ) -> None:
+        last = False
         with self._lock:
             line = self._level(ctx)
             if not line.mapped or ctx.item_index is None:
                 line.ended = self.get_time()
                 line.done = line.total
-        if ctx.depth == 0:
+            if ctx.depth == 0:
+                self._active -= 1
+                last = self._active == 0
+        if last:  # the display ends with the last of the runs on it
             self._stop()
 
     def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
@@ -237,8 +248,9 @@ class ProgressCallback(PipelineCallback):
         """
         rows: list[tuple[list[tuple[str, str]], float | None, str]] = []
         with self._lock:
-            if self._root is not None and self._root in self._lines:
-                self._rows(rows, self._root, "", "")
+            for root in self._roots:
+                if root in self._lines:
+                    self._rows(rows, root, "", "")
         cells = self._rich.cells.cell_len  # ⚡ takes two columns
         widths = [sum(cells(piece) for piece, _ in parts) for parts, _, _ in rows]
         drawn = [
@@ -310,8 +322,8 @@ class _Renderable:
 
 
 def _key(ctx: Any) -> tuple[str, ...]:
-    """A level's line: the root pipeline's name, then the ids of the nodes that nested it."""
-    return (ctx.hierarchy_path[0], *ctx.entered)
+    """A level's line: the run, the root pipeline's name, then the ids of the nested nodes."""
+    return (ctx.run_id, ctx.hierarchy_path[0], *ctx.entered)
 
 
 def _labels(config: Any) -> str:
