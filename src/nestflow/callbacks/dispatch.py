@@ -58,6 +58,7 @@ HOOKS = (
     "on_error", "on_nested_pipeline_start", "on_nested_pipeline_end", "on_map_start",
     "on_map_item_start", "on_map_item_end", "on_map_item_cached", "on_map_end",
     "on_remote_event",
+    "carrier",  # not a hook: a tracing callback's offer of the running node's trace context
 )  # fmt: skip
 _OVERRIDES: dict[tuple[type, str], bool] = {}
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 from nestflow.cache.fingerprint import Unhashable, code_fingerprint, fingerprint
@@ -28,7 +27,6 @@ from nestflow.errors import UnhashableInputError
 from nestflow.runtime.calls import CallSpec
 from nestflow.runtime.context import Level
 from nestflow.runtime.plan import LevelPlan, Step
-from nestflow.runtime.report import NodeRecord
 from nestflow.runtime.settings import child_config
 
 REP = "@"
@@ -210,19 +208,15 @@ def _wired(spec: CallSpec) -> list[tuple[str, Any]]:
 
 
 async def signature(level: Level, step: Step, spec: CallSpec, values: dict[str, Any]) -> str:
-    """The computation signature of ``step`` with these inputs."""
-    digest = _prefix(level, step, spec).copy()
-    for name, default in _wired(spec):
-        rep = values.get(REP + name)
-        if rep is None:
-            if name in values:
-                value = await resolved(values[name])
-                rep = values[REP + name] = b"v" + _fingerprint(level, step, name, value)
-            else:
-                rep = b"d" + _fingerprint(level, step, name, default)
-        digest.update(name.encode() + b"\0" + rep + b"\0")
-    hexdigest: str = digest.hexdigest()
-    return hexdigest
+    """The computation signature of ``step`` with these inputs.
+
+    A pending input normally carries its representation; one that does not (a list whose
+    items could not all be represented) is read first, then ``signature_now`` signs.
+    """
+    for name in spec.names:
+        if REP + name not in values and isinstance(values.get(name), Pending):
+            values[name] = await values[name].get()
+    return signature_now(level, step, spec, values)
 
 
 def prefix(level: Level, step: Step, spec: CallSpec) -> Any:
@@ -271,7 +265,7 @@ def prefetch(level: Level, specs: list[CallSpec], items: list[dict[str, Any]]) -
             sig = signature_now(level, step, spec, trial)
             signatures.append(sig)
             for out in spec.outs:
-                trial[REP + out] = b"s" + sig.encode() + b":" + out.encode()
+                trial[REP + out] = output_rep(sig, out)
     found = level.config.cache.lookup(signatures)
     level.run.absent.update(sig for sig in signatures if sig not in found)
 
@@ -326,7 +320,7 @@ def hit(
     single = len(spec.outs) == 1
     for index, out in enumerate(spec.outs):
         values[out] = Pending(load, None if single else index)
-        values[REP + out] = b"s" + sig.encode() + b":" + out.encode()
+        values[REP + out] = output_rep(sig, out)
     return True
 
 
@@ -339,10 +333,10 @@ def store(level: Level, step: Step, spec: CallSpec, values: dict[str, Any], sig:
     level.run.absent.discard(sig)
     level.run.caches[id(cache)] = cache
     for out in outs:
-        values[REP + out] = b"s" + sig.encode() + b":" + out.encode()
+        values[REP + out] = output_rep(sig, out)
     level.run.report.cache_misses += 1
 
 
-def signed(record: NodeRecord, sig: str | None) -> NodeRecord:
-    """``record`` with its signature."""
-    return record if sig is None else replace(record, signature=sig)
+def output_rep(sig: str, out: str) -> bytes:
+    """The representation of output ``out`` of the node signed ``sig``."""
+    return b"s" + sig.encode() + b":" + out.encode()

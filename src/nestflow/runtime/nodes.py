@@ -62,7 +62,7 @@ async def run_function(level: Level, step: Step, values: dict[str, Any], blocked
     while True:
         level.emit("on_node_start", step.id, inputs, node_id=step.id, attempt=attempt)
         call = spec
-        if level.config.callbacks:
+        if callbacks and level.run.dispatcher.listening(callbacks, "carrier"):
             carrier = tracing.carrier_for(level, step.id, attempt)
             call = tracing.traced(spec, carrier, node.is_async)
         try:
@@ -81,8 +81,7 @@ async def run_function(level: Level, step: Step, values: dict[str, Any], blocked
     level.run.nodes_executed += 1
     if sig is not None:
         caching.store(level, step, spec, values, sig)
-    executed = record(level, step, "executed", duration, attempts=attempt)
-    level.run.report.add(caching.signed(executed, sig))
+    level.run.report.add(record(level, step, "executed", duration, attempts=attempt, sig=sig))
     outputs = {o: values[o] for o in spec.outs}
     level.emit("on_node_end", step.id, outputs, duration, node_id=step.id, attempt=attempt)
 
@@ -90,11 +89,10 @@ async def run_function(level: Level, step: Step, values: dict[str, Any], blocked
 def _recompute(
     level: Level, step: Step, spec: CallSpec, values: dict[str, Any]
 ) -> Callable[[], Awaitable[Any]]:
-    snapshot = dict(values)
-
     async def recompute() -> Any:
-        # The stored copy cannot be read: run the producer again, on its own inputs.
-        fresh = dict(snapshot)
+        # The stored copy cannot be read: run the producer again, on its own inputs (a
+        # level's values are never rebound, so they still are the producer's inputs).
+        fresh = dict(values)
         await run_function(level, step, fresh, {})
         await caching.ready(spec.outs, fresh)
         outs = spec.outs
@@ -108,7 +106,7 @@ def _cached(level: Level, step: Step, spec: CallSpec, values: dict[str, Any], si
     if not caching.hit(level, step, spec, values, sig, _recompute(level, step, spec, values)):
         return False
     level.run.report.cache_hits += 1
-    level.run.report.add(caching.signed(record(level, step, "cached", 0.0), sig))
+    level.run.report.add(record(level, step, "cached", 0.0, sig=sig))
     level.emit("on_node_cached", step.id, sig, node_id=step.id)
     return True
 
@@ -236,6 +234,7 @@ def record(
     duration: float,
     error: str | None = None,
     attempts: int = 1,
+    sig: str | None = None,
 ) -> NodeRecord:
     """The report record of one execution of ``step`` at ``level``."""
     backend, cache = level.run.labels(level.config)
@@ -252,6 +251,7 @@ def record(
         cache=cache,
         error=error,
         levels=level.entered,
+        signature=sig,
     )
 
 
@@ -311,7 +311,7 @@ async def cached_item(level: Level, values: dict[str, Any]) -> str | None:
     values.update(trial)
     level.run.report.cache_hits += len(sigs)
     for step, sig in zip(plan.steps, sigs, strict=True):
-        level.run.report.add(caching.signed(record(level, step, "cached", 0.0), sig))
+        level.run.report.add(record(level, step, "cached", 0.0, sig=sig))
         level.emit("on_node_cached", step.id, sig, node_id=step.id)
     return sigs[-1] if sigs else None
 

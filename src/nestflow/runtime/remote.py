@@ -260,7 +260,9 @@ def item_shared(level: Level) -> ItemShared:
 def item_run(level: Level, values: dict[str, Any], shared: ItemShared) -> ItemRun:
     """The task for the item that ``level`` (an item level) would run here."""
     run = level.run
-    carrier = tracing.carrier_for(level, "") if level.config.callbacks else {}
+    callbacks = level.config.callbacks
+    offers = callbacks and level.run.dispatcher.listening(callbacks, "carrier")
+    carrier = tracing.carrier_for(level, "") if offers else {}
     return ItemRun(
         shared=shared,
         inputs=values,
