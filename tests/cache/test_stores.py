@@ -61,6 +61,32 @@ class TestDiskCacheContract(StoreContract):
         file.write_bytes(file.read_bytes()[:1000])
 
 
+class TestDiskCacheInlineDamage(StoreContract):
+    """The contract again, with the damage done to a small value kept inside the database."""
+
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "cache"
+
+    def make_cache(self) -> Cache:
+        return DiskCache(self.path)
+
+    def corrupt_blob(self, cache: Cache, entry: CacheEntry) -> None:
+        with closing(sqlite3.connect(self.path / "cache.sqlite3")) as conn, conn:
+            if entry.size > INLINE_LIMIT:  # the damaged value is a file: move it inline, cut
+                (file,) = self.path.glob(f"blobs/*/{entry.blob_key}")
+                data = file.read_bytes()
+                file.unlink()
+            else:
+                (row,) = conn.execute("SELECT data FROM blobs WHERE key = ?", (entry.blob_key,))
+                data = row[0]
+            damaged = data[:-1] + bytes([data[-1] ^ 1])  # same size, one bit flipped
+            conn.execute(
+                "INSERT OR REPLACE INTO blobs (key, data) VALUES (?, ?)", (entry.blob_key, damaged)
+            )
+        assert len(damaged) == entry.size
+
+
 class TestDiskStoresContract(StoreContract):
     """The disk stores on their own, through the generic two-step write of ``Cache``."""
 

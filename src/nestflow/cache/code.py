@@ -154,6 +154,11 @@ class _Static:
     shadowable: tuple[Chain, ...]  # chains starting with a builtin name, read if a global hides it
     mutated: frozenset[Chain]
 
+    @property
+    def closed(self) -> bool:
+        """Whether the code reads no global name at all (its cells are checked apart)."""
+        return not self.chains and not self.shadowable
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -315,8 +320,10 @@ class CodeFingerprinter:
         entry = self._entries.get(id(fn))
         target = None if entry is None else entry.ref()
         if entry is None or target is not fn or target.__code__ is not entry.code:
-            if analyses is not None and isinstance(fn, FunctionType):
+            if analyses is not None and type(fn) is FunctionType:
                 static = self._recall(fn.__code__, analyses)  # held: _statics is weak
+                if static.closed and fn.__closure__ is None and not hasattr(fn, "__wrapped__"):
+                    return self._closed(fn, static)
                 digest = self._callable(fn)
                 del static
                 return digest
@@ -396,6 +403,14 @@ class CodeFingerprinter:
         entry = _Entry(weakref.ref(fn, lambda _: forget()), fn.__code__, static)
         self._entries[id(fn)] = entry
         return entry
+
+    def _closed(self, fn: FunctionType, static: _Static) -> bytes:
+        # Code that reads no global and has no cell: its fingerprint is its static digest's,
+        # with nothing to re-check on later calls. A new process meets this for most nodes.
+        entry = self._entry(fn)
+        digest = sha256(static.digest).digest()  # what _dynamic makes of it
+        entry.memo = ((), digest)
+        return digest
 
     def _recall(self, code: CodeType, analyses: AnalysisStore) -> _Static:
         # A new process re-reads and re-parses every node's source: the slow part of a

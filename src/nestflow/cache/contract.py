@@ -114,6 +114,28 @@ class StoreContract:
         found = again.lookup(list(sigs.values()))
         assert {name: again.load(found[sigs[name]]) for name in VALUES} == VALUES
 
+    def test_read_values_reads_present_values_and_leaves_out_absent_ones(self) -> None:
+        _, sigs = self._filled()
+        asked = [*sigs.values(), _sig("absent")]
+        fresh = self.open()  # knows nothing in memory: reads entries and values together
+        assert fresh.read_values(asked) == {sigs[name]: value for name, value in VALUES.items()}
+        cache = self.open()
+        cache.lookup([sigs["number"]])  # one entry known in memory, the rest not
+        cache.store(_sig("pending"), "p > pending", ("pending",), [7])  # one not flushed
+        found = cache.read_values([*asked, _sig("pending")])
+        assert found == {**{sigs[n]: v for n, v in VALUES.items()}, _sig("pending"): [7]}
+
+    def test_read_values_leaves_out_a_damaged_value_with_one_warning(self) -> None:
+        cache, sigs = self._filled()
+        self.corrupt_blob(cache, cache.lookup([sigs["big"]])[sigs["big"]])
+        with _recorded() as caught:
+            found = self.open().read_values(list(sigs.values()))
+        assert found == {sigs[name]: VALUES[name] for name in VALUES if name != "big"}
+        messages = _cache_warnings(caught)
+        assert len(messages) == 1, messages
+        assert "p > big" in messages[0]
+        assert self.open().lookup([sigs["big"]]) == {}  # deleted: the next run stores it again
+
     def test_multi_output_values_keep_their_output_names(self) -> None:
         cache = self.open()
         cache.store(_sig("multi"), "p > split", ("left", "right"), (1, [2]))

@@ -23,6 +23,7 @@ from nestflow.errors import CacheStoreError
 __all__ = ["BUSY_TIMEOUT", "SqliteDatabase"]
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one
+MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: pages are the file's, shared
 _KEY = re.compile(r"[0-9A-Za-z_][0-9A-Za-z_.-]*")
 
 _SCHEMA = """
@@ -125,6 +126,8 @@ class SqliteDatabase:
             )
             try:
                 conn.execute("PRAGMA synchronous = NORMAL")
+                # Reads through a memory map: lookups spread over a big cache stay cheap.
+                conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
                 _prepare(conn, time.monotonic() + BUSY_TIMEOUT)
             except BaseException:
                 conn.close()

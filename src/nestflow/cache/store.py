@@ -295,6 +295,24 @@ class Cache:
             self._discard(entry, problem)
         return values
 
+    def read_values(self, signatures: Sequence[str]) -> dict[str, Any]:
+        """The usable values stored under ``signatures``, by signature, read in one pass.
+
+        For callers that will load every value they find: absent and unusable ones (the
+        latter warned about and deleted, as by :meth:`load`) are left out. Stores that can
+        read entries and values together override this.
+        """
+        return self.load_many(list(self.lookup(signatures).values()))
+
+    def read_apart(self, signature: str, blob_key: str) -> Any:
+        """The value under ``signature`` read through its full entry: for a value that is held
+        apart (a file) or was unusable when read with its entry (reported as by :meth:`load`).
+        """
+        entry = self.lookup((signature,)).get(signature)
+        if entry is None or entry.blob_key != blob_key:
+            raise CacheMiss("its entry changed while it was read")
+        return self.load(entry)
+
     def _load_each(self, entries: Sequence[CacheEntry]) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for entry in entries:

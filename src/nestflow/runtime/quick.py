@@ -23,6 +23,8 @@ from nestflow.runtime.context import Level, RunState
 from nestflow.runtime.plan import LevelPlan
 from nestflow.runtime.report import NodeRecord
 
+_Signing = tuple[Any, list[tuple[str, str, bytes, Any]], list[tuple[str, bytes]]]
+"""Per node: hash prefix, (input, representation key, tag, default), (rep key, output name)."""
 Row = tuple[int, int, str, str, float]
 """(step index, item index or -1, status, signature, duration) of one node execution."""
 
@@ -53,6 +55,9 @@ class _Unread:
                 self.value = self.quick.remake(self.step, self.values, self.entry.signature)
             self.done = True
         return self.value if self.index is None else self.value[self.index]
+
+
+_ABSENT: Any = object()
 
 
 def qualifies(plan: LevelPlan, config: EffectiveConfig) -> bool:
@@ -119,6 +124,32 @@ class QuickLevel:
             memo[key] = found
         return found
 
+    def ask(self, sigs: list[list[str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What the cache holds for these items: values of requested outputs, entries of others.
+
+        The nodes making a requested output will be read if they hit, so their values are
+        read with their entries (``read_values``); the others are only looked up, and read
+        later if something needs them (lazy loading, SPEC 8.4).
+        """
+        producers = self._producers()
+        read = [item[index] for item in sigs for index in producers]
+        held = self.cache.read_values(read)
+        found: dict[str, Any] = {}
+        if len(producers) < len(self.specs):
+            wanted = set(producers)
+            others = [sig for item in sigs for index, sig in enumerate(item) if index not in wanted]
+            found = self.cache.lookup(others)
+        return held, found
+
+    def _producers(self) -> list[int]:
+        memo = self.level.plan.memo
+        found: list[int] | None = memo.get("quick-producers")
+        if found is None:
+            wanted = set(self.level.plan.outputs)
+            found = [i for i, spec in enumerate(self.specs) if wanted.intersection(spec.outs)]
+            memo["quick-producers"] = found
+        return found
+
     def _inputs(self) -> tuple[str, ...]:
         memo = self.level.plan.memo
         found: tuple[str, ...] | None = memo.get("quick-inputs")
@@ -153,29 +184,31 @@ class QuickLevel:
         plan = self._signing()
         found = []
         trial = dict(values)
-        rep_mark = caching.REP
         for index, (prefix, wired, outs) in enumerate(plan):
             digest = prefix.copy()
-            for name, tag, default in wired:
-                rep = trial.get(rep_mark + name)
+            for name, key, tag, default in wired:
+                rep = trial.get(key)
                 if rep is None:
                     rep = self._rep(index, name, default, trial)
                 digest.update(tag + rep + b"\0")
             sig = digest.hexdigest()
             found.append(sig)
             head = b"s" + sig.encode() + b":"
-            for out, encoded in outs:
-                trial[rep_mark + out] = head + encoded
+            for key, encoded in outs:
+                trial[key] = head + encoded
         return found
 
-    def _signing(self) -> list[tuple[Any, list[tuple[str, bytes, Any]], list[tuple[str, bytes]]]]:
+    def _signing(self) -> list[_Signing]:
         if self._plan is None:
-            level = self.level
+            level, rep = self.level, caching.REP
             self._plan = [
                 (
                     caching.prefix(level, step, spec),
-                    [(n, n.encode() + b"\0", d) for n, d in caching.wired(level, step, spec)],
-                    [(out, out.encode()) for out in spec.outs],
+                    [
+                        (n, rep + n, n.encode() + b"\0", d)
+                        for n, d in caching.wired(level, step, spec)
+                    ],
+                    [(rep + out, out.encode()) for out in spec.outs],
                 )
                 for step, spec in zip(self.steps, self.specs, strict=True)
             ]
@@ -189,11 +222,29 @@ class QuickLevel:
             return rep
         return b"d" + caching.value_fingerprint(level, step, name, default)
 
-    def run_item(self, values: dict[str, Any], sigs: list[str], found: Any, item: int) -> None:
-        """One item (``item`` = -1 for a plain run): hit or run each node, in order."""
+    def run_item(
+        self,
+        values: dict[str, Any],
+        sigs: list[str],
+        found: tuple[dict[str, Any], dict[str, Any]],
+        item: int,
+    ) -> None:
+        """One item (``item`` = -1 for a plain run): hit or run each node, in order.
+
+        ``found`` is what :meth:`ask` returned: values read, and entries not read yet.
+        """
         rows = self.rows
+        held, entries = found
         for index, (spec, sig) in enumerate(zip(self.specs, sigs, strict=True)):
-            entry = found.get(sig)
+            value = held.get(sig, _ABSENT)
+            if value is not _ABSENT:
+                if len(spec.outs) == 1:
+                    values[spec.outs[0]] = value
+                else:
+                    values.update(zip(spec.outs, value, strict=True))
+                rows.append((index, item, "cached", sig, 0.0))
+                continue
+            entry = entries.get(sig)
             if entry is not None:
                 self._publish(values, index, spec, sig, entry)
                 rows.append((index, item, "cached", sig, 0.0))
@@ -323,7 +374,7 @@ def run_level(quick: QuickLevel, values: dict[str, Any]) -> None:
         sigs = quick.sign_run(values)
     except Unhashable:
         sigs = quick.sign(values)  # raises the error that names the node and input
-    found = quick.cache.lookup(sigs)
+    found = quick.ask([sigs])
     quick.run_item(values, sigs, found, -1)
     read(values, quick.level.plan.outputs)
 
@@ -331,7 +382,7 @@ def run_level(quick: QuickLevel, values: dict[str, Any]) -> None:
 def map_level(quick: QuickLevel, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every item, signed first and looked up in one batch; outputs read in batches at the end."""
     sigs = [quick.sign(values) for values in items]
-    found = quick.cache.lookup([sig for item in sigs for sig in item])
+    found = quick.ask(sigs)
     for index, values in enumerate(items):
         quick.run_item(values, sigs[index], found, index)
     read_all(quick.cache, items, quick.level.plan.outputs)
