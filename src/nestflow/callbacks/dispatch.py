@@ -53,6 +53,11 @@ class Dispatcher:
         )
 
 
+def implements(callbacks: Sequence[Any], hook: str) -> bool:
+    """Whether any of ``callbacks`` implements ``hook`` (no run needed to ask)."""
+    return any(_overrides(callback, hook) for callback in callbacks)
+
+
 HOOKS = (
     "on_pipeline_start", "on_pipeline_end", "on_node_start", "on_node_end", "on_node_cached",
     "on_error", "on_nested_pipeline_start", "on_nested_pipeline_end", "on_map_start",

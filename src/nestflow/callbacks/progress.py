@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,15 +82,22 @@ class ProgressCallback(PipelineCallback):
         self.refresh_per_second = refresh_per_second
         self._lock = threading.Lock()
         self._lines: dict[tuple[str, ...], _Line] = {}
+        self._nodes: dict[tuple[str, ...], dict[str, _Line]] = {}
+        """Node lines by level key, then node id: one lookup per event, no tuple built."""
+        self._last: tuple[Any, tuple[str, ...], dict[str, _Line]] = (None, (), {})
+        """The runtime level of the last node event, its key and node lines."""
         self._roots: list[tuple[str, ...]] = []
         """Root lines of the runs on display; runs sharing this callback get a tree each."""
         self._active = 0
         self.delay = delay
         """Seconds before the live display appears: a quicker run just prints its final tree."""
         self._live: Any = None
-        self._timer: threading.Timer | None = None
         self._display_lock = threading.Lock()
+        self._wake = threading.Condition(self._display_lock)
+        self._waker: threading.Thread | None = None
+        self._live_at = 0.0
         self._running = False
+        self._styled: tuple[Any, dict[str, tuple[str, str]]] | None = None
 
     # --- model -------------------------------------------------------------------------------
 
@@ -110,14 +118,20 @@ class ProgressCallback(PipelineCallback):
     def _node(self, node_id: str, ctx: Any) -> _Line | None:
         if not self.show_nodes:
             return None
-        key = _key(ctx)
-        line = self._lines.get((*key, node_id))
-        if line is not None:  # the common case: a node seen before (every item of a map)
+        level = getattr(ctx, "_level", None)
+        if level is not None and level is self._last[0]:
+            key, nodes = self._last[1], self._last[2]  # the common case: the level of before
+        else:
+            key = _key(ctx)
+            nodes = self._nodes.setdefault(key, {})
+            self._last = (level, key, nodes)
+        line = nodes.get(node_id)
+        if line is not None:  # a node seen before (every item of a map)
             return line
-        level = self._lines.get(key)
-        line = self._line((*key, node_id), True, ctx)
-        if level is not None and level.mapped:
-            line.total = level.total
+        owner = self._lines.get(key)
+        line = nodes[node_id] = self._line((*key, node_id), True, ctx)
+        if owner is not None and owner.mapped:
+            line.total = owner.total
         return line
 
     # --- hooks -------------------------------------------------------------------------------
@@ -129,6 +143,8 @@ class ProgressCallback(PipelineCallback):
                 first = self._active == 0
                 if first:  # a new display: the trees of earlier runs are gone
                     self._lines.clear()
+                    self._nodes.clear()
+                    self._last = (None, (), {})
                     self._roots.clear()
                 self._active += 1
                 self._roots.append(_key(ctx))
@@ -207,14 +223,29 @@ class ProgressCallback(PipelineCallback):
     def _start(self) -> None:
         if not self.console.is_terminal:
             return
-        with self._display_lock:
+        with self._wake:
             self._running = True
+            self._live_at = time.monotonic() + self.delay
+            if self.delay > 0:
+                # One waiting thread per callback, not one per run: starting a thread costs
+                # about as much as a short run's whole progress.
+                if self._waker is None or not self._waker.is_alive():
+                    self._waker = threading.Thread(
+                        target=_show_when_due,
+                        args=(weakref.ref(self),),
+                        name="nestflow-progress",
+                        daemon=True,
+                    )
+                    self._waker.start()
+                self._wake.notify()
         if self.delay <= 0:
             self._go_live()
-            return
-        self._timer = threading.Timer(self.delay, self._go_live)
-        self._timer.daemon = True
-        self._timer.start()
+
+    def _due(self) -> float | None:
+        """Seconds until the live display is due; None when nothing waits for it."""
+        if not self._running or self._live is not None:
+            return None
+        return self._live_at - time.monotonic()
 
     def _go_live(self) -> None:
         with self._display_lock:
@@ -229,16 +260,49 @@ class ProgressCallback(PipelineCallback):
             self._live.start()
 
     def _stop(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        with self._display_lock:
+        with self._wake:
             self._running = False
             live, self._live = self._live, None
+            self._wake.notify()
         if live is not None:
             live.stop()
         elif not self.transient:
-            self.console.print(self.render(), soft_wrap=True)
+            self._print_final()
+
+    def _print_final(self) -> None:
+        # What console.print(self.render(), soft_wrap=True) writes, made directly: rich takes
+        # about 20 µs per line to lay out a text it will neither wrap nor crop, which would
+        # be most of a short run. Recording and notebook consoles still go through rich.
+        console = self.console
+        if console.record or console.is_jupyter or console.legacy_windows:
+            console.print(self.render(), soft_wrap=True)
+            return
+        codes = self._codes()
+        out: list[str] = []
+        for piece, style in self._pieces():
+            if style and piece:
+                start, end = codes.get(style) or codes.setdefault(style, self._code(style))
+                out += (start, piece, end)
+            else:
+                out.append(piece)
+        out.append("\n")
+        with console._lock:  # rich's own lock: not interleaved with other prints
+            console.file.write("".join(out))
+            console.file.flush()
+
+    def _codes(self) -> dict[str, tuple[str, str]]:
+        console = self.console
+        if self._styled is None or self._styled[0] is not console:
+            self._styled = (console, {})
+        return self._styled[1]
+
+    def _code(self, style: str) -> tuple[str, str]:
+        """The escape codes around text in ``style`` on this console (rich's, captured once)."""
+        marker = "\x00"
+        with self.console.capture() as captured:
+            self.console.print(self._rich.text.Text(marker, style=style), end="", soft_wrap=True)
+        start, _, end = captured.get().partition(marker)
+        return start, end
 
     def render(self) -> Any:
         """The tree as one rich ``Text`` (what the live display shows).
@@ -246,6 +310,10 @@ class ProgressCallback(PipelineCallback):
         The text is assembled here as one string plus style spans: a rich table of a hundred
         rows, or a hundred ``Text.append`` calls each, cost milliseconds per refresh.
         """
+        return self._text(self._pieces())
+
+    def _pieces(self) -> list[tuple[str, str]]:
+        """The tree as (text, style) pieces."""
         rows: list[tuple[list[tuple[str, str]], float | None, str]] = []
         with self._lock:
             for root in self._roots:
@@ -269,7 +337,7 @@ class ProgressCallback(PipelineCallback):
             pieces.append(("━" * filled, "green" if fraction >= 1 else "magenta"))
             pieces.append(("─" * (BAR - filled), "grey37"))
             pieces.append((f" {int(100 * fraction):>3d}% {clock}", ""))
-        return self._text(pieces)
+        return pieces
 
     def _text(self, pieces: list[tuple[str, str]]) -> Any:
         rich = self._rich
@@ -309,6 +377,21 @@ class ProgressCallback(PipelineCallback):
             return min(line.done, line.total) / line.total if line.total else 1.0
         parts = [self._fraction(self._lines[key]) for key in line.children]
         return sum(parts) / len(parts)
+
+
+def _show_when_due(owner: weakref.ref[ProgressCallback]) -> None:
+    """The waiting thread: go live when a run outlasts the delay; gone with its callback."""
+    while True:
+        callback = owner()
+        if callback is None:
+            return
+        with callback._wake:
+            due = callback._due()
+            if due is None or due > 0:
+                callback._wake.wait(1.0 if due is None else due)
+        if due is not None and due <= 0:
+            callback._go_live()
+        del callback  # held only while waiting: the callback can be collected
 
 
 class _Renderable:

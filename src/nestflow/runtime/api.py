@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nestflow.core.config import EffectiveConfig
 from nestflow.core.nesting import PipelineNode
-from nestflow.runtime import caching, fast, quick, runner
+from nestflow.runtime import caching, fast, observed, quick, runner
 from nestflow.runtime.context import Level, RunState, new_run_id, new_trace_id
 from nestflow.runtime.failure import ErrorContext, annotate, context_of
 from nestflow.runtime.inputs import (
@@ -80,6 +80,13 @@ class _Call:
         )
         return state, quick.QuickLevel(level)
 
+    def is_observed(self) -> bool:
+        found = self.plan.memo.get("observed-qualifies")
+        if found is None:
+            config = root_config(self.pipeline)
+            found = self.plan.memo["observed-qualifies"] = observed.qualifies(self.plan, config)
+        return bool(found)
+
     def fast_level(self) -> fast.FastLevel | None:
         found = self.plan.memo.get("fast")
         if found is None:
@@ -99,6 +106,8 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
         return _run_fast(call, level)
     if call.is_quick():
         return _run_quick(call)
+    if call.is_observed():
+        return _run_observed(call)
     return run_sync(lambda: _run_general(call))
 
 
@@ -110,6 +119,8 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
         return _run_fast(call, level)
     if call.is_quick():
         return _run_quick(call)
+    if call.is_observed():
+        return _run_observed(call)
     return await _run_general(call)
 
 
@@ -165,6 +176,21 @@ def _quickly(
     return state
 
 
+def _run_observed(call: _Call) -> Any:
+    state = RunState(call.pipeline.name)
+    level = Level.root(state, call.plan, root_config(call.pipeline))
+    values = dict(call.values)
+    error: BaseException | None = None
+    try:
+        observed.run_level(level, values)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        close(state, error)
+    return call.shape(values, state.report)
+
+
 async def _run_general(call: _Call) -> Any:
     state = RunState(call.pipeline.name)
     level = Level.root(state, call.plan, root_config(call.pipeline))
@@ -193,6 +219,8 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
         return _map_fast(call, level)
     if call.is_quick():
         return _map_quick(call)
+    if call.is_observed():
+        return _map_observed(call)
     return run_sync(lambda: _map_general(call))
 
 
@@ -204,6 +232,8 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
         return _map_fast(call, level)
     if call.is_quick():
         return _map_quick(call)
+    if call.is_observed():
+        return _map_observed(call)
     return await _map_general(call)
 
 
@@ -221,6 +251,30 @@ def _map_fast(call: _Call, level: fast.FastLevel) -> Any:
         _finish_fast(call, marks, exc, mapped=True)
         raise
     return call.shape(results, _finish_fast(call, marks, None, mapped=True))
+
+
+def _map_observed(call: _Call) -> Any:
+    state = RunState(call.pipeline.name)
+    level = Level.root(state, call.plan, root_config(call.pipeline))
+    name = call.pipeline.name
+    state.metadata[name]["mapped"] = True
+    columns = collections(call.values, call.mapped)
+    base = {k: v for k, v in call.values.items() if k not in call.mapped}
+    level.emit("on_pipeline_start", name, dict(call.values))
+    error: BaseException | None = None
+    results: dict[str, list[Any]] = {}
+    try:
+        total, items = rows(call.mapped, columns, call.map_mode)
+        outputs = observed.map_level(level, base, call.mapped, items, total)
+        results = observed.columns_of(outputs, call.plan.outputs)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        took = perf_counter() - state.started
+        level.emit("on_pipeline_end", name, results, took, error=error)
+        close(state, error)
+    return call.shape(results, state.report)
 
 
 async def _map_general(call: _Call) -> Any:

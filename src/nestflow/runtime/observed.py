@@ -1,0 +1,143 @@
+"""The observed loop: runs and maps of one flat sequential level, with callbacks.
+
+It applies when the only thing a run needs beyond the fast path is callbacks: one level
+of synchronous function nodes, sequential in both dimensions, with no cache, timeout,
+retry or ``on_error="continue"``, and no callback that carries trace context into node
+calls. Events, their order and arguments, records and failures are those of the general
+runner (``runner.run_pipeline``, ``map_pipeline``, ``run_item`` and
+``nodes.run_function``), made by a plain loop instead of coroutines on an event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from time import perf_counter
+from typing import Any
+
+from nestflow.callbacks.dispatch import implements
+from nestflow.core.config import EffectiveConfig
+from nestflow.core.node import Node
+from nestflow.runtime.calls import CallSpec
+from nestflow.runtime.context import Level
+from nestflow.runtime.fast import node_is_fast
+from nestflow.runtime.nodes import fail, spec_of
+from nestflow.runtime.plan import LevelPlan, Step
+from nestflow.runtime.report import NodeRecord
+
+_Compiled = list[tuple[Step, CallSpec, str]]
+"""Per step: the step, its call spec and its record path."""
+
+
+def qualifies(plan: LevelPlan, config: EffectiveConfig) -> bool:
+    """Whether a run of ``plan`` at ``config`` can take the observed loop."""
+    backend = config.backend
+    return (
+        bool(config.callbacks)
+        and getattr(backend, "node_execution", None) == "sequential"
+        and getattr(backend, "map_execution", None) == "sequential"
+        and config.cache is None
+        and config.timeout is None
+        and isinstance(config.retries, int)
+        and config.retries == 0
+        and not implements(config.callbacks, "carrier")
+        and all(
+            step.child is None and isinstance(step.node, Node) and node_is_fast(step.node, config)
+            for step in plan.steps
+        )
+    )
+
+
+def _compiled(plan: LevelPlan) -> _Compiled:
+    found: _Compiled | None = plan.memo.get("observed")
+    if found is None:
+        found = plan.memo["observed"] = [
+            (step, spec_of(plan, step), " > ".join((plan.name, step.id))) for step in plan.steps
+        ]
+    return found
+
+
+def run_level(level: Level, values: dict[str, Any]) -> None:
+    """A plain run: the level's steps between pipeline start and end events."""
+    name = level.plan.name
+    level.emit("on_pipeline_start", name, dict(values))
+    started = perf_counter()
+    error: BaseException | None = None
+    try:
+        run_steps(level, values)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        outputs = {o: values[o] for o in level.plan.outputs if o in values}
+        level.emit("on_pipeline_end", name, outputs, perf_counter() - started, error=error)
+
+
+def map_level(
+    level: Level, base: dict[str, Any], names: tuple[str, ...], items: Any, total: int
+) -> list[dict[str, Any]]:
+    """Every item in order, between map start and end events; fails at the first failure."""
+    map_id = level.plan.name
+    level.emit("on_map_start", map_id, total)
+    started = perf_counter()
+    outputs: list[dict[str, Any]] = []
+    try:
+        for index, row in enumerate(items):
+            item_level = level.item(index, total)
+            item = dict(zip(names, row, strict=True))
+            values = {**base, **item}
+            item_level.emit("on_map_item_start", map_id, index, item)
+            begun = perf_counter()
+            error: BaseException | None = None
+            try:
+                run_steps(item_level, values)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                took = perf_counter() - begun
+                item_level.emit("on_map_item_end", map_id, index, took, error=error)
+            outputs.append(values)
+    finally:
+        level.emit("on_map_end", map_id, perf_counter() - started)
+    return outputs
+
+
+def run_steps(level: Level, values: dict[str, Any]) -> None:
+    """Each step in order: node start event, call, record, node end event."""
+    run = level.run
+    callbacks = level.config.callbacks
+    starts = run.dispatcher.listening(callbacks, "on_node_start")
+    ends = run.dispatcher.listening(callbacks, "on_node_end")
+    add = run.report.add
+    backend, _ = run.labels(level.config)
+    clock = perf_counter
+    for step, spec, path in _compiled(level.plan):
+        node_id = step.id
+        args, kwargs = spec.arguments(values)
+        inputs = spec.inputs(values) if starts else None
+        started = clock()
+        if starts:
+            level.emit("on_node_start", node_id, inputs, node_id=node_id)
+        try:
+            spec.publish(spec.fn(*args, **kwargs), values)
+        except Exception as exc:
+            fail(level, step, exc, clock() - started, 1, {})
+            raise
+        duration = clock() - started
+        run.nodes_executed += 1
+        add(_record(level, node_id, path, duration, backend))
+        if ends:
+            outputs = {o: values[o] for o in spec.outs}
+            level.emit("on_node_end", node_id, outputs, duration, node_id=node_id)
+
+
+def _record(level: Level, node_id: str, path: str, duration: float, backend: str) -> NodeRecord:
+    # What nodes.record makes for an executed node of a root level without cache.
+    return NodeRecord(
+        path, node_id, level.plan.name, 0, level.item_path, "executed", duration, 1, None, backend
+    )
+
+
+def columns_of(outputs: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """One list per output name, in item order."""
+    return {name: [values[name] for values in outputs] for name in names}
