@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +134,40 @@ def test_a_quick_run_on_a_terminal_prints_its_final_tree_once(tmp_path: Path) ->
     ingest(DiskCache(tmp_path), callback).run(x=1, items=[1, 2])
     assert callback._live is None
     assert buffer.getvalue().count("map 2/2") == 1
+
+
+@pytest.mark.parametrize("colors", ["truecolor", "256", "standard", None])
+def test_the_final_tree_is_written_exactly_as_rich_prints_it(
+    tmp_path: Path, colors: str | None
+) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120, color_system=colors)
+    callback = ProgressCallback(console=console, delay=5.0, get_time=Clock())
+    with contextlib.suppress(ValueError):  # a failed item: the tree shows ✗ in red
+        ingest(DiskCache(tmp_path), callback).run(x=1, items=[1, 99, 3])
+    written = buffer.getvalue()
+    assert "✗ ValueError" in written
+    again = io.StringIO()
+    rich_console = Console(file=again, force_terminal=True, width=120, color_system=colors)
+    rich_console.print(callback.render(), soft_wrap=True)
+    assert written == again.getvalue()
+    assert ("\x1b[" in written) is (colors is not None)
+
+
+def test_a_second_quick_run_is_drawn_without_a_live_display(tmp_path: Path) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=260, color_system=None)
+    callback = ProgressCallback(console=console, delay=0.3)
+    pipeline = Pipeline([load], name="quick", callbacks=[callback])
+    pipeline.run(x=1)
+    waiter = callback._waker
+    assert isinstance(waiter, threading.Thread)
+    for _ in range(2):
+        pipeline.run(x=1)
+    assert callback._waker is waiter, "one waiting thread per callback, not one per run"
+    time.sleep(0.5)  # past the delay: the waiting thread must not start a display now
+    assert callback._live is None
+    assert buffer.getvalue().count("quick") == 3
 
 
 def test_missing_rich_fails_on_use_with_the_install_command(

@@ -13,13 +13,31 @@ from nestflow.errors import CallbackWarning
 class Dispatcher:
     """Serialises the hook calls of one run and keeps count of callback failures."""
 
-    __slots__ = ("_heard", "_lock", "_warned", "failures")
+    __slots__ = ("_handlers", "_heard", "_lock", "_warned", "failures")
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._warned: set[tuple[int, str]] = set()
         self._heard: dict[int, tuple[Sequence[Any], frozenset[str]]] = {}
+        self._handlers: dict[tuple[int, str], tuple[Sequence[Any], list[Any]]] = {}
         self.failures = 0
+
+    def handlers(self, callbacks: Sequence[Any], hook: str) -> list[Any]:
+        """The bound ``hook`` methods of the callbacks that implement it, in list order."""
+        found = self._handlers.get((id(callbacks), hook))
+        if found is None or found[0] is not callbacks:
+            methods = [getattr(c, hook) for c in callbacks if _overrides(c, hook)]
+            found = self._handlers[(id(callbacks), hook)] = (callbacks, methods)
+        return found[1]
+
+    def call(self, handlers: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
+        """Call each of ``handlers`` (from :meth:`handlers`) with ``args``, like :meth:`emit`."""
+        with self._lock:
+            for handler in handlers:
+                try:
+                    handler(*args)
+                except Exception as exc:  # a callback must never change a run's outcome
+                    self._report(handler.__self__, hook, exc)
 
     def listening(self, callbacks: Sequence[Any], hook: str) -> bool:
         """Whether any of ``callbacks`` implements ``hook`` (the base class's are no-ops)."""

@@ -12,7 +12,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from nestflow.callbacks.events import PipelineCallback
@@ -35,24 +34,24 @@ def _rich() -> Any:
     return rich
 
 
-@dataclass
 class _Line:
-    """One line of the tree: a pipeline level (``node`` is None) or a function node."""
+    """One line of the tree: a pipeline level or (``is_node``) a function node."""
 
-    name: str
-    key: tuple[str, ...]
-    is_node: bool
-    started: float
-    labels: str = ""
-    total: int = 1
-    done: int = 0
-    cached: int = 0
-    failed: int = 0
-    error: str = ""
-    ended: float | None = None
-    mapped: bool = False
-    workers: int | None = None
-    children: list[tuple[str, ...]] = field(default_factory=list)
+    __slots__ = (
+        "cached", "children", "done", "ended", "error", "failed", "is_node", "key", "labels",
+        "mapped", "name", "started", "total", "workers",
+    )  # fmt: skip
+
+    def __init__(self, name: str, key: tuple[str, ...], is_node: bool, started: float) -> None:
+        # Made for every node of every run: a plain class, cheaper to make than a dataclass.
+        self.name, self.key, self.is_node, self.started = name, key, is_node, started
+        self.labels = ""
+        self.total, self.done, self.cached, self.failed = 1, 0, 0, 0
+        self.error = ""
+        self.ended: float | None = None
+        self.mapped = False
+        self.workers: int | None = None
+        self.children: list[tuple[str, ...]] = []
 
 
 class ProgressCallback(PipelineCallback):
@@ -113,18 +112,27 @@ class ProgressCallback(PipelineCallback):
         return line
 
     def _level(self, ctx: Any) -> _Line:
-        return self._line(_key(ctx), False, ctx)
+        return self._line(self._where(ctx)[0], False, ctx)
+
+    def _where(self, ctx: Any) -> tuple[tuple[str, ...], dict[str, _Line]]:
+        """The key of the event's level and its node lines (the caller holds the lock)."""
+        level = getattr(ctx, "_level", None)
+        last = self._last
+        # The common case: the level of the event before, or another item of the same map
+        # (item levels share the run and the ``entered`` tuple of their map's level).
+        if level is not None and last[0] is not None:
+            seen = last[0]
+            if level is seen or (level.run is seen.run and level.entered is seen.entered):
+                return last[1], last[2]
+        key = _key(ctx)
+        nodes = self._nodes.setdefault(key, {})
+        self._last = (level, key, nodes)
+        return key, nodes
 
     def _node(self, node_id: str, ctx: Any) -> _Line | None:
         if not self.show_nodes:
             return None
-        level = getattr(ctx, "_level", None)
-        if level is not None and level is self._last[0]:
-            key, nodes = self._last[1], self._last[2]  # the common case: the level of before
-        else:
-            key = _key(ctx)
-            nodes = self._nodes.setdefault(key, {})
-            self._last = (level, key, nodes)
+        key, nodes = self._where(ctx)
         line = nodes.get(node_id)
         if line is not None:  # a node seen before (every item of a map)
             return line
@@ -320,7 +328,10 @@ class ProgressCallback(PipelineCallback):
                 if root in self._lines:
                     self._rows(rows, root, "", "")
         cells = self._rich.cells.cell_len  # ⚡ takes two columns
-        widths = [sum(cells(piece) for piece, _ in parts) for parts, _, _ in rows]
+        widths = [
+            sum(len(piece) if piece.isascii() else cells(piece) for piece, _ in parts)
+            for parts, _, _ in rows
+        ]
         drawn = [
             w for w, (_, fraction, _) in zip(widths, rows, strict=True) if fraction is not None
         ]
@@ -447,4 +458,12 @@ def _map_stats(line: _Line, elapsed: float) -> str:
 
 def _clock(seconds: float) -> str:
     whole = int(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+    found = _CLOCKS.get(whole)
+    if found is None:
+        found = f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+        if len(_CLOCKS) < 4096:
+            _CLOCKS[whole] = found
+    return found
+
+
+_CLOCKS: dict[int, str] = {}

@@ -221,12 +221,20 @@ class Level:
 
     def item(self, index: int, total: int, offload: int = 0, processes: int = 0) -> Level:
         """The same level, running map item ``index`` of ``total``."""
-        return replace(
-            self,
-            item_path=(*self.item_path, index),
-            item_total=total,
-            offload=max(self.offload, offload),
-            processes=max(self.processes, processes),
+        # Made once per map item: the constructor, not dataclasses.replace (which costs more).
+        return Level(
+            self.run,
+            self.plan,
+            self.config,
+            self.depth,
+            self.hierarchy,
+            self.entered,
+            (*self.item_path, index),
+            total,
+            max(self.offload, offload),
+            max(self.processes, processes),
+            self.session,
+            self.parent,
         )
 
     def register(self, mapped: bool) -> None:

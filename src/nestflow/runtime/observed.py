@@ -15,6 +15,7 @@ from time import perf_counter
 from typing import Any
 
 from nestflow.callbacks.dispatch import implements
+from nestflow.callbacks.events import CallbackContext
 from nestflow.core.config import EffectiveConfig
 from nestflow.core.node import Node
 from nestflow.runtime.calls import CallSpec
@@ -24,8 +25,9 @@ from nestflow.runtime.nodes import fail, spec_of
 from nestflow.runtime.plan import LevelPlan, Step
 from nestflow.runtime.report import NodeRecord
 
-_Compiled = list[tuple[Step, CallSpec, str]]
-"""Per step: the step, its call spec and its record path."""
+_Compiled = list[tuple[Step, CallSpec, str, tuple[str, ...] | None]]
+"""Per step: the step, its call spec, its record path, and its argument names when the
+call is simple (positional inputs without defaults, one output)."""
 
 
 def qualifies(plan: LevelPlan, config: EffectiveConfig) -> bool:
@@ -50,9 +52,11 @@ def qualifies(plan: LevelPlan, config: EffectiveConfig) -> bool:
 def _compiled(plan: LevelPlan) -> _Compiled:
     found: _Compiled | None = plan.memo.get("observed")
     if found is None:
-        found = plan.memo["observed"] = [
-            (step, spec_of(plan, step), " > ".join((plan.name, step.id))) for step in plan.steps
-        ]
+        found = plan.memo["observed"] = []
+        for step in plan.steps:
+            spec = spec_of(plan, step)
+            simple = spec.arg_names if spec.simple else None
+            found.append((step, spec, " > ".join((plan.name, step.id)), simple))
     return found
 
 
@@ -105,37 +109,40 @@ def map_level(
 def run_steps(level: Level, values: dict[str, Any]) -> None:
     """Each step in order: node start event, call, record, node end event."""
     run = level.run
-    callbacks = level.config.callbacks
-    starts = run.dispatcher.listening(callbacks, "on_node_start")
-    ends = run.dispatcher.listening(callbacks, "on_node_end")
+    callbacks, dispatcher = level.config.callbacks, run.dispatcher
+    starts = dispatcher.handlers(callbacks, "on_node_start")
+    ends = dispatcher.handlers(callbacks, "on_node_end")
     add = run.report.add
     backend, _ = run.labels(level.config)
     clock = perf_counter
-    for step, spec, path in _compiled(level.plan):
+    name, item_path = level.plan.name, level.item_path
+    for step, spec, path, simple in _compiled(level.plan):
         node_id = step.id
-        args, kwargs = spec.arguments(values)
+        if simple is None:
+            args, kwargs = spec.arguments(values)
+        else:
+            args, kwargs = [values[a] for a in simple], {}
         inputs = spec.inputs(values) if starts else None
         started = clock()
         if starts:
-            level.emit("on_node_start", node_id, inputs, node_id=node_id)
+            ctx = CallbackContext(level, node_id, None, 1)
+            dispatcher.call(starts, "on_node_start", (node_id, inputs, ctx))
         try:
-            spec.publish(spec.fn(*args, **kwargs), values)
+            if simple is None:
+                spec.publish(spec.fn(*args, **kwargs), values)
+            else:
+                values[spec.outs[0]] = spec.fn(*args)
         except Exception as exc:
             fail(level, step, exc, clock() - started, 1, {})
             raise
         duration = clock() - started
         run.nodes_executed += 1
-        add(_record(level, node_id, path, duration, backend))
+        # What nodes.record makes for an executed node of a root level without cache.
+        add(NodeRecord(path, node_id, name, 0, item_path, "executed", duration, 1, None, backend))
         if ends:
             outputs = {o: values[o] for o in spec.outs}
-            level.emit("on_node_end", node_id, outputs, duration, node_id=node_id)
-
-
-def _record(level: Level, node_id: str, path: str, duration: float, backend: str) -> NodeRecord:
-    # What nodes.record makes for an executed node of a root level without cache.
-    return NodeRecord(
-        path, node_id, level.plan.name, 0, level.item_path, "executed", duration, 1, None, backend
-    )
+            ctx = CallbackContext(level, node_id, None, 1)
+            dispatcher.call(ends, "on_node_end", (node_id, outputs, duration, ctx))
 
 
 def columns_of(outputs: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:

@@ -1,0 +1,137 @@
+"""The observed loop (flat sequential levels with callbacks) behaves as the general runner does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from nestflow import Pipeline, PipelineCallback, node
+from nestflow.runtime import observed
+
+
+class FullRecorder(PipelineCallback):
+    """Every event with every argument but durations, and what its context says."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def _add(self, hook: str, args: tuple[Any, ...], ctx: Any) -> None:
+        error = None if ctx.error is None else type(ctx.error).__name__
+        where = (ctx.depth, ctx.item_index, ctx.node_path, ctx.attempt, error, ctx.entered)
+        self.events.append((hook, *args, where))
+
+    def on_pipeline_start(self, pipeline_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+        self._add("pipeline_start", (pipeline_id, dict(inputs)), ctx)
+
+    def on_pipeline_end(
+        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+    ) -> None:
+        self._add("pipeline_end", (pipeline_id, dict(outputs)), ctx)
+
+    def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+        self._add("node_start", (node_id, dict(inputs)), ctx)
+
+    def on_node_end(
+        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+    ) -> None:
+        self._add("node_end", (node_id, dict(outputs)), ctx)
+
+    def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
+        self._add("error", (node_id, repr(error)), ctx)
+
+    def on_map_start(self, node_id: str, total_items: int, ctx: Any) -> None:
+        self._add("map_start", (node_id, total_items), ctx)
+
+    def on_map_item_start(
+        self, node_id: str, item_index: int, item: Mapping[str, Any], ctx: Any
+    ) -> None:
+        self._add("item_start", (node_id, item_index, dict(item)), ctx)
+
+    def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
+        self._add("item_end", (node_id, item_index), ctx)
+
+    def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
+        self._add("map_end", (node_id,), ctx)
+
+
+@node(output_name="doubled")
+def double(x: int, scale: int = 2) -> int:
+    if x == 13:
+        raise ValueError("unlucky")
+    return x * scale
+
+
+@node(output_name=("low", "high"))
+def split(doubled: int) -> tuple[int, int]:
+    return doubled - 1, doubled + 1
+
+
+@node(output_name="total")
+def add(low: int, high: int, *, bonus: int = 0) -> int:
+    return low + high + bonus
+
+
+def _pipelines() -> tuple[Pipeline, Pipeline, FullRecorder, FullRecorder]:
+    quick, general = FullRecorder(), FullRecorder()
+    observed_one = Pipeline([double, split, add], name="p", callbacks=[quick])
+    # A timeout anywhere sends a run down the general runner: events must not change.
+    general_one = Pipeline([double, split, add], name="p", callbacks=[general], timeout=60.0)
+    return observed_one, general_one, quick, general
+
+
+def _records(report: Any) -> list[tuple[Any, ...]]:
+    return [
+        (r.path, r.node, r.pipeline, r.depth, r.item_path, r.status, r.attempts, r.error, r.levels)
+        for r in report.records
+    ]
+
+
+def test_the_observed_loop_is_taken_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    original = observed.run_steps
+
+    def spy(level: Any, values: dict[str, Any]) -> None:
+        calls.append(level.plan.name)
+        original(level, values)
+
+    monkeypatch.setattr(observed, "run_steps", spy)
+    quick, general, _, _ = _pipelines()
+    quick.run(x=1)
+    quick.map(x=[1, 2], map_over="x")
+    assert calls == ["p", "p", "p"]  # the run, then each item
+    general.run(x=1)
+    Pipeline([double], name="q").run(x=1)  # no callback: the fast path
+    assert calls == ["p", "p", "p"]
+
+
+@pytest.mark.parametrize("x", [4, 13])
+def test_a_run_has_the_events_records_and_errors_of_the_general_runner(x: int) -> None:
+    quick, general, heard, expected = _pipelines()
+    outcomes = []
+    for pipeline in (quick, general):
+        try:
+            result = pipeline.run(x=x, bonus=5)
+            outcomes.append((dict(result), _records(result.report), result.report.status))
+        except ValueError as exc:
+            outcomes.append((repr(exc), exc.__notes__[0].split("trace")[0], None))
+    assert outcomes[0] == outcomes[1]
+    assert heard.events == expected.events
+    assert heard.events[0][0] == "pipeline_start"
+    assert heard.events[-1][0] == "pipeline_end"
+
+
+@pytest.mark.parametrize("xs", [[1, 2, 3], [1, 13, 3], []])
+def test_a_map_has_the_events_records_and_errors_of_the_general_runner(xs: list[int]) -> None:
+    quick, general, heard, expected = _pipelines()
+    outcomes = []
+    for pipeline in (quick, general):
+        try:
+            result = pipeline.map(x=xs, map_over="x", scale=3)
+            outcomes.append((dict(result), _records(result.report)))
+        except ValueError as exc:
+            outcomes.append((repr(exc), exc.__notes__[0].split("trace")[0]))
+    assert outcomes[0] == outcomes[1]
+    assert heard.events == expected.events
+    assert [e[0] for e in heard.events].count("item_start") == (2 if 13 in xs else len(xs))
