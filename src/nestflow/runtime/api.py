@@ -253,14 +253,20 @@ def _map_fast(call: _Call, level: fast.FastLevel) -> Any:
     return call.shape(results, _finish_fast(call, marks, None, mapped=True))
 
 
-def _map_observed(call: _Call) -> Any:
+def _map_root(call: _Call) -> tuple[RunState, Level, list[Any], dict[str, Any]]:
+    """The root level of a map, its pipeline start event fired; the columns and the rest."""
     state = RunState(call.pipeline.name)
     level = Level.root(state, call.plan, root_config(call.pipeline))
-    name = call.pipeline.name
-    state.metadata[name]["mapped"] = True
+    state.metadata[call.pipeline.name]["mapped"] = True
     columns = collections(call.values, call.mapped)
     base = {k: v for k, v in call.values.items() if k not in call.mapped}
-    level.emit("on_pipeline_start", name, dict(call.values))
+    level.emit("on_pipeline_start", call.pipeline.name, dict(call.values))
+    return state, level, columns, base
+
+
+def _map_observed(call: _Call) -> Any:
+    state, level, columns, base = _map_root(call)
+    name = call.pipeline.name
     error: BaseException | None = None
     results: dict[str, list[Any]] = {}
     try:
@@ -278,13 +284,8 @@ def _map_observed(call: _Call) -> Any:
 
 
 async def _map_general(call: _Call) -> Any:
-    state = RunState(call.pipeline.name)
-    level = Level.root(state, call.plan, root_config(call.pipeline))
+    state, level, columns, base = _map_root(call)
     name = call.pipeline.name
-    state.metadata[name]["mapped"] = True
-    columns = collections(call.values, call.mapped)
-    base = {k: v for k, v in call.values.items() if k not in call.mapped}
-    level.emit("on_pipeline_start", name, dict(call.values))
     error: BaseException | None = None
     results: dict[str, list[Any]] = {}
     try:
