@@ -170,6 +170,31 @@ def test_a_second_quick_run_is_drawn_without_a_live_display(tmp_path: Path) -> N
     assert buffer.getvalue().count("quick") == 3
 
 
+def test_steps_are_drawn_before_they_run_and_the_ones_never_run_stay_at_zero() -> None:
+    @node(output_name="checked")
+    def check(loaded: int) -> int:
+        raise RuntimeError("stop here")
+
+    @node(output_name="saved")
+    def save(checked: int) -> int:
+        return checked
+
+    console = Console(record=True, width=200, file=io.StringIO())
+    callback = ProgressCallback(console=console, show_config=False)
+    with contextlib.suppress(RuntimeError):
+        Pipeline([load, check, save], name="steps", callbacks=[callback]).run(x=1)
+    lines = console.export_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["steps", "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━"],
+        ["├─", "load"],
+        ["├─", "check"],
+        ["└─", "save"],
+    ]
+    assert "100%" in lines[1]
+    assert "✗ RuntimeError" in lines[2]
+    assert lines[3].rstrip().endswith("0% 0:00:00"), "never started: nothing done, no time"
+
+
 def test_missing_rich_fails_on_use_with_the_install_command(
     without: Callable[[str, str], str],
 ) -> None:

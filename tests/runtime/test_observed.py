@@ -92,9 +92,9 @@ def test_the_observed_loop_is_taken_only_where_it_applies(monkeypatch: pytest.Mo
     calls: list[str] = []
     original = observed.run_steps
 
-    def spy(level: Any, values: dict[str, Any]) -> None:
+    def spy(level: Any, values: dict[str, Any], hooks: Any = None) -> None:
         calls.append(level.plan.name)
-        original(level, values)
+        original(level, values, hooks)
 
     monkeypatch.setattr(observed, "run_steps", spy)
     quick, general, _, _ = _pipelines()
@@ -135,3 +135,26 @@ def test_a_map_has_the_events_records_and_errors_of_the_general_runner(xs: list[
     assert outcomes[0] == outcomes[1]
     assert heard.events == expected.events
     assert [e[0] for e in heard.events].count("item_start") == (2 if 13 in xs else len(xs))
+
+
+class RecordReader(PipelineCallback):
+    """Reads the report while the run goes on: what each node end sees recorded so far."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    def on_node_end(
+        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+    ) -> None:
+        self.seen.append([record.node for record in ctx.report.records])
+
+
+def test_records_read_during_a_run_are_complete_so_far_on_both_paths() -> None:
+    quick_reader, general_reader = RecordReader(), RecordReader()
+    quick = Pipeline([double, split, add], name="p", callbacks=[quick_reader])
+    general = Pipeline([double, split, add], name="p", callbacks=[general_reader], timeout=60.0)
+    for pipeline in (quick, general):
+        result = pipeline.map(x=[1, 2], map_over="x")
+        assert [r.item_path for r in result.report.records] == [(0,)] * 3 + [(1,)] * 3
+    assert quick_reader.seen == general_reader.seen
+    assert quick_reader.seen[-1] == ["double", "split", "add"] * 2

@@ -33,10 +33,15 @@ class Dispatcher:
     def call(self, handlers: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
         """Call each of ``handlers`` (from :meth:`handlers`) with ``args``, like :meth:`emit`."""
         with self._lock:
-            for handler in handlers:
-                try:
-                    handler(*args)
-                except Exception as exc:  # a callback must never change a run's outcome
+            self.call_alone(handlers, hook, args)
+
+    def call_alone(self, handlers: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
+        """:meth:`call` without the lock, for a run whose events come from one thread only."""
+        for handler in handlers:
+            try:
+                handler(*args)
+            except Exception as exc:  # a callback must never change a run's outcome
+                with self._lock:
                     self._report(handler.__self__, hook, exc)
 
     def listening(self, callbacks: Sequence[Any], hook: str) -> bool:

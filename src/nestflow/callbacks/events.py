@@ -164,7 +164,9 @@ class CallbackContext:
         self._level.run.store[key] = value
 
     def get_pipeline_metadata(self, pipeline_id: str) -> dict[str, Any]:
-        """``total_nodes``, ``node_ids``, ``backend_label``, ``cache_label``, ``mapped``."""
+        """``total_nodes``, ``node_ids``, ``selected_node_ids`` (the steps this run takes, in
+        order), ``nested_node_ids`` (those that are pipelines), ``backend_label``,
+        ``cache_label``, ``mapped``."""
         found: dict[str, Any] = self._level.run.pipeline_metadata(pipeline_id)
         return found
 

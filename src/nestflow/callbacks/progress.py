@@ -42,7 +42,9 @@ class _Line:
         "mapped", "name", "started", "total", "workers",
     )  # fmt: skip
 
-    def __init__(self, name: str, key: tuple[str, ...], is_node: bool, started: float) -> None:
+    def __init__(
+        self, name: str, key: tuple[str, ...], is_node: bool, started: float | None
+    ) -> None:
         # Made for every node of every run: a plain class, cheaper to make than a dataclass.
         self.name, self.key, self.is_node, self.started = name, key, is_node, started
         self.labels = ""
@@ -100,15 +102,18 @@ class ProgressCallback(PipelineCallback):
 
     # --- model -------------------------------------------------------------------------------
 
-    def _line(self, key: tuple[str, ...], is_node: bool, ctx: Any) -> _Line:
+    def _line(
+        self, key: tuple[str, ...], is_node: bool, ctx: Any, started: float | None = 0.0
+    ) -> _Line:
         line = self._lines.get(key)
         if line is None:
-            line = self._lines[key] = _Line(key[-1], key, is_node, self.get_time())
+            begun = self.get_time() if started is not None else None
+            line = self._lines[key] = _Line(key[-1], key, is_node, begun)
             parent = self._lines.get(key[:-1])
             if parent is not None:
                 parent.children.append(key)
-            if not is_node and self.show_config:
-                line.labels = _labels(ctx.config)
+        if not is_node and ctx is not None and self.show_config and not line.labels:
+            line.labels = _labels(ctx.config)  # a level drawn before it started gets them now
         return line
 
     def _level(self, ctx: Any) -> _Line:
@@ -116,18 +121,26 @@ class ProgressCallback(PipelineCallback):
 
     def _where(self, ctx: Any) -> tuple[tuple[str, ...], dict[str, _Line]]:
         """The key of the event's level and its node lines (the caller holds the lock)."""
-        level = getattr(ctx, "_level", None)
-        last = self._last
-        # The common case: the level of the event before, or another item of the same map
-        # (item levels share the run and the ``entered`` tuple of their map's level).
-        if level is not None and last[0] is not None:
-            seen = last[0]
-            if level is seen or (level.run is seen.run and level.entered is seen.entered):
-                return last[1], last[2]
+        nodes = self._seen(ctx)
+        if nodes is not None:
+            return self._last[1], nodes
         key = _key(ctx)
         nodes = self._nodes.setdefault(key, {})
-        self._last = (level, key, nodes)
+        self._last = (getattr(ctx, "_level", None), key, nodes)
         return key, nodes
+
+    def _seen(self, ctx: Any) -> dict[str, _Line] | None:
+        """The node lines of the event's level if it is the level of the event before, or
+        another item of the same map (item levels share the run and the ``entered`` tuple of
+        their map's level). Safe without the lock: ``_last`` is replaced, never changed.
+        """
+        level = getattr(ctx, "_level", None)
+        seen, _, nodes = self._last
+        if level is None or seen is None:
+            return None
+        if level is seen or (level.run is seen.run and level.entered is seen.entered):
+            return nodes
+        return None
 
     def _node(self, node_id: str, ctx: Any) -> _Line | None:
         if not self.show_nodes:
@@ -141,6 +154,30 @@ class ProgressCallback(PipelineCallback):
         if owner is not None and owner.mapped:
             line.total = owner.total
         return line
+
+    def _counted(self, node_id: str, ctx: Any) -> _Line | None:
+        """The line a node event counts on: found without the lock in the common case.
+
+        Counts change only from the thread delivering this run's events (the runtime never
+        fires one run's hooks concurrently); the lock guards the shape of the tree.
+        """
+        nodes = self._seen(ctx)
+        line = None if nodes is None else nodes.get(node_id)
+        if line is None:
+            with self._lock:
+                line = self._node(node_id, ctx)
+        return line
+
+    def _steps(self, key: tuple[str, ...], ctx: Any) -> None:
+        """Lines for the steps a level will take, in order, drawn before they run."""
+        meta = ctx.get_pipeline_metadata(ctx.current_pipeline_id)
+        nested = meta.get("nested_node_ids", ())
+        nodes = self._nodes.setdefault(key, {})
+        for step_id in meta.get("selected_node_ids", ()):
+            if step_id in nested:
+                self._line((*key, step_id), False, None, started=None)
+            elif self.show_nodes and step_id not in nodes:
+                nodes[step_id] = self._line((*key, step_id), True, None, started=None)
 
     # --- hooks -------------------------------------------------------------------------------
 
@@ -156,7 +193,11 @@ class ProgressCallback(PipelineCallback):
                     self._roots.clear()
                 self._active += 1
                 self._roots.append(_key(ctx))
-            self._level(ctx)
+            line = self._level(ctx)
+            if line.started is None:  # drawn before it started
+                line.started = self.get_time()
+            if not line.children:
+                self._steps(self._where(ctx)[0], ctx)
         if first:
             self._start()
 
@@ -175,52 +216,64 @@ class ProgressCallback(PipelineCallback):
         if last:  # the display ends with the last of the runs on it
             self._stop()
 
-    def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
-        with self._lock:
-            self._node(node_id, ctx)
+    # Node lines are drawn when their level starts and counted when a node ends, is a hit
+    # or fails: no hook per node start, which on a big map would cost as much as the rest.
 
     def on_node_end(
         self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
     ) -> None:
-        with self._lock:
-            line = self._node(node_id, ctx)
-            if line is not None:
-                line.done += 1
-                line.ended = self.get_time()
+        line = self._counted(node_id, ctx)
+        if line is not None:
+            now = self.get_time()
+            if line.started is None:
+                line.started = now - duration
+            line.done += 1
+            line.ended = now
 
     def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
-        with self._lock:
-            line = self._node(node_id, ctx)
-            if line is not None:
-                line.done += 1
-                line.cached += 1
-                line.ended = self.get_time()
+        line = self._counted(node_id, ctx)
+        if line is not None:
+            now = self.get_time()
+            if line.started is None:
+                line.started = now
+            line.done += 1
+            line.cached += 1
+            line.ended = now
 
     def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
-        with self._lock:
-            line = self._node(node_id, ctx)
-            if line is not None:
-                line.failed += 1
-                line.error = type(error).__name__
+        line = self._counted(node_id, ctx)
+        if line is not None:
+            if line.started is None:
+                line.started = self.get_time()
+            line.failed += 1
+            line.error = type(error).__name__
 
     def on_map_start(self, node_id: str, total_items: int, ctx: Any) -> None:
         with self._lock:
             line = self._level(ctx)
             line.mapped, line.total, line.started = True, total_items, self.get_time()
             line.workers = _workers(ctx.config)
+            for child in self._where(ctx)[1].values():  # nodes drawn before the map started
+                child.total = total_items
 
     def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
+        line = self._map_line(ctx)
+        line.done += 1
+        if ctx.error is not None:
+            line.failed += 1
+
+    def _map_line(self, ctx: Any) -> _Line:
+        if self._seen(ctx) is not None:
+            line = self._lines.get(self._last[1])
+            if line is not None:
+                return line
         with self._lock:
-            line = self._level(ctx)
-            line.done += 1
-            if ctx.error is not None:
-                line.failed += 1
+            return self._level(ctx)
 
     def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
-        with self._lock:
-            line = self._level(ctx)  # its nodes report their own hits (on_node_cached)
-            line.done += 1
-            line.cached += 1
+        line = self._map_line(ctx)  # its nodes report their own hits (on_node_cached)
+        line.done += 1
+        line.cached += 1
 
     def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
         with self._lock:
@@ -372,7 +425,7 @@ class ProgressCallback(PipelineCallback):
             parts.append((f" ✗ {line.error}", "red"))
         if line.mapped:
             parts.append((f" map {line.done}/{line.total}", ""))
-        elapsed = (line.ended or now) - line.started
+        elapsed = (line.ended or now) - (now if line.started is None else line.started)
         shown = "0:00:00" if line.is_node and line.cached == line.done else _clock(elapsed)
         rows.append((parts, self._fraction(line), shown))
         if line.mapped:

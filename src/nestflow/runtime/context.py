@@ -145,9 +145,13 @@ class RunState:
         return report
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Level:
-    """One pipeline level of a run (one per item inside maps)."""
+    """One pipeline level of a run (one per item inside maps); never changed once made.
+
+    Not a frozen dataclass only because those cost twice as much to make, and a map makes
+    one per item.
+    """
 
     run: RunState
     plan: LevelPlan
@@ -247,6 +251,7 @@ class Level:
             "total_nodes": len(self.plan.pipeline.nodes),
             "node_ids": self.plan.pipeline.execution_order(),
             "selected_node_ids": tuple(s.id for s in steps),
+            "nested_node_ids": tuple(s.id for s in steps if s.child is not None),
             "backend_label": self.config.backend.label,
             "cache_label": "No cache" if cache is None else cache.label,
             "mapped": mapped,

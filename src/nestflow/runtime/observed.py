@@ -23,7 +23,6 @@ from nestflow.runtime.context import Level
 from nestflow.runtime.fast import node_is_fast
 from nestflow.runtime.nodes import fail, spec_of
 from nestflow.runtime.plan import LevelPlan, Step
-from nestflow.runtime.report import NodeRecord
 
 _Compiled = list[tuple[Step, CallSpec, str, tuple[str, ...] | None]]
 """Per step: the step, its call spec, its record path, and its argument names when the
@@ -76,44 +75,65 @@ def run_level(level: Level, values: dict[str, Any]) -> None:
         level.emit("on_pipeline_end", name, outputs, perf_counter() - started, error=error)
 
 
+class _Hooks:
+    """The node and item handlers of a level's callbacks, looked up once per run or map."""
+
+    __slots__ = ("backend", "call", "item_end", "item_start", "node_end", "node_start")
+
+    def __init__(self, level: Level) -> None:
+        run, callbacks = level.run, level.config.callbacks
+        handlers = run.dispatcher.handlers
+        self.node_start = handlers(callbacks, "on_node_start")
+        self.node_end = handlers(callbacks, "on_node_end")
+        self.item_start = handlers(callbacks, "on_map_item_start")
+        self.item_end = handlers(callbacks, "on_map_item_end")
+        self.backend = run.labels(level.config)[0]
+        # Every event of an observed run comes from the thread running it: no lock needed.
+        self.call = run.dispatcher.call_alone
+
+
 def map_level(
     level: Level, base: dict[str, Any], names: tuple[str, ...], items: Any, total: int
 ) -> list[dict[str, Any]]:
     """Every item in order, between map start and end events; fails at the first failure."""
     map_id = level.plan.name
     level.emit("on_map_start", map_id, total)
-    started = perf_counter()
+    hooks = _Hooks(level)
+    call, starts, ends = hooks.call, hooks.item_start, hooks.item_end
+    clock = perf_counter
+    started = clock()
     outputs: list[dict[str, Any]] = []
     try:
         for index, row in enumerate(items):
             item_level = level.item(index, total)
             item = dict(zip(names, row, strict=True))
             values = {**base, **item}
-            item_level.emit("on_map_item_start", map_id, index, item)
-            begun = perf_counter()
+            if starts:
+                ctx = CallbackContext(item_level, None, None, 1)
+                call(starts, "on_map_item_start", (map_id, index, item, ctx))
+            begun = clock()
             error: BaseException | None = None
             try:
-                run_steps(item_level, values)
+                run_steps(item_level, values, hooks)
             except BaseException as exc:
                 error = exc
                 raise
             finally:
-                took = perf_counter() - begun
-                item_level.emit("on_map_item_end", map_id, index, took, error=error)
+                if ends:
+                    ctx = CallbackContext(item_level, None, error, 1)
+                    call(ends, "on_map_item_end", (map_id, index, clock() - begun, ctx))
             outputs.append(values)
     finally:
-        level.emit("on_map_end", map_id, perf_counter() - started)
+        level.emit("on_map_end", map_id, clock() - started)
     return outputs
 
 
-def run_steps(level: Level, values: dict[str, Any]) -> None:
+def run_steps(level: Level, values: dict[str, Any], hooks: _Hooks | None = None) -> None:
     """Each step in order: node start event, call, record, node end event."""
+    hooks = hooks or _Hooks(level)
+    call, starts, ends, backend = hooks.call, hooks.node_start, hooks.node_end, hooks.backend
     run = level.run
-    callbacks, dispatcher = level.config.callbacks, run.dispatcher
-    starts = dispatcher.handlers(callbacks, "on_node_start")
-    ends = dispatcher.handlers(callbacks, "on_node_end")
-    add = run.report.add
-    backend, _ = run.labels(level.config)
+    keep = run.report._rows.append  # made into records when read
     clock = perf_counter
     name, item_path = level.plan.name, level.item_path
     for step, spec, path, simple in _compiled(level.plan):
@@ -125,8 +145,9 @@ def run_steps(level: Level, values: dict[str, Any]) -> None:
         inputs = spec.inputs(values) if starts else None
         started = clock()
         if starts:
-            ctx = CallbackContext(level, node_id, None, 1)
-            dispatcher.call(starts, "on_node_start", (node_id, inputs, ctx))
+            call(
+                starts, "on_node_start", (node_id, inputs, CallbackContext(level, node_id, None, 1))
+            )
         try:
             if simple is None:
                 spec.publish(spec.fn(*args, **kwargs), values)
@@ -138,11 +159,11 @@ def run_steps(level: Level, values: dict[str, Any]) -> None:
         duration = clock() - started
         run.nodes_executed += 1
         # What nodes.record makes for an executed node of a root level without cache.
-        add(NodeRecord(path, node_id, name, 0, item_path, "executed", duration, 1, None, backend))
+        keep((path, node_id, name, 0, item_path, "executed", duration, 1, None, backend))
         if ends:
             outputs = {o: values[o] for o in spec.outs}
             ctx = CallbackContext(level, node_id, None, 1)
-            dispatcher.call(ends, "on_node_end", (node_id, outputs, duration, ctx))
+            call(ends, "on_node_end", (node_id, outputs, duration, ctx))
 
 
 def columns_of(outputs: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:

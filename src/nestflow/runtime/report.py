@@ -68,17 +68,23 @@ class RunReport:
     """Node paths (with ``[item i]``) whose timed-out thread was left running, result discarded."""
     _records: list[NodeRecord] | None = field(default=None, repr=False)
     _build: Callable[[], list[NodeRecord]] | None = field(default=None, repr=False)
+    _rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+    """Records not made yet, as ``NodeRecord`` argument tuples (the observed loop's)."""
 
     @property
     def records(self) -> list[NodeRecord]:
         """One record per function-node execution, in execution order.
 
         The fast path only keeps timestamps while it runs; the records are built from
-        them and the plan the first time they are read.
+        them and the plan the first time they are read. The observed loop keeps argument
+        tuples, made into records whenever they are read (so also during a run).
         """
         if self._records is None:
             self._records = self._build() if self._build is not None else []
             self._build = None
+        if self._rows:  # emptied in place: the loop appending to it keeps the same list
+            self._records.extend(NodeRecord(*row) for row in self._rows)
+            self._rows.clear()
         return self._records
 
     def add_all(self, records: list[NodeRecord]) -> None:
@@ -88,8 +94,9 @@ class RunReport:
 
     def add(self, record: NodeRecord) -> None:
         """Append a record (general path)."""
-        if self._records is None:
-            self._records = []
+        if self._records is None or self._rows:
+            self.records  # noqa: B018  # records kept as rows come first
+        assert self._records is not None
         self._records.append(record)
 
     def stats(self, by: Literal["node", "pipeline"] = "node") -> dict[str, dict[str, float]]:
