@@ -8,6 +8,7 @@ final tree once, when the root pipeline ends.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 import weakref
@@ -282,8 +283,8 @@ class ProgressCallback(PipelineCallback):
     # --- drawing -----------------------------------------------------------------------------
 
     def _start(self) -> None:
-        if not self.console.is_terminal:
-            return
+        if not self._can_go_live():
+            return  # a file, CI, or a notebook without ipywidgets: the final tree only
         with self._wake:
             self._running = True
             self._live_at = time.monotonic() + self.delay
@@ -301,6 +302,12 @@ class ProgressCallback(PipelineCallback):
                 self._wake.notify()
         if self.delay <= 0:
             self._go_live()
+
+    def _can_go_live(self) -> bool:
+        console = self.console
+        if console.is_jupyter:  # rich draws a live display there into an ipywidgets Output
+            return importlib.util.find_spec("ipywidgets") is not None
+        return bool(console.is_terminal)
 
     def _due(self) -> float | None:
         """Seconds until the live display is due; None when nothing waits for it."""
@@ -326,6 +333,8 @@ class ProgressCallback(PipelineCallback):
             live, self._live = self._live, None
             self._wake.notify()
         if live is not None:
+            if self.console.is_jupyter:  # rich leaves a notebook display at its last refresh
+                live.refresh()
             live.stop()
         elif not self.transient:
             self._print_final()
