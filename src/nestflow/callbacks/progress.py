@@ -223,7 +223,15 @@ class ProgressCallback(PipelineCallback):
     def on_node_end(
         self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
     ) -> None:
-        line = self._counted(node_id, ctx)
+        # The hottest hook (every node of every item): _counted's common case, inlined.
+        level = getattr(ctx, "_level", None)
+        seen, _, nodes = self._last
+        line = None
+        if level is not None and seen is not None:
+            if level is seen or (level.run is seen.run and level.entered is seen.entered):
+                line = nodes.get(node_id)
+        if line is None:
+            line = self._counted(node_id, ctx)
         if line is not None:
             now = self.get_time()
             if line.started is None:

@@ -145,14 +145,15 @@ def run_steps(level: Level, values: dict[str, Any], hooks: _Hooks | None = None)
         inputs = spec.inputs(values) if starts else None
         started = clock()
         if starts:
-            call(
-                starts, "on_node_start", (node_id, inputs, CallbackContext(level, node_id, None, 1))
-            )
+            ctx = CallbackContext(level, node_id, None, 1)
+            call(starts, "on_node_start", (node_id, inputs, ctx))
         try:
             if simple is None:
                 spec.publish(spec.fn(*args, **kwargs), values)
+                outputs = {o: values[o] for o in spec.outs} if ends else None
             else:
-                values[spec.outs[0]] = spec.fn(*args)
+                value = values[spec.outs[0]] = spec.fn(*args)
+                outputs = {spec.outs[0]: value} if ends else None
         except Exception as exc:
             fail(level, step, exc, clock() - started, 1, {})
             raise
@@ -161,7 +162,6 @@ def run_steps(level: Level, values: dict[str, Any], hooks: _Hooks | None = None)
         # What nodes.record makes for an executed node of a root level without cache.
         keep((path, node_id, name, 0, item_path, "executed", duration, 1, None, backend))
         if ends:
-            outputs = {o: values[o] for o in spec.outs}
             ctx = CallbackContext(level, node_id, None, 1)
             call(ends, "on_node_end", (node_id, outputs, duration, ctx))
 
