@@ -227,9 +227,12 @@ class ProgressCallback(PipelineCallback):
         level = getattr(ctx, "_level", None)
         seen, _, nodes = self._last
         line = None
-        if level is not None and seen is not None:
-            if level is seen or (level.run is seen.run and level.entered is seen.entered):
-                line = nodes.get(node_id)
+        if (
+            level is not None
+            and seen is not None
+            and (level is seen or (level.run is seen.run and level.entered is seen.entered))
+        ):
+            line = nodes.get(node_id)
         if line is None:
             line = self._counted(node_id, ctx)
         if line is not None:
