@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from nestflow import Pipeline, PipelineCallback, node
+from nestflow import DiskCache, Pipeline, PipelineCallback, node
+from nestflow.errors import UnhashableInputError
 from nestflow.runtime import observed
 
 
@@ -158,3 +160,79 @@ def test_records_read_during_a_run_are_complete_so_far_on_both_paths() -> None:
         assert [r.item_path for r in result.report.records] == [(0,)] * 3 + [(1,)] * 3
     assert quick_reader.seen == general_reader.seen
     assert quick_reader.seen[-1] == ["double", "split", "add"] * 2
+
+
+class CachedRecorder(FullRecorder):
+    def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
+        self._add("node_cached", (node_id, signature), ctx)
+
+    def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
+        self._add("item_cached", (node_id, item_index, signature), ctx)
+
+
+def _cached_pair(tmp_path: Any) -> tuple[Pipeline, Pipeline, CachedRecorder, CachedRecorder]:
+    quick, general = CachedRecorder(), CachedRecorder()
+    nodes = [double, split, add]
+    observed_one = Pipeline(nodes, name="p", callbacks=[quick], cache=DiskCache(tmp_path / "o"))
+    general_one = Pipeline(
+        nodes, name="p", callbacks=[general], cache=DiskCache(tmp_path / "g"), timeout=60.0
+    )
+    return observed_one, general_one, quick, general
+
+
+def _cached_records(report: Any) -> list[tuple[Any, ...]]:
+    return [(*row, r.signature) for row, r in zip(_records(report), report.records, strict=True)]
+
+
+def _outcome(call: Any) -> tuple[Any, ...]:
+    try:
+        result = call()
+    except ValueError as exc:
+        return (repr(exc), exc.__notes__[0].split("trace")[0])
+    if not hasattr(result, "report"):  # one output asked for by name: the bare value
+        return (result,)
+    report = result.report
+    return (dict(result), _cached_records(report), report.cache_hits, report.cache_misses)
+
+
+def test_cached_runs_have_the_events_records_and_counts_of_the_general_runner(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = observed.cached_steps
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append("cached")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(observed, "cached_steps", spy)
+    quick, general, heard, expected = _cached_pair(tmp_path)
+    steps = [
+        lambda p: p.run(x=4),  # cold
+        lambda p: p.run(x=4),  # warm: every node a hit, outputs read before the end event
+        lambda p: p.run(x=4, output_name="doubled"),
+        lambda p: p.run(x=4, bonus=1),  # `add` misses, the others hit
+        lambda p: p.run(x=13),  # fails in a miss
+        lambda p: p.map(x=[1, 2], map_over="x"),
+        lambda p: p.map(x=[1, 2, 3], map_over="x", bonus=2),  # items 0, 1 partly cached
+        lambda p: p.map(x=[1, 2, 3], map_over="x", bonus=2),  # every item from the cache
+        lambda p: p.map(x=[3, 13], map_over="x", bonus=2),
+    ]
+    for step in steps:
+        assert _outcome(lambda s=step: s(quick)) == _outcome(lambda s=step: s(general))
+        assert heard.events == expected.events
+    assert calls, "the observed loop ran the cached calls"
+    hooks = {event[0] for event in heard.events}
+    assert {"node_cached", "item_cached", "node_start", "error"} <= hooks
+    ends = [e for e in heard.events if e[0] == "pipeline_end" and e[1] == "p"]
+    assert ends[1][2] == {"doubled": 8, "low": 7, "high": 9, "total": 16}, "warm outputs shown"
+
+
+def test_an_input_that_cannot_be_signed_takes_the_general_runner(tmp_path: Any) -> None:
+    quick, general, heard, expected = _cached_pair(tmp_path)
+    lock = threading.Lock()
+    for pipeline in (quick, general):
+        with pytest.raises(UnhashableInputError):
+            pipeline.run(x=lock)
+    assert heard.events == expected.events
+    assert [e[0] for e in heard.events] == ["pipeline_start", "pipeline_end"]

@@ -107,7 +107,9 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     if call.is_quick():
         return _run_quick(call)
     if call.is_observed():
-        return _run_observed(call)
+        done = _run_observed(call)
+        if done is not _UNSIGNED:
+            return done
     return run_sync(lambda: _run_general(call))
 
 
@@ -120,7 +122,9 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     if call.is_quick():
         return _run_quick(call)
     if call.is_observed():
-        return _run_observed(call)
+        done = _run_observed(call)
+        if done is not _UNSIGNED:
+            return done
     return await _run_general(call)
 
 
@@ -176,13 +180,22 @@ def _quickly(
     return state
 
 
+_UNSIGNED: Any = object()
+"""An observed call whose inputs cannot be signed: the general runner takes it."""
+
+
 def _run_observed(call: _Call) -> Any:
     state = RunState(call.pipeline.name)
     level = Level.root(state, call.plan, root_config(call.pipeline))
     values = dict(call.values)
+    cached = None
+    if level.config.cache is not None:
+        cached = observed.prepare(level, [values], plain=True)
+        if cached is None:
+            return _UNSIGNED
     error: BaseException | None = None
     try:
-        observed.run_level(level, values)
+        observed.run_level(level, values, cached)
     except BaseException as exc:
         error = exc
         raise
@@ -220,7 +233,9 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     if call.is_quick():
         return _map_quick(call)
     if call.is_observed():
-        return _map_observed(call)
+        done = _map_observed(call)
+        if done is not _UNSIGNED:
+            return done
     return run_sync(lambda: _map_general(call))
 
 
@@ -233,7 +248,9 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     if call.is_quick():
         return _map_quick(call)
     if call.is_observed():
-        return _map_observed(call)
+        done = _map_observed(call)
+        if done is not _UNSIGNED:
+            return done
     return await _map_general(call)
 
 
@@ -254,24 +271,38 @@ def _map_fast(call: _Call, level: fast.FastLevel) -> Any:
 
 
 def _map_root(call: _Call) -> tuple[RunState, Level, list[Any], dict[str, Any]]:
-    """The root level of a map, its pipeline start event fired; the columns and the rest."""
+    """The root level of a map, the mapped columns and the rest of the inputs."""
     state = RunState(call.pipeline.name)
     level = Level.root(state, call.plan, root_config(call.pipeline))
     state.metadata[call.pipeline.name]["mapped"] = True
     columns = collections(call.values, call.mapped)
     base = {k: v for k, v in call.values.items() if k not in call.mapped}
-    level.emit("on_pipeline_start", call.pipeline.name, dict(call.values))
     return state, level, columns, base
 
 
 def _map_observed(call: _Call) -> Any:
     state, level, columns, base = _map_root(call)
     name = call.pipeline.name
+    items: Any = None
+    cached = None
+    if level.config.cache is not None:
+        try:  # signed up front: anything that goes wrong here, the general runner reports
+            total, found = rows(call.mapped, columns, call.map_mode)
+            items = list(found)
+            inputs = [{**base, **dict(zip(call.mapped, row, strict=True))} for row in items]
+        except Exception:
+            return _UNSIGNED
+        prepared = observed.prepare(level, inputs, plain=False)
+        if prepared is None:
+            return _UNSIGNED
+        cached = (inputs, prepared)
+    level.emit("on_pipeline_start", name, dict(call.values))
     error: BaseException | None = None
     results: dict[str, list[Any]] = {}
     try:
-        total, items = rows(call.mapped, columns, call.map_mode)
-        outputs = observed.map_level(level, base, call.mapped, items, total)
+        if items is None:
+            total, items = rows(call.mapped, columns, call.map_mode)
+        outputs = observed.map_level(level, base, call.mapped, items, total, cached)
         results = observed.columns_of(outputs, call.plan.outputs)
     except BaseException as exc:
         error = exc
@@ -286,6 +317,7 @@ def _map_observed(call: _Call) -> Any:
 async def _map_general(call: _Call) -> Any:
     state, level, columns, base = _map_root(call)
     name = call.pipeline.name
+    level.emit("on_pipeline_start", name, dict(call.values))
     error: BaseException | None = None
     results: dict[str, list[Any]] = {}
     try:

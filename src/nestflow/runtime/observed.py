@@ -1,11 +1,13 @@
 """The observed loop: runs and maps of one flat sequential level, with callbacks.
 
-It applies when the only thing a run needs beyond the fast path is callbacks: one level
-of synchronous function nodes, sequential in both dimensions, with no cache, timeout,
-retry or ``on_error="continue"``, and no callback that carries trace context into node
-calls. Events, their order and arguments, records and failures are those of the general
-runner (``runner.run_pipeline``, ``map_pipeline``, ``run_item`` and
-``nodes.run_function``), made by a plain loop instead of coroutines on an event loop.
+It applies when what a run needs beyond the fast path is callbacks, and maybe a cache:
+one level of synchronous function nodes (all cacheable when a cache is in effect),
+sequential in both dimensions, with no timeout, retry or ``on_error="continue"``, and no
+callback that carries trace context into node calls. Events, their order and arguments,
+records and failures are those of the general runner (``runner.run_pipeline``,
+``map_pipeline``, ``run_item``, ``nodes.run_function``, ``nodes.from_cache``), made by a
+plain loop instead of coroutines on an event loop. With a cache, every signature is made
+and the cache asked once before the first event, as the cached loop (``quick``) does.
 """
 
 from __future__ import annotations
@@ -14,15 +16,21 @@ from collections.abc import Sequence
 from time import perf_counter
 from typing import Any
 
+from nestflow.cache.fingerprint import Unhashable
 from nestflow.callbacks.dispatch import implements
 from nestflow.callbacks.events import CallbackContext
 from nestflow.core.config import EffectiveConfig
 from nestflow.core.node import Node
+from nestflow.errors import UnhashableInputError
+from nestflow.runtime import caching
 from nestflow.runtime.calls import CallSpec
 from nestflow.runtime.context import Level
 from nestflow.runtime.fast import node_is_fast
 from nestflow.runtime.nodes import fail, spec_of
 from nestflow.runtime.plan import LevelPlan, Step
+from nestflow.runtime.quick import QuickLevel, Unread, read, read_all, stored
+
+_ABSENT: Any = object()
 
 _Compiled = list[tuple[Step, CallSpec, str, tuple[str, ...] | None]]
 """Per step: the step, its call spec, its record path, and its argument names when the
@@ -32,20 +40,54 @@ call is simple (positional inputs without defaults, one output)."""
 def qualifies(plan: LevelPlan, config: EffectiveConfig) -> bool:
     """Whether a run of ``plan`` at ``config`` can take the observed loop."""
     backend = config.backend
+    cached = config.cache is not None
     return (
         bool(config.callbacks)
+        and bool(plan.steps)
         and getattr(backend, "node_execution", None) == "sequential"
         and getattr(backend, "map_execution", None) == "sequential"
-        and config.cache is None
         and config.timeout is None
         and isinstance(config.retries, int)
         and config.retries == 0
         and not implements(config.callbacks, "carrier")
         and all(
-            step.child is None and isinstance(step.node, Node) and node_is_fast(step.node, config)
+            step.child is None
+            and isinstance(step.node, Node)
+            and node_is_fast(step.node, config)
+            and (step.node.cache or not cached)
             for step in plan.steps
         )
     )
+
+
+class Cached:
+    """A cached level's signatures per item, and what the cache holds for them."""
+
+    __slots__ = ("entries", "held", "quick", "sigs")
+
+    def __init__(self, quick: QuickLevel, sigs: list[list[str]]) -> None:
+        self.quick, self.sigs = quick, sigs
+        self.held, self.entries = quick.ask(sigs)  # values read, entries not read yet
+
+    def hits(self, item: int) -> bool:
+        """Whether every node of ``item`` is in the cache."""
+        held, entries = self.held, self.entries
+        return all(sig in held or sig in entries for sig in self.sigs[item])
+
+
+def prepare(level: Level, items: list[dict[str, Any]], plain: bool) -> Cached | None:
+    """Sign every node of every item and ask the cache once, before any event.
+
+    None when an input cannot be fingerprinted: the general runner then runs the call, so
+    the error comes with the events it has there.
+    """
+    quick = QuickLevel(level)
+    try:
+        sigs = [quick.sign_run(items[0])] if plain else [quick.sign(v) for v in items]
+    except (Unhashable, UnhashableInputError):
+        return None
+    level.run.caches[id(quick.cache)] = quick.cache
+    return Cached(quick, sigs)
 
 
 def _compiled(plan: LevelPlan) -> _Compiled:
@@ -59,43 +101,67 @@ def _compiled(plan: LevelPlan) -> _Compiled:
     return found
 
 
-def run_level(level: Level, values: dict[str, Any]) -> None:
+def run_level(level: Level, values: dict[str, Any], cached: Cached | None = None) -> None:
     """A plain run: the level's steps between pipeline start and end events."""
     name = level.plan.name
-    level.emit("on_pipeline_start", name, dict(values))
+    level.emit("on_pipeline_start", name, dict(values) if cached is None else _shown(values))
     started = perf_counter()
     error: BaseException | None = None
     try:
-        run_steps(level, values)
+        if cached is None:
+            run_steps(level, values)
+        else:
+            cached_steps(level, values, cached, 0)
+            read(values, level.plan.outputs)  # returned by the run: read before the end event
     except BaseException as exc:
         error = exc
         raise
     finally:
         outputs = {o: values[o] for o in level.plan.outputs if o in values}
+        if cached is not None:
+            outputs = _shown(outputs)
         level.emit("on_pipeline_end", name, outputs, perf_counter() - started, error=error)
+
+
+def _shown(values: dict[str, Any]) -> dict[str, Any]:
+    """What callbacks see of a cached level's values: names only, read values only."""
+    return {k: v for k, v in caching.visible(values).items() if not isinstance(v, Unread)}
 
 
 class _Hooks:
     """The node and item handlers of a level's callbacks, looked up once per run or map."""
 
-    __slots__ = ("backend", "call", "item_end", "item_start", "node_end", "node_start")
+    __slots__ = (
+        "backend", "cache", "call", "item_cached", "item_end", "item_start", "node_cached",
+        "node_end", "node_start",
+    )  # fmt: skip
 
     def __init__(self, level: Level) -> None:
         run, callbacks = level.run, level.config.callbacks
         handlers = run.dispatcher.handlers
         self.node_start = handlers(callbacks, "on_node_start")
         self.node_end = handlers(callbacks, "on_node_end")
+        self.node_cached = handlers(callbacks, "on_node_cached")
         self.item_start = handlers(callbacks, "on_map_item_start")
         self.item_end = handlers(callbacks, "on_map_item_end")
-        self.backend = run.labels(level.config)[0]
+        self.item_cached = handlers(callbacks, "on_map_item_cached")
+        self.backend, self.cache = run.labels(level.config)
         # Every event of an observed run comes from the thread running it: no lock needed.
         self.call = run.dispatcher.call_alone
 
 
 def map_level(
-    level: Level, base: dict[str, Any], names: tuple[str, ...], items: Any, total: int
+    level: Level,
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    items: Any,
+    total: int,
+    cached: tuple[list[dict[str, Any]], Cached] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every item in order, between map start and end events; fails at the first failure."""
+    """Every item in order, between map start and end events; fails at the first failure.
+
+    ``cached`` is each item's values (inputs) and what ``prepare`` made of them.
+    """
     map_id = level.plan.name
     level.emit("on_map_start", map_id, total)
     hooks = _Hooks(level)
@@ -106,15 +172,25 @@ def map_level(
     try:
         for index, row in enumerate(items):
             item_level = level.item(index, total)
+            if cached is not None:
+                values = cached[0][index]
+                if cached[1].hits(index):  # resolved by signatures alone
+                    _item_from_cache(item_level, map_id, values, cached[1], index, hooks)
+                    outputs.append(values)
+                    continue
             item = dict(zip(names, row, strict=True))
-            values = {**base, **item}
+            if cached is None:
+                values = {**base, **item}
             if starts:
                 ctx = CallbackContext(item_level, None, None, 1)
                 call(starts, "on_map_item_start", (map_id, index, item, ctx))
             begun = clock()
             error: BaseException | None = None
             try:
-                run_steps(item_level, values, hooks)
+                if cached is None:
+                    run_steps(item_level, values, hooks)
+                else:
+                    cached_steps(item_level, values, cached[1], index, hooks)
             except BaseException as exc:
                 error = exc
                 raise
@@ -125,7 +201,81 @@ def map_level(
             outputs.append(values)
     finally:
         level.emit("on_map_end", map_id, clock() - started)
+    if cached is not None:
+        read_all(cached[1].quick.cache, outputs, level.plan.outputs)
     return outputs
+
+
+def _item_from_cache(
+    level: Level, map_id: str, values: dict[str, Any], cached: Cached, item: int, hooks: _Hooks
+) -> None:
+    # As nodes.from_cache: every node a hit, then on_map_item_cached instead of start/end.
+    sigs = cached_steps(level, values, cached, item, hooks)
+    if hooks.item_cached:
+        ctx = CallbackContext(level, None, None, 1)
+        hooks.call(hooks.item_cached, "on_map_item_cached", (map_id, item, sigs[-1], ctx))
+
+
+def cached_steps(
+    level: Level, values: dict[str, Any], cached: Cached, item: int, hooks: _Hooks | None = None
+) -> list[str]:
+    """Each step in order: a hit (published, unread unless read with its entry) or a run."""
+    hooks = hooks or _Hooks(level)
+    call, hit_handlers = hooks.call, hooks.node_cached
+    quick, sigs, held, entries = cached.quick, cached.sigs[item], cached.held, cached.entries
+    report = level.run.report
+    keep = report._rows.append
+    name, item_path, labels = level.plan.name, level.item_path, (hooks.backend, hooks.cache)
+    for index, (step, spec, path, _) in enumerate(_compiled(level.plan)):
+        sig, node_id = sigs[index], step.id
+        value = held.get(sig, _ABSENT)
+        entry = entries.get(sig) if value is _ABSENT else None
+        if value is _ABSENT and entry is None:
+            _miss(level, values, quick, index, sig, hooks)
+            continue
+        if entry is not None:
+            quick.publish(values, index, spec, entry)
+        elif len(spec.outs) == 1:
+            values[spec.outs[0]] = value
+        else:
+            values.update(zip(spec.outs, value, strict=True))
+        report.cache_hits += 1
+        keep((path, node_id, name, 0, item_path, "cached", 0.0, 1, sig, *labels))
+        if hit_handlers:
+            ctx = CallbackContext(level, node_id, None, 1)
+            call(hit_handlers, "on_node_cached", (node_id, sig, ctx))
+    return sigs
+
+
+def _miss(
+    level: Level, values: dict[str, Any], quick: QuickLevel, index: int, sig: str, hooks: _Hooks
+) -> None:
+    # As nodes.run_function for a node that missed: inputs read, events, call, store, record.
+    step, spec, path, _ = _compiled(level.plan)[index]
+    node_id, run = step.id, level.run
+    read(values, spec.names)
+    args, kwargs = spec.arguments(values)
+    inputs = spec.inputs(values) if hooks.node_start else None
+    started = perf_counter()
+    if hooks.node_start:
+        ctx = CallbackContext(level, node_id, None, 1)
+        hooks.call(hooks.node_start, "on_node_start", (node_id, inputs, ctx))
+    try:
+        spec.publish(spec.fn(*args, **kwargs), values)
+    except Exception as exc:
+        fail(level, step, exc, perf_counter() - started, 1, {})
+        raise
+    duration = perf_counter() - started
+    run.nodes_executed += 1
+    quick.cache.store(sig, path, spec.outs, stored(spec, values))
+    run.report.cache_misses += 1
+    item_path, labels = level.item_path, (hooks.backend, hooks.cache)
+    record = (path, node_id, level.plan.name, 0, item_path, "executed", duration, 1, sig, *labels)
+    run.report._rows.append(record)
+    if hooks.node_end:
+        outputs = {o: values[o] for o in spec.outs}
+        ctx = CallbackContext(level, node_id, None, 1)
+        hooks.call(hooks.node_end, "on_node_end", (node_id, outputs, duration, ctx))
 
 
 def run_steps(level: Level, values: dict[str, Any], hooks: _Hooks | None = None) -> None:

@@ -29,7 +29,7 @@ Row = tuple[int, int, str, str, float]
 """(step index, item index or -1, status, signature, duration) of one node execution."""
 
 
-class _Unread:
+class Unread:
     """A hit's value, read on first use; recomputed by its producer if unreadable."""
 
     __slots__ = ("done", "entry", "index", "quick", "step", "value", "values")
@@ -246,21 +246,20 @@ class QuickLevel:
                 continue
             entry = entries.get(sig)
             if entry is not None:
-                self._publish(values, index, spec, sig, entry)
+                self.publish(values, index, spec, entry)
                 rows.append((index, item, "cached", sig, 0.0))
                 continue
             started = perf_counter()
             self._execute(values, index, spec, item)
-            self.cache.store(sig, self._path(index), spec.outs, _stored(spec, values))
+            self.cache.store(sig, self._path(index), spec.outs, stored(spec, values))
             rows.append((index, item, "executed", sig, perf_counter() - started))
 
-    def _publish(
-        self, values: dict[str, Any], index: int, spec: CallSpec, sig: str, entry: Any
-    ) -> None:
+    def publish(self, values: dict[str, Any], index: int, spec: CallSpec, entry: Any) -> None:
+        """Publish the outputs of hit ``index`` as values read on first use."""
         if len(spec.outs) == 1:
-            values[spec.outs[0]] = _Unread(self, index, values, entry, None)
+            values[spec.outs[0]] = Unread(self, index, values, entry, None)
             return
-        shared = _Unread(self, index, values, entry, None)
+        shared = Unread(self, index, values, entry, None)
         for position, out in enumerate(spec.outs):
             values[out] = _Slice(shared, position)
 
@@ -269,14 +268,14 @@ class QuickLevel:
         fresh = dict(values)  # inputs are never rebound, so they are still the node's inputs
         spec = self.specs[index]
         self._execute(fresh, index, spec, -1)
-        value = _stored(spec, fresh)
+        value = stored(spec, fresh)
         self.cache.store(sig, self._path(index), spec.outs, value)
         return value
 
     def _execute(self, values: dict[str, Any], index: int, spec: CallSpec, item: int) -> None:
         for name in spec.names:
             value = values.get(name)
-            if isinstance(value, _Unread):
+            if isinstance(value, Unread):
                 values[name] = value.get()
         args, kwargs = spec.arguments(values)
         try:
@@ -342,12 +341,12 @@ class QuickLevel:
             report.add_all(self._records(rows))
 
 
-class _Slice(_Unread):
+class _Slice(Unread):
     """One output of a multi-output hit."""
 
     __slots__ = ("whole",)
 
-    def __init__(self, whole: _Unread, position: int) -> None:
+    def __init__(self, whole: Unread, position: int) -> None:
         self.whole, self.index, self.entry = whole, position, whole.entry
         self.done = False
 
@@ -355,7 +354,7 @@ class _Slice(_Unread):
         return self.whole.get()[self.index]
 
 
-def _stored(spec: CallSpec, values: dict[str, Any]) -> Any:
+def stored(spec: CallSpec, values: dict[str, Any]) -> Any:
     outs = spec.outs
     return values[outs[0]] if len(outs) == 1 else tuple(values[o] for o in outs)
 
@@ -364,7 +363,7 @@ def read(values: dict[str, Any], names: tuple[str, ...]) -> None:
     """Read the unread values among ``names``."""
     for name in names:
         value = values.get(name)
-        if isinstance(value, _Unread):
+        if isinstance(value, Unread):
             values[name] = value.get()
 
 
@@ -392,15 +391,12 @@ def map_level(quick: QuickLevel, items: list[dict[str, Any]]) -> list[dict[str, 
 def read_all(cache: Any, items: list[dict[str, Any]], names: tuple[str, ...]) -> None:
     """Read the unread outputs of many items with batched store reads."""
     unread = [
-        value
-        for values in items
-        for name in names
-        if isinstance(value := values.get(name), _Unread)
+        value for values in items for name in names if isinstance(value := values.get(name), Unread)
     ]
-    entries = {v.entry.signature: v.entry for v in unread if not v.done and type(v) is _Unread}
+    entries = {v.entry.signature: v.entry for v in unread if not v.done and type(v) is Unread}
     loaded = cache.load_many(list(entries.values())) if entries else {}
     for value in unread:
-        if value.done or type(value) is not _Unread:
+        if value.done or type(value) is not Unread:
             continue
         sig = value.entry.signature
         if sig in loaded:

@@ -42,7 +42,12 @@ async def run_pipeline(level: Level, values: dict[str, Any]) -> Blocked:
     started = perf_counter()
     error: BaseException | None = None
     try:
-        return await run_steps(level, values)
+        blocked = await run_steps(level, values)
+        if level.depth == 0 and level.run.uses_cache:
+            # The run returns these: read them before the end event shows them. A nested
+            # level's outputs stay unread until something needs them (lazy loading).
+            await caching.ready(level.plan.outputs, values)
+        return blocked
     except BaseException as exc:
         error = exc
         raise
