@@ -882,3 +882,45 @@ def test_two_consumers_of_an_unreadable_value_recompute_it_once(tmp_path: Path) 
             "right": 300_001,
         }
     assert CALLS == ["make_big"]
+
+
+def test_closed_groups_are_fingerprinted_like_their_members_and_kept_once(tmp_path: Path) -> None:
+    from nestflow.cache.fingerprint import code_fingerprint, code_fingerprints
+
+    namespace: dict[str, object] = {}
+    exec("def one(a):\n    return a + 1\ndef two(b):\n    return b * 2\n", namespace)  # noqa: S102
+    one, two = namespace["one"], namespace["two"]
+    cache = DiskCache(tmp_path)
+    found, closed = code_fingerprints([one, two], cache.analyses)  # type: ignore[list-item]
+    assert closed is True
+    assert found == [code_fingerprint(one), code_fingerprint(two)]  # type: ignore[arg-type]
+    cache.flush()
+    database = sqlite3.connect(tmp_path / "cache.sqlite3")
+    try:
+        kept = database.execute("SELECT COUNT(*) FROM code WHERE key LIKE 'closed:%'").fetchone()
+    finally:
+        database.close()
+    assert kept == (1,)
+    again, _ = code_fingerprints([one, two], DiskCache(tmp_path).analyses)  # type: ignore[list-item]
+    assert again == found
+
+    def reads_a_global(x: int) -> int:
+        return len(str(x))
+
+    _, mixed = code_fingerprints([one, reads_a_global], cache.analyses)  # type: ignore[list-item]
+    assert mixed is False, "a node that reads a global name is fingerprinted on every run"
+
+
+def test_a_node_given_new_code_is_run_again_not_served_from_the_kept_fingerprints(
+    tmp_path: Path,
+) -> None:
+    namespace: dict[str, object] = {}
+    exec("def inc(x):\n    return x + 1\n", namespace)  # noqa: S102
+    inc = namespace["inc"]
+    pipeline = Pipeline([node(output_name="y")(inc)], name="n", cache=DiskCache(tmp_path))
+    assert pipeline.run(x=1)["y"] == 2
+    assert pipeline.run(x=1).report.cache_hits == 1
+    inc.__code__ = compile("def inc(x):\n    return x + 10\n", "<new>", "exec").co_consts[0]  # type: ignore[attr-defined]
+    result = pipeline.run(x=1)
+    assert result["y"] == 11
+    assert result.report.cache_misses == 1

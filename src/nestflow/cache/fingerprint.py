@@ -606,3 +606,11 @@ def code_fingerprint(fn: Callable[..., Any], analyses: AnalysisStore | None = No
     (a cache's store of source analyses) spares a new process from re-parsing sources.
     """
     return _CODE(fn, analyses)
+
+
+def code_fingerprints(
+    fns: Sequence[Callable[..., Any]], analyses: AnalysisStore | None = None
+) -> tuple[list[bytes], bool]:
+    """``code_fingerprint`` of each of ``fns``, and whether every one depends on its code
+    object alone (no global name read, no cell), so the list holds while those do."""
+    return _CODE.many(fns, analyses)

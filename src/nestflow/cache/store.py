@@ -127,7 +127,10 @@ def new_blob_key() -> str:
     their index instead of inserting at random places, which keeps writes cheap as it grows.
     """
     count = next(_BLOB_COUNTER) & 0xFFFFFFFF
-    return f"{time.time_ns():016x}{os.getpid() & 0xFFFFFFFF:08x}{count:08x}"
+    return "%016x%08x%08x" % (time.time_ns(), _pid() & 0xFFFFFFFF, count)  # noqa: UP031  # faster
+
+
+_pid = os.getpid
 
 
 def serialize(value: Any) -> tuple[bytes, str]:

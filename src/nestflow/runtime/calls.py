@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nestflow.core.node import Node
@@ -21,6 +21,16 @@ class CallSpec:
     keyword: tuple[tuple[str, str, Any], ...]
     """(parameter, wired name, default) per keyword-only parameter."""
     outs: tuple[str, ...]
+    arg_names: tuple[str, ...] = field(init=False)
+    """The wired names of the positional parameters."""
+    names: tuple[str, ...] = field(init=False)
+    """Every wired input name, positional and keyword."""
+
+    def __post_init__(self) -> None:
+        # Read for every call on the loops: made once here, not per read.
+        arg_names = tuple(name for name, _ in self.positional)
+        object.__setattr__(self, "arg_names", arg_names)
+        object.__setattr__(self, "names", (*arg_names, *(n for _, n, _ in self.keyword)))
 
     @property
     def simple(self) -> bool:
@@ -30,16 +40,6 @@ class CallSpec:
             and not self.keyword
             and all(d is _REQUIRED for _, d in self.positional)
         )
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Every wired input name, positional and keyword."""
-        return (*self.arg_names, *(name for _, name, _ in self.keyword))
-
-    @property
-    def arg_names(self) -> tuple[str, ...]:
-        """The wired names of the positional parameters."""
-        return tuple(name for name, _ in self.positional)
 
     def arguments(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Positional and keyword arguments; a missing optional input takes its default."""

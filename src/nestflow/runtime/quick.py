@@ -13,7 +13,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from nestflow.cache.fingerprint import Unhashable, code_fingerprint, fingerprint
+from nestflow.cache.fingerprint import Unhashable, code_fingerprints, fingerprint
 from nestflow.cache.store import CacheMiss
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.node import Node
@@ -97,6 +97,7 @@ class QuickLevel:
         self.cache = level.config.cache
         self.rows: list[Row] = []
         self._plan: list[Any] | None = None
+        self._node_paths: list[str] | None = None
 
     def sign_run(self, values: dict[str, Any]) -> list[str]:
         """``sign`` for a plain run, remembered per (code, inputs) on the plan.
@@ -106,23 +107,44 @@ class QuickLevel:
         run, so do the signatures, and none is hashed again.
         """
         level = self.level
-        codes = level.run.codes
-        analyses = getattr(self.cache, "analyses", None)
-        key = (
-            tuple(
-                codes.get((*level.hierarchy, step.id)) or code_fingerprint(step.node.func, analyses)  # type: ignore[union-attr]
-                for step in self.steps
-            ),
-            tuple(self._input_rep(name, values) for name in self._inputs()),
-        )
+        codes = self._codes()
+        key = (codes, tuple(self._input_rep(name, values) for name in self._inputs()))
         memo = level.plan.memo.setdefault("signatures", {})
         found: list[str] | None = memo.get(key)
         if found is None:
+            level.run.codes.update(zip(self._paths(), codes, strict=True))  # for caching.prefix
             found = self.sign(values)
             if len(memo) >= 64:
                 memo.clear()
             memo[key] = found
         return found
+
+    def _codes(self) -> tuple[bytes, ...]:
+        """The nodes' code fingerprints.
+
+        Fingerprints of a level whose nodes all depend on their code objects alone are
+        kept on the plan with those code objects, and hold while the functions keep them.
+        """
+        level = self.level
+        codes, funcs = level.run.codes, [step.node.func for step in self.steps]  # type: ignore[union-attr]
+        if codes:
+            shipped = [codes.get(path) for path in self._paths()]
+            if all(shipped):  # made by the coordinator of this map item
+                return tuple(shipped)  # type: ignore[arg-type]
+        kept = level.plan.memo.get("closed-codes")
+        if kept is not None and all(f.__code__ is c for f, c in zip(funcs, kept[0], strict=True)):
+            found: tuple[bytes, ...] = kept[1]
+        else:
+            made, closed = code_fingerprints(funcs, getattr(self.cache, "analyses", None))
+            found = tuple(made)
+            if closed:
+                level.plan.memo["closed-codes"] = (tuple(f.__code__ for f in funcs), found)
+        return found
+
+    def _paths(self) -> list[tuple[str, ...]]:
+        """Each node's path, as run.codes keys it."""
+        level = self.level
+        return [(*level.hierarchy, step.id) for step in self.steps]
 
     def ask(self, sigs: list[list[str]]) -> tuple[dict[str, Any], dict[str, Any]]:
         """What the cache holds for these items: values of requested outputs, entries of others.
@@ -297,7 +319,11 @@ class QuickLevel:
         fail(level, self.steps[index], exc, 0.0, 1, {})
 
     def _path(self, index: int) -> str:
-        return " > ".join((*self.level.hierarchy, self.steps[index].id))
+        paths: list[str] | None = self._node_paths
+        if paths is None:
+            hierarchy = self.level.hierarchy
+            paths = self._node_paths = [" > ".join((*hierarchy, s.id)) for s in self.steps]
+        return paths[index]
 
     def _records(self, rows: list[Row]) -> list[NodeRecord]:
         level = self.level
