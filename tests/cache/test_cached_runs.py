@@ -888,7 +888,7 @@ def test_closed_groups_are_fingerprinted_like_their_members_and_kept_once(tmp_pa
     from nestflow.cache.fingerprint import code_fingerprint, code_fingerprints
 
     namespace: dict[str, object] = {}
-    exec("def one(a):\n    return a + 1\ndef two(b):\n    return b * 2\n", namespace)  # noqa: S102
+    exec("def one(a):\n    return a + 1\ndef two(b):\n    return b * 2\n", namespace)
     one, two = namespace["one"], namespace["two"]
     cache = DiskCache(tmp_path)
     found, closed = code_fingerprints([one, two], cache.analyses)  # type: ignore[list-item]
@@ -915,7 +915,7 @@ def test_a_node_given_new_code_is_run_again_not_served_from_the_kept_fingerprint
     tmp_path: Path,
 ) -> None:
     namespace: dict[str, object] = {}
-    exec("def inc(x):\n    return x + 1\n", namespace)  # noqa: S102
+    exec("def inc(x):\n    return x + 1\n", namespace)
     inc = namespace["inc"]
     pipeline = Pipeline([node(output_name="y")(inc)], name="n", cache=DiskCache(tmp_path))
     assert pipeline.run(x=1)["y"] == 2
