@@ -12,25 +12,17 @@ A top-level result is memoised with the namespace slots and cells it read, and r
 each still holds the same object and every value encoded on the way was immutable.
 
 :mod:`nestflow.cache.fingerprint` builds the :class:`CodeFingerprinter` and hands it the
-value encoding, so neither module imports the other at load time.
+value encoding, so neither module imports the other at load time. The static analysis is
+:mod:`nestflow.cache.source`; what counts as user code is :mod:`nestflow.cache.names`.
 """
 
 from __future__ import annotations
 
-import ast
 import builtins
 import contextlib
-import dis
-import inspect
-import linecache
 import marshal
-import os
 import pickle
-import sys
-import sysconfig
-import textwrap
 import threading
-import types
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -41,95 +33,24 @@ from hashlib import sha256
 from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any, Protocol
 
+from nestflow.cache.names import LIBRARY_CALLABLES, is_user_module, qualified_name, unwrap
+from nestflow.cache.source import Chain, parse, source_digest, tree_digest, uses
 from nestflow.errors import CacheWarning
 
 __all__ = ["LIBRARY_CALLABLES", "CodeFingerprinter", "is_user_module", "qualified_name", "unwrap"]
 
-Chain = tuple[str, ...]
 Dep = tuple[Any, Any, Any]  # (namespace, key, object seen), (cell, None, contents), (ns, _SIZE, n)
 
-#: Callables implemented in C: never user code, keyed by qualified name.
-LIBRARY_CALLABLES: tuple[type, ...] = (
-    types.BuiltinFunctionType,
-    types.WrapperDescriptorType,
-    types.MethodDescriptorType,
-    types.MethodWrapperType,
-    types.ClassMethodDescriptorType,
-)
 _BUILTINS: dict[str, Any] = vars(builtins)
 _MISSING: Any = object()
 _SIZE: Any = object()
 _ABSENT, _EMPTY_CELL, _SKIPPED = (tag + bytes(32) for tag in (b"?", b"0", b"g"))
 _STABLE = frozenset({int, float, complex, str, bytes, bool, type(None), range, type(...)})
 _STABLE_KINDS = (FunctionType, type, ModuleType, Enum, *LIBRARY_CALLABLES)
-_HEADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF"})
-_LINKS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
-_REBINDS = frozenset({"STORE_GLOBAL", "DELETE_GLOBAL", "STORE_DEREF", "DELETE_DEREF"})
-_SIMPLE_LOADS = frozenset({"LOAD_CONST", "LOAD_FAST", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME"})
-# After ``table`` and a simple key: an item store, delete, or the COPY of ``table[k] += x``.
-_ITEM_WRITES = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "COPY"})
-_MUTATOR_NAMES = """append appendleft add clear discard extend extendleft insert pop popitem popleft
-    remove reverse rotate setdefault sort update put put_nowait set acquire release write
-    writelines send sendall flush close __setitem__ __delitem__ __iadd__"""
-_MUTATORS = frozenset(_MUTATOR_NAMES.split())
 # Methods that dataclasses and attrs generate from the class body, which the class source covers.
 _GENERATED_NAMES = """__init__ __repr__ __eq__ __ne__ __lt__ __le__ __gt__ __ge__ __hash__
     __setattr__ __delattr__ __getstate__ __setstate__ __replace__"""
 _GENERATED = frozenset(_GENERATED_NAMES.split())
-
-
-# --- user code, names -------------------------------------------------------------------------
-
-_PATHS = sysconfig.get_paths()
-_KEYS = ("stdlib", "platstdlib", "purelib", "platlib")
-_LIBRARY_DIRS = tuple({os.path.join(os.path.realpath(_PATHS[k]), "") for k in _KEYS})
-_INSTALLED = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
-_USER_MODULES: dict[str, bool] = {}
-
-
-def is_user_module(name: str | None) -> bool:
-    """Whether module ``name`` is user code: not installed, not the stdlib, not nestflow."""
-    if name is None:
-        return True
-    known = _USER_MODULES.get(name)
-    if known is None:
-        known = _USER_MODULES[name] = _classify_module(name)
-    return known
-
-
-def _classify_module(name: str) -> bool:
-    if name == "__main__":
-        return True
-    if name.partition(".")[0] == "nestflow" or name in sys.builtin_module_names:
-        return False
-    module = sys.modules.get(name)
-    file = getattr(module, "__file__", None)
-    if module is None or not isinstance(file, str):
-        origin = getattr(getattr(module, "__spec__", None), "origin", None)
-        return origin not in ("built-in", "frozen")
-    path = os.path.realpath(file)
-    return not (path.startswith(_LIBRARY_DIRS) or any(mark in path for mark in _INSTALLED))
-
-
-def qualified_name(obj: Any) -> str:
-    """``module.qualname`` of a class, function or builtin, as fingerprints spell it."""
-    module = getattr(obj, "__module__", None)
-    if not isinstance(module, str):
-        owner = getattr(obj, "__objclass__", None) or type(getattr(obj, "__self__", None))
-        module = getattr(owner, "__module__", "builtins")
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-    return f"{module}.{name if isinstance(name, str) else type(obj).__qualname__}"
-
-
-def unwrap(obj: Any) -> Any:
-    """The function behind a nestflow ``Node`` or a ``functools.wraps`` decorator."""
-    kind = type(obj)
-    if kind.__name__ == "Node" and kind.__module__.partition(".")[0] == "nestflow":
-        obj = getattr(obj, "func", obj)
-    if callable(obj) and hasattr(obj, "__wrapped__"):
-        with contextlib.suppress(ValueError):
-            obj = inspect.unwrap(obj)
-    return obj
 
 
 # --- the static part: normalised source and the names the code loads ---------------------------
@@ -175,83 +96,6 @@ class _Trace:
         self.active: set[int] = set()
         self.deps: list[Dep] = []
         self.stable = True
-
-
-def _code_tree(code: CodeType) -> Iterator[CodeType]:
-    yield code
-    for const in code.co_consts:
-        if isinstance(const, CodeType):
-            yield from _code_tree(const)
-
-
-def _uses(code: CodeType) -> tuple[set[Chain], set[Chain]]:
-    """The global chains the code reads, and the chains (globals or cells) it writes to."""
-    chains: set[Chain] = set()
-    mutated: set[Chain] = set()
-    for part in _code_tree(code):
-        ops = [op for op in dis.get_instructions(part) if op.opname != "EXTENDED_ARG"]
-        for index, op in enumerate(ops):
-            if op.opname in _REBINDS:
-                mutated.add((op.argval,))
-            elif op.opname in _HEADS:
-                end = index + 1
-                while end < len(ops) and ops[end].opname in _LINKS:
-                    end += 1
-                chain = (op.argval, *(link.argval for link in ops[index + 1 : end]))
-                if op.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-                    chains.add(chain)
-                mutated.update(_written(chain, ops[end : end + 3]))
-    return chains, mutated
-
-
-def _written(chain: Chain, after: Sequence[dis.Instruction]) -> list[Chain]:
-    """What a load of ``chain`` followed by ``after`` writes: method, attribute, item stores."""
-    found = [chain[:-1]] if len(chain) > 1 and chain[-1] in _MUTATORS else []
-    names = [op.opname for op in after]
-    if names[:1] in (["BEFORE_WITH"], ["BEFORE_ASYNC_WITH"]):  # a lock or another resource
-        found.append(chain)
-    elif names[:1] in (["STORE_ATTR"], ["DELETE_ATTR"]):
-        found += [chain, (*chain, after[0].argval)]
-    elif names[:2] == ["COPY", "LOAD_ATTR"]:
-        found += [chain, (*chain, after[1].argval)]
-    elif len(names) > 1 and names[0] in _SIMPLE_LOADS and names[1] in _ITEM_WRITES:
-        found.append(chain)
-    return found
-
-
-def _parse(obj: Any) -> ast.Module | None:
-    filename = getattr(obj, "co_filename", None)
-    if filename is not None and filename[:1] == "<" and filename not in linecache.cache:
-        return None  # exec'd code with no source anywhere (notebook cells are in linecache)
-    try:
-        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
-    except (OSError, TypeError, ValueError, IndexError, SyntaxError):
-        return None
-
-
-def _source_digest(code: CodeType) -> bytes | None:
-    tree = _parse(code)
-    if tree is None:
-        return None
-    if code.co_name == "<lambda>":
-        lambdas = [node for node in ast.walk(tree) if isinstance(node, ast.Lambda)]
-        return _tree_digest(b"lambda", lambdas[0]) if len(lambdas) == 1 else None
-    first = tree.body[0] if tree.body else None
-    if not isinstance(first, ast.FunctionDef | ast.AsyncFunctionDef) or first.name != code.co_name:
-        return None
-    first.decorator_list = []
-    return _tree_digest(b"source", first)
-
-
-def _tree_digest(kind: bytes, root: ast.AST) -> bytes:
-    """Digest of a syntax tree without docstrings; comments and layout never reach the tree."""
-    for node in ast.walk(root):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                node.body = node.body[isinstance(first.value.value, str) :]
-    dump = ast.dump(root, annotate_fields=False, include_attributes=False)
-    return sha256(kind + b"\0" + dump.encode("utf-8", "surrogatepass")).digest()
 
 
 def _functions_of(attr: Any) -> tuple[Any, ...] | None:
@@ -462,9 +306,9 @@ class CodeFingerprinter:
         return static
 
     def _analyse(self, code: CodeType) -> _Static:
-        chains, mutated = _uses(code)
+        chains, mutated = uses(code)
         shadowable = {chain for chain in chains if chain[0] in _BUILTINS}
-        digest = _source_digest(code) or self._bytecode_digest(code)
+        digest = source_digest(code) or self._bytecode_digest(code)
         ordered = tuple(sorted(chains - shadowable))
         return _Static(digest, ordered, tuple(sorted(shadowable)), frozenset(mutated))
 
@@ -565,8 +409,8 @@ class CodeFingerprinter:
     def _class_digest(self, cls: type) -> bytes:
         source = self._class_sources.get(cls)
         if source is None:
-            tree = _parse(cls)
-            source = bytes(32) if tree is None else _tree_digest(b"class", tree)
+            tree = parse(cls)
+            source = bytes(32) if tree is None else tree_digest(b"class", tree)
             self._class_sources[cls] = source
         parts = [qualified_name(cls).encode(), b"\0", source]
         for klass in cls.__mro__[:-1]:

@@ -21,44 +21,46 @@ import array
 import dataclasses
 import datetime as dt
 import ipaddress
-import math
 import operator
 import re
-import struct
-import sys
 import threading
 import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from decimal import Decimal
 from enum import Enum
-from fractions import Fraction
 from functools import partial
 from hashlib import sha256
-from pathlib import PosixPath, PurePosixPath, PureWindowsPath, WindowsPath
 from types import FunctionType, MethodType, ModuleType
 from typing import Any
-from uuid import UUID
 
+from nestflow.cache.arrays import numpy_rule, pandas_rule
 from nestflow.cache.code import (
     LIBRARY_CALLABLES,
     AnalysisStore,
     CodeFingerprinter,
     qualified_name,
 )
+from nestflow.cache.encoding import (
+    LENGTH,
+    MAX_DEPTH,
+    SCALARS,
+    Encode,
+    Encoder,
+    Handler,
+    Unhashable,
+    prefixed,
+    raw_bytes,
+    scalar,
+    tagged_text,
+    text_bytes,
+    tracked,
+    zone,
+)
 from nestflow.errors import CacheWarning
 
 __all__ = ["MAX_DEPTH", "Unhashable", "code_fingerprint", "fingerprint", "register_fingerprint"]
 
-#: Containers nested deeper than this raise :class:`Unhashable` instead of being truncated.
-MAX_DEPTH = 64
-
-Handler = Callable[["_Encoder", Any], bytes]
-Encode = Callable[[Any], bytes]
-_LENGTH = struct.Struct(">Q").pack
-_DOUBLE = struct.Struct(">d").pack
-_NAN = _DOUBLE(math.nan)
 _RESOURCE_TYPES = """socket.socket _io._IOBase _thread.lock _thread.RLock threading.Thread
     threading.Condition threading.Event threading.Semaphore threading.Barrier queue.Queue
     subprocess.Popen builtins.module asyncio.events.AbstractEventLoop selectors.BaseSelector
@@ -66,103 +68,8 @@ _RESOURCE_TYPES = """socket.socket _io._IOBase _thread.lock _thread.RLock thread
 _RESOURCES = frozenset(_RESOURCE_TYPES.split())
 
 
-class Unhashable(TypeError):
-    """A value, or something inside it, has no deterministic fingerprint.
-
-    ``type_name`` is the qualified type of the offending value; ``where`` is its access
-    path inside the fingerprinted value (``"items[2].conn"``; ``""`` at the top level).
-    """
-
-    def __init__(self, type_name: str, reason: str) -> None:
-        super().__init__(type_name, reason)
-        self.type_name = type_name
-        self.reason = reason
-        self.where = ""
-        self._path = ""
-
-    def add_step(self, step: str) -> None:
-        """Prepend one access step (``.name``, ``[2]``) while the error unwinds."""
-        self._path = step + self._path
-        self.where = self._path.removeprefix(".")
-
-    def __str__(self) -> str:
-        at = f" at {self.where}" if self.where else ""
-        return (
-            f"Cannot fingerprint {self.type_name}{at}: {self.reason}. Define __cache_key__() "
-            "on its class, register a fingerprinter with nestflow.register_fingerprint(), or "
-            "set cache=False on the node."
-        )
-
-
-# --- scalars: one function per exact type, returning the encoding ------------------------------
-
-
-def _int(value: int) -> bytes:
-    data = value.to_bytes((value.bit_length() + 8) >> 3, "big", signed=True)
-    return b"i" + _LENGTH(len(data)) + data
-
-
-def _double(value: float) -> bytes:
-    return _DOUBLE(value) if value == value else _NAN
-
-
-def _text(value: str) -> bytes:
-    data = value.encode("utf-8", "surrogatepass")
-    return b"s" + _LENGTH(len(data)) + data
-
-
-def _blob(tag: bytes) -> Encode:
-    return lambda value: tag + _LENGTH(len(value)) + value
-
-
-def _tagged_text(tag: bytes, render: Callable[[Any], str]) -> Encode:
-    return lambda value: tag + _text(render(value))
-
-
-def _zone(tz: dt.tzinfo | None) -> str:
-    if tz is None:
-        return ""
-    text = str(tz)  # a zone name or offset; never a repr carrying an address
-    return qualified_name(type(tz)) + ("" if " at 0x" in text else ":" + text)
-
-
-def _clock(tag: bytes) -> Encode:
-    """datetime and time: ISO text, the zone's identity and the fold."""
-    return lambda value: tag + _text(f"{value.isoformat()}|{_zone(value.tzinfo)}|{value.fold}")
-
-
-def _memoryview(value: memoryview) -> bytes:
-    shape = b"".join(_int(n) for n in value.shape or ())
-    return b"v" + _text(value.format) + shape + _bytes(value.tobytes())
-
-
-_bytes = _blob(b"b")
-_PATHS = (PosixPath, WindowsPath, PurePosixPath, PureWindowsPath)
-_SCALARS: dict[type, Encode] = {
-    int: _int,
-    str: _text,
-    float: lambda value: b"f" + _double(value),
-    bool: lambda value: b"T" if value else b"F",
-    type(None): lambda _: b"N",
-    bytes: _bytes,
-    bytearray: _blob(b"B"),
-    memoryview: _memoryview,
-    complex: lambda value: b"c" + _double(value.real) + _double(value.imag),
-    Decimal: _tagged_text(b"D", str),
-    Fraction: lambda value: b"Q" + _int(value.numerator) + _int(value.denominator),
-    dt.datetime: _clock(b"@"),
-    dt.time: _clock(b"h"),
-    dt.date: _tagged_text(b"a", dt.date.isoformat),
-    dt.timedelta: lambda v: b"z" + _int(v.days) + _int(v.seconds) + _int(v.microseconds),
-    dt.timezone: _tagged_text(b"Z", _zone),
-    UUID: lambda value: b"u" + value.bytes,
-    range: lambda value: b"r" + _int(value.start) + _int(value.stop) + _int(value.step),
-    type(...): lambda _: b"E",
-    object: lambda _: b"o",
-    **{kind: _tagged_text(b"p" + _text(qualified_name(kind)), str) for kind in _PATHS},
-}
 # Exact scalar types with no registered fingerprinter; register_fingerprint prunes it.
-_fast: dict[type, Encode] = dict(_SCALARS)
+_fast: dict[type, Encode] = dict(SCALARS)
 _UNSET: Any = object()
 _first = operator.itemgetter(0)
 
@@ -224,38 +131,18 @@ class _Encoder:
         except Unhashable as exc:
             exc.add_step(f".{named[len(parts)][0]}")
             raise
-        return head + _LENGTH(len(parts)) + b"".join(parts)
-
-
-def _tracked(inner: Handler) -> Handler:
-    """Wrap the handler of a container-like value in the depth and cycle bookkeeping."""
-
-    def encode(enc: _Encoder, value: Any) -> bytes:
-        key, depth, active = id(value), enc.depth, enc.active
-        if key in active:  # a cycle: say how many levels up the open value is
-            return b"^" + _LENGTH(depth - active[key])
-        if depth >= MAX_DEPTH:
-            reason = f"it is nested more than {MAX_DEPTH} containers deep"
-            raise Unhashable(qualified_name(type(value)), reason)
-        enc.depth = active[key] = depth + 1
-        try:
-            return inner(enc, value)
-        finally:
-            del active[key]
-            enc.depth = depth
-
-    return encode
+        return head + LENGTH(len(parts)) + b"".join(parts)
 
 
 def _sequence(tag: bytes, order: Callable[[list[bytes]], list[bytes]], brackets: str) -> Handler:
-    def encode(enc: _Encoder, value: Any) -> bytes:
-        return tag + _LENGTH(len(value)) + b"".join(order(enc.items(value, brackets)))
+    def encode(enc: Encoder, value: Any) -> bytes:
+        return tag + LENGTH(len(value)) + b"".join(order(enc.items(value, brackets)))
 
-    return _tracked(encode)
+    return tracked(encode)
 
 
-def _dict(enc: _Encoder, value: Any) -> bytes:
-    return b"{" + _LENGTH(len(value)) + b"".join(sorted(enc.pairs(value.items())))
+def _dict(enc: Encoder, value: Any) -> bytes:
+    return b"{" + LENGTH(len(value)) + b"".join(sorted(enc.pairs(value.items())))
 
 
 def _unordered(tag: bytes) -> Handler:
@@ -270,7 +157,7 @@ _CONTAINERS: dict[type, Handler] = {
     list: _ordered(b"l"),
     tuple: _ordered(b"("),
     deque: _ordered(b"q"),
-    dict: _tracked(_dict),
+    dict: tracked(_dict),
     set: _unordered(b"<"),
     frozenset: _unordered(b">"),
     slice: lambda enc, v: b"x" + enc.encode((v.start, v.stop, v.step)),
@@ -280,48 +167,43 @@ _CONTAINERS: dict[type, Handler] = {
 # --- rules, tried in order once per type ------------------------------------------------------
 
 
-def _prefixed(head: bytes, inner: Handler) -> Handler:
-    return lambda enc, value: head + inner(enc, value)
-
-
-def _scalar(head: bytes, scalar: Encode) -> Handler:
-    return lambda enc, value: head + scalar(value)
-
-
 def _keyed(head: bytes, key: Callable[[Any], Any], step: str) -> Handler:
-    return _tracked(lambda enc, value: head + enc.encode_at(key(value), step))
+    return tracked(lambda enc, value: head + enc.encode_at(key(value), step))
 
 
 def _fields(tag: bytes, kind: type, names: Iterable[str]) -> Handler:
-    head, labels = tag + _text(qualified_name(kind)), [(name, _text(name)) for name in names]
+    head, labels = (
+        tag + text_bytes(qualified_name(kind)),
+        [(name, text_bytes(name)) for name in names],
+    )
 
-    def encode(enc: _Encoder, value: Any) -> bytes:
+    def encode(enc: Encoder, value: Any) -> bytes:
         named = [
             (n, label, v) for n, label in labels if (v := getattr(value, n, _UNSET)) is not _UNSET
         ]
         return enc.fields(head, named)
 
-    return _tracked(encode)
+    return tracked(encode)
 
 
 def _exact_rule(kind: type) -> Handler | None:
-    scalar = _SCALARS.get(kind)
-    return _scalar(b"", scalar) if scalar is not None else _CONTAINERS.get(kind)
+    encoding = SCALARS.get(kind)
+    return scalar(b"", encoding) if encoding is not None else _CONTAINERS.get(kind)
 
 
-def _method_value(enc: _Encoder, value: MethodType) -> bytes:
+def _method_value(enc: Encoder, value: MethodType) -> bytes:
     return b"M" + _CODE(value.__func__) + enc.encode_at(value.__self__, ".__self__")
 
 
-def _builtin_value(enc: _Encoder, value: Any) -> bytes:
+def _builtin_value(enc: Encoder, value: Any) -> bytes:
     owner = getattr(value, "__self__", None)
-    head = b"L" + _text(qualified_name(value))
+    head = b"L" + text_bytes(qualified_name(value))
     if owner is None or isinstance(owner, ModuleType):
         return head
     return head + enc.encode_at(owner, ".__self__")
 
 
-def _partial_value(enc: _Encoder, value: partial[Any]) -> bytes:
+def _partial_value(enc: Encoder, value: partial[Any]) -> bytes:
     func = enc.encode_at(value.func, ".func")
     return b"P" + func + enc.encode_at(value.args, ".args") + enc.encode_at(value.keywords, ".kw")
 
@@ -332,26 +214,26 @@ def _callable_rule(kind: type) -> Handler | None:
     if kind is FunctionType:
         return lambda enc, value: b"m" + _CODE(value)
     if issubclass(kind, staticmethod | classmethod):
-        head = b"S" + _text(qualified_name(kind))
-        return _tracked(lambda enc, value: head + enc.encode_at(value.__func__, ".__func__"))
+        head = b"S" + text_bytes(qualified_name(kind))
+        return tracked(lambda enc, value: head + enc.encode_at(value.__func__, ".__func__"))
     handlers: tuple[tuple[Any, Handler], ...] = (
         (MethodType, _method_value),
         (partial, _partial_value),
         (LIBRARY_CALLABLES, _builtin_value),
     )
-    return next((_tracked(h) for base, h in handlers if issubclass(kind, base)), None)
+    return next((tracked(h) for base, h in handlers if issubclass(kind, base)), None)
 
 
 def _stdlib_rule(kind: type) -> Handler | None:
     name = qualified_name(kind)
     if issubclass(kind, Enum):
-        return _scalar(b"e" + _text(name), lambda value: _text(str(value.name)))
+        return scalar(b"e" + text_bytes(name), lambda value: text_bytes(str(value.name)))
     if issubclass(kind, dt.tzinfo):
-        return _scalar(b"", _tagged_text(b"Z", _zone))
+        return scalar(b"", tagged_text(b"Z", zone))
     if issubclass(kind, ipaddress._IPAddressBase):
-        return _scalar(b"I" + _text(name), lambda value: _text(str(value)))
+        return scalar(b"I" + text_bytes(name), lambda value: text_bytes(str(value)))
     if issubclass(kind, array.array):
-        return _scalar(b"[", lambda value: _text(value.typecode) + _bytes(value.tobytes()))
+        return scalar(b"[", lambda value: text_bytes(value.typecode) + raw_bytes(value.tobytes()))
     if issubclass(kind, re.Pattern):
         return lambda enc, value: b"%" + enc.encode((value.pattern, value.flags))
     if any(qualified_name(base) in _RESOURCES for base in kind.__mro__):
@@ -368,20 +250,20 @@ def _record_rule(kind: type) -> Handler | None:
     if attributes is not None:
         return _fields(b"y", kind, [a.name for a in attributes if getattr(a, "eq", True)])
     if hasattr(kind, "__pydantic_fields__") and callable(getattr(kind, "model_dump", None)):
-        head = b"Y" + _text(qualified_name(kind))
+        head = b"Y" + text_bytes(qualified_name(kind))
         dump = operator.methodcaller("model_dump", mode="python")
-        return _tracked(lambda enc, value: enc.fields(head, _labelled(dump(value).items())))
+        return tracked(lambda enc, value: enc.fields(head, _labelled(dump(value).items())))
     return None
 
 
 def _subclass_rule(kind: type) -> Handler | None:
     """Subclasses of built-in scalars and containers: their own name, then the base rule."""
-    head = b"X" + _text(qualified_name(kind))
+    head = b"X" + text_bytes(qualified_name(kind))
     for base in kind.__mro__[1:-1]:
-        if base in _SCALARS:
-            return _scalar(head, _SCALARS[base])
+        if base in SCALARS:
+            return scalar(head, SCALARS[base])
         if base in _CONTAINERS:
-            return _prefixed(head, _CONTAINERS[base])
+            return prefixed(head, _CONTAINERS[base])
     return None
 
 
@@ -389,15 +271,15 @@ def _object_rule(kind: type) -> Handler | None:
     has_slots = any("__slots__" in vars(klass) for klass in kind.__mro__)
     if not kind.__dictoffset__ and not has_slots:
         return None
-    head, slots = b"O" + _text(qualified_name(kind)), _public_slots(kind)
+    head, slots = b"O" + text_bytes(qualified_name(kind)), _public_slots(kind)
 
-    def encode(enc: _Encoder, value: Any) -> bytes:
+    def encode(enc: Encoder, value: Any) -> bytes:
         named = _public_attributes(value, slots)
         if not named:
             _warn_shared_key(kind)
         return enc.fields(head, named)
 
-    return _tracked(encode)
+    return tracked(encode)
 
 
 def _public_slots(kind: type) -> tuple[str, ...]:
@@ -419,7 +301,7 @@ def _public_attributes(value: Any, slots: tuple[str, ...]) -> list[tuple[str, by
 
 
 def _labelled(named: Iterable[tuple[str, Any]]) -> list[tuple[str, bytes, Any]]:
-    return [(name, _text(name), value) for name, value in sorted(named, key=_first)]
+    return [(name, text_bytes(name), value) for name, value in sorted(named, key=_first)]
 
 
 _shared_key_warned: weakref.WeakSet[type] = weakref.WeakSet()
@@ -437,83 +319,10 @@ def _warn_shared_key(kind: type) -> None:
 
 
 def _unhashable(type_name: str, reason: str) -> Handler:
-    def encode(enc: _Encoder, value: Any) -> bytes:
+    def encode(enc: Encoder, value: Any) -> bytes:
         raise Unhashable(type_name, reason)
 
     return encode
-
-
-# --- NumPy and pandas: recognised by module name, never imported here ---------------------------
-
-
-def _loaded(kind: type, package: str) -> Any:
-    """The ``package`` module when ``kind`` comes from it (it is imported then)."""
-    if any(base.__module__.partition(".")[0] == package for base in kind.__mro__):
-        return sys.modules.get(package)
-    return None
-
-
-def _numpy_rule(kind: type) -> Handler | None:
-    numpy = _loaded(kind, "numpy")
-    if numpy is None:
-        return None
-    if issubclass(kind, numpy.ndarray):
-        return _tracked(_ndarray)
-    if issubclass(kind, numpy.generic):
-        return _scalar(b"g", lambda value: _text(value.dtype.str) + _numpy_bytes(value))
-    if issubclass(kind, numpy.dtype):
-        return _scalar(b"#", _tagged_text(b"d", lambda value: f"{value.str}{value}"))
-    return None
-
-
-def _numpy_bytes(value: Any) -> bytes:
-    if value.dtype.kind == "f":  # one NaN for all, as for Python floats
-        numpy = sys.modules["numpy"]
-        nan = numpy.isnan(value)
-        value = numpy.where(nan, numpy.nan, value) if nan.any() else value
-    return _bytes(value.tobytes())
-
-
-def _ndarray(enc: _Encoder, value: Any) -> bytes:
-    dtype = value.dtype
-    head = b"#" + _text(qualified_name(type(value))) + _text(f"{dtype.str}{dtype}")
-    head += _int(value.ndim) + b"".join(_int(n) for n in value.shape)
-    if dtype.hasobject:
-        return head + b"".join(enc.items(value.ravel().tolist()))
-    return head + _numpy_bytes(value)
-
-
-def _pandas_rule(kind: type) -> Handler | None:
-    pandas = _loaded(kind, "pandas")
-    if pandas is None:
-        return None
-    if kind.__name__ == "NAType":
-        return _scalar(b"!", lambda _: b"NA")
-    handlers: list[tuple[Any, Handler]] = [(pandas.DataFrame, _frame), (pandas.Series, _series)]
-    handlers += [(pandas.Index, _index), (pandas.api.extensions.ExtensionArray, _extension_array)]
-    return next((_tracked(h) for base, h in handlers if issubclass(kind, base)), None)
-
-
-def _extension_array(enc: _Encoder, value: Any) -> bytes:
-    head = b"J" + _text(qualified_name(type(value))) + _text(str(value.dtype))
-    return head + enc.encode_at(value.to_numpy(dtype=object), "")
-
-
-def _index(enc: _Encoder, value: Any) -> bytes:
-    head = b"I" + _text(qualified_name(type(value))) + _text(str(value.dtype))
-    return head + enc.encode_at(list(value.names), ".names") + enc.encode_at(value.to_numpy(), "")
-
-
-def _series(enc: _Encoder, value: Any) -> bytes:
-    head = b"S" + _text(str(value.dtype)) + enc.encode_at(value.name, ".name")
-    return head + enc.encode_at(value.index, ".index") + enc.encode_at(value.to_numpy(), "")
-
-
-def _frame(enc: _Encoder, value: Any) -> bytes:
-    head = b"W" + enc.encode_at(value.columns, ".columns") + enc.encode_at(value.index, ".index")
-    head += enc.encode([str(dtype) for dtype in value.dtypes])
-    columns = [value.iloc[:, i].to_numpy() for i in range(value.shape[1])]
-    return head + b"".join(enc.items(columns, ["[:, ", "]"]))
 
 
 # --- dispatch and registration ----------------------------------------------------------------
@@ -521,8 +330,8 @@ def _frame(enc: _Encoder, value: Any) -> bytes:
 _RULES: tuple[Callable[[type], Handler | None], ...] = (
     _exact_rule,
     _callable_rule,
-    _numpy_rule,
-    _pandas_rule,
+    numpy_rule,
+    pandas_rule,
     _stdlib_rule,
     _record_rule,
     _subclass_rule,
@@ -538,7 +347,7 @@ def _registered(kind: type) -> Callable[[Any], Any] | None:
 
 
 def _rule_for(kind: type) -> Handler:
-    name = _text(qualified_name(kind))
+    name = text_bytes(qualified_name(kind))
     registered = _registered(kind)
     if registered is not None:
         return _keyed(b"R" + name, registered, "<registered fingerprinter>")
