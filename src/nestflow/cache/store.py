@@ -1,4 +1,4 @@
-"""Cache entries, the two store protocols, and ``Cache``, which puts a pair of stores to work.
+"""``Cache``, which puts a pair of stores to work (the stores and entries: ``cache.entries``).
 
 A cache is split in two (SPEC 8.5). A :class:`MetaStore` answers every hit/miss decision from
 small :class:`CacheEntry` records; a :class:`BlobStore` holds the pickled values and is read only
@@ -15,14 +15,11 @@ when a value is needed. :class:`Cache` adds what every pair of stores needs, wri
   with one ``CacheWarning`` per failure episode, or raises ``CacheStoreError`` with
   ``strict=True``.
 
-The in-memory stores at the end serve tests and short-lived caches.
+The in-memory stores (`cache.memory`) serve tests and short-lived caches.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import os
 import pickle
 import threading
 import time
@@ -30,8 +27,18 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, TypeVar
 
+from nestflow.cache.entries import (
+    BlobStore,
+    CacheEntry,
+    CacheMiss,
+    MetaStore,
+    blob_problem,
+    checksum_of,
+    new_blob_key,
+    serialize,
+)
 from nestflow.errors import CacheStoreError, CacheWarning
 
 __all__ = [
@@ -47,114 +54,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-PICKLE_PROTOCOL = 5
 FLUSH_ENTRIES = 2000  # a flush is one transaction; bigger batches stop paying off around here
 FLUSH_BYTES = 4 * 1024 * 1024  # ...and values waiting in memory stay bounded
 KNOWN_LIMIT = 200_000  # entries remembered as present; past this the index starts over
 RECENT_BYTES = 32 * 1024 * 1024  # small values written lately, kept as bytes (never aliased)
 RECENT_LIMIT = 64 * 1024  # only small values: a big one is read from its store every time
-
-
-class CacheEntry(NamedTuple):
-    """What a MetaStore keeps per signature: where the value is and how to check and decode it.
-
-    A named tuple rather than a frozen dataclass: a warm map builds one per node and
-    item, and a tuple is built several times faster.
-    """
-
-    signature: str
-    blob_key: str
-    node: str
-    outputs: tuple[str, ...]
-    size: int
-    serializer: str
-    checksum: str
-    created: float
-
-
-class CacheMiss(Exception):
-    """Internal signal: the entry cannot be used (it was reported and deleted); recompute."""
-
-
-class MetaStore(Protocol):
-    """Signature -> :class:`CacheEntry`; consulted for every hit/miss decision, so batched."""
-
-    def get_many(self, signatures: Sequence[str]) -> dict[str, CacheEntry]:
-        """The entries present among ``signatures`` (absent ones are left out)."""
-
-    def put_many(self, entries: Sequence[CacheEntry]) -> None:
-        """Insert or replace entries."""
-
-    def delete(self, signature: str) -> None:
-        """Remove one entry; a missing one is not an error."""
-
-    def clear(self) -> None:
-        """Remove every entry."""
-
-    def stats(self) -> dict[str, int]:
-        """``{"entries": count, "bytes": total blob size}``."""
-
-
-class BlobStore(Protocol):
-    """Key -> bytes; each write is atomic (a reader sees the old bytes, the new ones, or none)."""
-
-    def read(self, key: str) -> bytes | None:
-        """The bytes under ``key``, or None when missing."""
-
-    def write_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Write ``(key, bytes)`` pairs, replacing existing keys."""
-
-    def delete(self, key: str) -> None:
-        """Remove one blob; a missing one is not an error."""
-
-    def clear(self) -> None:
-        """Remove every blob."""
-
-
-def checksum_of(data: bytes) -> str:
-    """The hex digest stored with every blob (BLAKE2b, 16 bytes: fast and collision-safe)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-_BLOB_COUNTER = itertools.count()
-
-
-def new_blob_key() -> str:
-    """A key no other write uses, in creation order (32 hex digits: time, process, counter).
-
-    Unique keys make every write of a value a new blob, so a reader holding an entry never
-    reads another write's bytes under it. Ordered keys let stores that index keys append to
-    their index instead of inserting at random places, which keeps writes cheap as it grows.
-    """
-    count = next(_BLOB_COUNTER) & 0xFFFFFFFF
-    return "%016x%08x%08x" % (time.time_ns(), _pid() & 0xFFFFFFFF, count)  # noqa: UP031  # faster
-
-
-_pid = os.getpid
-
-
-def serialize(value: Any) -> tuple[bytes, str]:
-    """Pickle ``value`` (protocol 5), or cloudpickle it when plain pickle refuses.
-
-    Returns the bytes and the serializer's name; raises whatever cloudpickle raised when
-    neither works.
-    """
-    try:
-        return pickle.dumps(value, protocol=PICKLE_PROTOCOL), "pickle"
-    except Exception:  # pickle raises many types (PicklingError, TypeError, AttributeError)
-        import cloudpickle
-
-        return cloudpickle.dumps(value, protocol=PICKLE_PROTOCOL), "cloudpickle"
-
-
-def _blob_problem(entry: CacheEntry, data: bytes | None) -> str | None:
-    if data is None:
-        return "its stored value is missing"
-    if len(data) != entry.size:
-        return f"its stored value has {len(data)} bytes instead of {entry.size} (truncated)"
-    if checksum_of(data) != entry.checksum:
-        return "its stored value does not match its checksum (corrupt)"
-    return None
 
 
 class Cache:
@@ -251,7 +155,7 @@ class Cache:
         An unreachable store is a miss without deleting anything.
         """
         data = self._read(entry)
-        problem = _blob_problem(entry, data)
+        problem = blob_problem(entry, data)
         if problem is None:
             try:
                 return pickle.loads(data)  # type: ignore[arg-type]  # None ruled out above
@@ -288,7 +192,7 @@ class Cache:
                 if held and held[0].blob_key == entry.blob_key
                 else recent.get(entry.blob_key) or datas.get(entry.blob_key)
             )
-            problem = _blob_problem(entry, data)
+            problem = blob_problem(entry, data)
             if problem is None:
                 try:
                     values[entry.signature] = pickle.loads(data)  # type: ignore[arg-type]
