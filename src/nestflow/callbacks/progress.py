@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nestflow.callbacks.events import PipelineCallback
+from nestflow.callbacks.progress_tree import Line, escaped, pieces, styled_text
 
 _INSTALL = "pip install 'nestflow[progress]'"
-BAR = 30
-"""Width of a progress bar, in characters."""
 
 
 def _rich() -> Any:
@@ -33,28 +32,6 @@ def _rich() -> Any:
             f"ProgressCallback needs `rich`, which is not installed. Install it with: {_INSTALL}"
         ) from exc
     return rich
-
-
-class _Line:
-    """One line of the tree: a pipeline level or (``is_node``) a function node."""
-
-    __slots__ = (
-        "cached", "children", "done", "ended", "error", "failed", "is_node", "key", "labels",
-        "mapped", "name", "started", "total", "workers",
-    )  # fmt: skip
-
-    def __init__(
-        self, name: str, key: tuple[str, ...], is_node: bool, started: float | None
-    ) -> None:
-        # Made for every node of every run: a plain class, cheaper to make than a dataclass.
-        self.name, self.key, self.is_node, self.started = name, key, is_node, started
-        self.labels = ""
-        self.total, self.done, self.cached, self.failed = 1, 0, 0, 0
-        self.error = ""
-        self.ended: float | None = None
-        self.mapped = False
-        self.workers: int | None = None
-        self.children: list[tuple[str, ...]] = []
 
 
 class ProgressCallback(PipelineCallback):
@@ -83,10 +60,10 @@ class ProgressCallback(PipelineCallback):
         self.get_time = get_time or time.monotonic
         self.refresh_per_second = refresh_per_second
         self._lock = threading.Lock()
-        self._lines: dict[tuple[str, ...], _Line] = {}
-        self._nodes: dict[tuple[str, ...], dict[str, _Line]] = {}
+        self._lines: dict[tuple[str, ...], Line] = {}
+        self._nodes: dict[tuple[str, ...], dict[str, Line]] = {}
         """Node lines by level key, then node id: one lookup per event, no tuple built."""
-        self._last: tuple[Any, tuple[str, ...], dict[str, _Line]] = (None, (), {})
+        self._last: tuple[Any, tuple[str, ...], dict[str, Line]] = (None, (), {})
         """The runtime level of the last node event, its key and node lines."""
         self._roots: list[tuple[str, ...]] = []
         """Root lines of the runs on display; runs sharing this callback get a tree each."""
@@ -105,11 +82,11 @@ class ProgressCallback(PipelineCallback):
 
     def _line(
         self, key: tuple[str, ...], is_node: bool, ctx: Any, started: float | None = 0.0
-    ) -> _Line:
+    ) -> Line:
         line = self._lines.get(key)
         if line is None:
             begun = self.get_time() if started is not None else None
-            line = self._lines[key] = _Line(key[-1], key, is_node, begun)
+            line = self._lines[key] = Line(key[-1], key, is_node, begun)
             parent = self._lines.get(key[:-1])
             if parent is not None:
                 parent.children.append(key)
@@ -117,10 +94,10 @@ class ProgressCallback(PipelineCallback):
             line.labels = _labels(ctx.config)  # a level drawn before it started gets them now
         return line
 
-    def _level(self, ctx: Any) -> _Line:
+    def _level(self, ctx: Any) -> Line:
         return self._line(self._where(ctx)[0], False, ctx)
 
-    def _where(self, ctx: Any) -> tuple[tuple[str, ...], dict[str, _Line]]:
+    def _where(self, ctx: Any) -> tuple[tuple[str, ...], dict[str, Line]]:
         """The key of the event's level and its node lines (the caller holds the lock)."""
         nodes = self._seen(ctx)
         if nodes is not None:
@@ -130,7 +107,7 @@ class ProgressCallback(PipelineCallback):
         self._last = (getattr(ctx, "_level", None), key, nodes)
         return key, nodes
 
-    def _seen(self, ctx: Any) -> dict[str, _Line] | None:
+    def _seen(self, ctx: Any) -> dict[str, Line] | None:
         """The node lines of the event's level if it is the level of the event before, or
         another item of the same map (item levels share the run and the ``entered`` tuple of
         their map's level). Safe without the lock: ``_last`` is replaced, never changed.
@@ -143,7 +120,7 @@ class ProgressCallback(PipelineCallback):
             return nodes
         return None
 
-    def _node(self, node_id: str, ctx: Any) -> _Line | None:
+    def _node(self, node_id: str, ctx: Any) -> Line | None:
         if not self.show_nodes:
             return None
         key, nodes = self._where(ctx)
@@ -156,7 +133,7 @@ class ProgressCallback(PipelineCallback):
             line.total = owner.total
         return line
 
-    def _counted(self, node_id: str, ctx: Any) -> _Line | None:
+    def _counted(self, node_id: str, ctx: Any) -> Line | None:
         """The line a node event counts on: found without the lock in the common case.
 
         Counts change only from the thread delivering this run's events (the runtime never
@@ -274,7 +251,7 @@ class ProgressCallback(PipelineCallback):
         if ctx.error is not None:
             line.failed += 1
 
-    def _map_line(self, ctx: Any) -> _Line:
+    def _map_line(self, ctx: Any) -> Line:
         if self._seen(ctx) is not None:
             line = self._lines.get(self._last[1])
             if line is not None:
@@ -359,16 +336,13 @@ class ProgressCallback(PipelineCallback):
             console.print(self.render(), soft_wrap=True)
             return
         codes = self._codes()
-        out: list[str] = []
-        for piece, style in self._pieces():
-            if style and piece:
-                start, end = codes.get(style) or codes.setdefault(style, self._code(style))
-                out += (start, piece, end)
-            else:
-                out.append(piece)
-        out.append("\n")
+
+        def code(style: str) -> tuple[str, str]:
+            return codes.get(style) or codes.setdefault(style, self._code(style))
+
+        drawn = escaped(self._pieces(), code) + "\n"
         with console._lock:  # rich's own lock: not interleaved with other prints
-            console.file.write("".join(out))
+            console.file.write(drawn)
             console.file.flush()
 
     def _codes(self) -> dict[str, tuple[str, str]]:
@@ -391,76 +365,11 @@ class ProgressCallback(PipelineCallback):
         The text is assembled here as one string plus style spans: a rich table of a hundred
         rows, or a hundred ``Text.append`` calls each, cost milliseconds per refresh.
         """
-        return self._text(self._pieces())
+        return styled_text(self._rich, self._pieces())
 
     def _pieces(self) -> list[tuple[str, str]]:
-        """The tree as (text, style) pieces."""
-        rows: list[tuple[list[tuple[str, str]], float | None, str]] = []
         with self._lock:
-            for root in self._roots:
-                if root in self._lines:
-                    self._rows(rows, root, "", "")
-        cells = self._rich.cells.cell_len  # ⚡ takes two columns
-        widths = [
-            sum(len(piece) if piece.isascii() else cells(piece) for piece, _ in parts)
-            for parts, _, _ in rows
-        ]
-        drawn = [
-            w for w, (_, fraction, _) in zip(widths, rows, strict=True) if fraction is not None
-        ]
-        width = max(drawn, default=0)
-        pieces: list[tuple[str, str]] = []
-        for number, (parts, fraction, clock) in enumerate(rows):
-            if number:
-                pieces.append(("\n", ""))
-            pieces += parts
-            if fraction is None:
-                continue
-            filled = int(BAR * fraction)
-            pieces.append((" " * (width - widths[number] + 1), ""))
-            pieces.append(("━" * filled, "green" if fraction >= 1 else "magenta"))
-            pieces.append(("─" * (BAR - filled), "grey37"))
-            pieces.append((f" {int(100 * fraction):>3d}% {clock}", ""))
-        return pieces
-
-    def _text(self, pieces: list[tuple[str, str]]) -> Any:
-        rich = self._rich
-        spans, offset = [], 0
-        for piece, style in pieces:
-            if style:
-                spans.append(rich.text.Span(offset, offset + len(piece), style))
-            offset += len(piece)
-        plain = "".join(piece for piece, _ in pieces)
-        return rich.text.Text(plain, no_wrap=True, overflow="ellipsis", spans=spans)
-
-    def _rows(self, rows: list[Any], key: tuple[str, ...], lead: str, pad: str) -> None:
-        line = self._lines[key]
-        now = self.get_time()
-        parts = [(lead, ""), (line.name, "bold" if not line.is_node else "")]
-        if line.labels:
-            parts.append((f" [{line.labels}]", "dim"))
-        if line.is_node and line.cached and line.cached == line.done == line.total:
-            parts.append((" ⚡ CACHED", "yellow"))
-        if line.error:
-            parts.append((f" ✗ {line.error}", "red"))
-        if line.mapped:
-            parts.append((f" map {line.done}/{line.total}", ""))
-        elapsed = (line.ended or now) - (now if line.started is None else line.started)
-        shown = "0:00:00" if line.is_node and line.cached == line.done else _clock(elapsed)
-        rows.append((parts, self._fraction(line), shown))
-        if line.mapped:
-            rows.append(([(pad + "   " + _map_stats(line, elapsed), "dim")], None, ""))
-        for position, child in enumerate(line.children):
-            last = position == len(line.children) - 1
-            branch = "└─ " if last else "├─ "
-            self._rows(rows, child, pad + branch, pad + ("   " if last else "│  "))
-
-    def _fraction(self, line: _Line) -> float:
-        """How much of a line is done: its own count, or (a running level) its children's."""
-        if line.is_node or line.mapped or line.ended is not None or not line.children:
-            return min(line.done, line.total) / line.total if line.total else 1.0
-        parts = [self._fraction(self._lines[key]) for key in line.children]
-        return sum(parts) / len(parts)
+            return pieces(self._lines, self._roots, self.get_time, self._rich.cells.cell_len)
 
 
 def _show_when_due(owner: weakref.ref[ProgressCallback]) -> None:
@@ -514,29 +423,3 @@ def _workers(config: Any) -> int | None:
         return None
     found: int = count(mode)
     return found
-
-
-def _map_stats(line: _Line, elapsed: float) -> str:
-    rate = line.done / elapsed if elapsed > 0 else 0.0
-    share = 100 * line.cached / line.done if line.done else 0.0
-    stats = [
-        f"{rate:.1f} items/s",
-        f"cache hits {line.cached} ({share:.1f}%)",
-        f"failed {line.failed}",
-    ]
-    if line.workers:
-        stats.append(f"workers {line.workers}")
-    return " · ".join(stats)
-
-
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    found = _CLOCKS.get(whole)
-    if found is None:
-        found = f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-        if len(_CLOCKS) < 4096:
-            _CLOCKS[whole] = found
-    return found
-
-
-_CLOCKS: dict[int, str] = {}

@@ -1,0 +1,158 @@
+"""The progress tree: its lines, and how they are drawn as styled text.
+
+:class:`~nestflow.callbacks.progress.ProgressCallback` keeps the lines up to date from
+events; this module turns them into ``(text, style)`` pieces, assembled as one string with
+style spans (a rich ``Text``) or with the escape codes of a console, written directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+BAR = 30
+"""Width of a progress bar, in characters."""
+
+Rows = list[tuple[list[tuple[str, str]], float | None, str]]
+"""Per row: its (text, style) parts, the bar's fraction (None: no bar) and the clock."""
+
+
+class Line:
+    """One line of the tree: a pipeline level or (``is_node``) a function node."""
+
+    __slots__ = (
+        "cached", "children", "done", "ended", "error", "failed", "is_node", "key", "labels",
+        "mapped", "name", "started", "total", "workers",
+    )  # fmt: skip
+
+    def __init__(
+        self, name: str, key: tuple[str, ...], is_node: bool, started: float | None
+    ) -> None:
+        # Made for every node of every run: a plain class, cheaper to make than a dataclass.
+        self.name, self.key, self.is_node, self.started = name, key, is_node, started
+        self.labels = ""
+        self.total, self.done, self.cached, self.failed = 1, 0, 0, 0
+        self.error = ""
+        self.ended: float | None = None
+        self.mapped = False
+        self.workers: int | None = None
+        self.children: list[tuple[str, ...]] = []
+
+
+def pieces(
+    lines: dict[tuple[str, ...], Line],
+    roots: list[tuple[str, ...]],
+    now: Callable[[], float],
+    cell_len: Callable[[str], int],
+) -> list[tuple[str, str]]:
+    """The trees under ``roots`` as (text, style) pieces, bars aligned in one column."""
+    rows: Rows = []
+    for root in roots:
+        if root in lines:
+            _rows(lines, now, rows, root, "", "")
+    widths = [
+        sum(len(piece) if piece.isascii() else cell_len(piece) for piece, _ in parts)
+        for parts, _, _ in rows
+    ]
+    drawn = [w for w, (_, fraction, _) in zip(widths, rows, strict=True) if fraction is not None]
+    width = max(drawn, default=0)
+    found: list[tuple[str, str]] = []
+    for number, (parts, fraction, clock) in enumerate(rows):
+        if number:
+            found.append(("\n", ""))
+        found += parts
+        if fraction is None:
+            continue
+        filled = int(BAR * fraction)
+        found.append((" " * (width - widths[number] + 1), ""))
+        found.append(("━" * filled, "green" if fraction >= 1 else "magenta"))
+        found.append(("─" * (BAR - filled), "grey37"))
+        found.append((f" {int(100 * fraction):>3d}% {clock}", ""))
+    return found
+
+
+def styled_text(rich: Any, found: list[tuple[str, str]]) -> Any:
+    """The pieces as one rich ``Text``: one string and its style spans."""
+    spans, offset = [], 0
+    for piece, style in found:
+        if style:
+            spans.append(rich.text.Span(offset, offset + len(piece), style))
+        offset += len(piece)
+    plain = "".join(piece for piece, _ in found)
+    return rich.text.Text(plain, no_wrap=True, overflow="ellipsis", spans=spans)
+
+
+def escaped(found: list[tuple[str, str]], code: Callable[[str], tuple[str, str]]) -> str:
+    """The pieces with the escape codes ``code(style)`` gives around each styled one."""
+    out: list[str] = []
+    for piece, style in found:
+        if style and piece:
+            start, end = code(style)
+            out += (start, piece, end)
+        else:
+            out.append(piece)
+    return "".join(out)
+
+
+def _rows(
+    lines: dict[tuple[str, ...], Line],
+    now_of: Callable[[], float],
+    rows: Rows,
+    key: tuple[str, ...],
+    lead: str,
+    pad: str,
+) -> None:
+    line = lines[key]
+    now = now_of()
+    parts = [(lead, ""), (line.name, "bold" if not line.is_node else "")]
+    if line.labels:
+        parts.append((f" [{line.labels}]", "dim"))
+    if line.is_node and line.cached and line.cached == line.done == line.total:
+        parts.append((" ⚡ CACHED", "yellow"))
+    if line.error:
+        parts.append((f" ✗ {line.error}", "red"))
+    if line.mapped:
+        parts.append((f" map {line.done}/{line.total}", ""))
+    elapsed = (line.ended or now) - (now if line.started is None else line.started)
+    shown = "0:00:00" if line.is_node and line.cached == line.done else _clock(elapsed)
+    rows.append((parts, _fraction(lines, line), shown))
+    if line.mapped:
+        rows.append(([(pad + "   " + _map_stats(line, elapsed), "dim")], None, ""))
+    for position, child in enumerate(line.children):
+        last = position == len(line.children) - 1
+        branch = "└─ " if last else "├─ "
+        _rows(lines, now_of, rows, child, pad + branch, pad + ("   " if last else "│  "))
+
+
+def _fraction(lines: dict[tuple[str, ...], Line], line: Line) -> float:
+    """How much of a line is done: its own count, or (a running level) its children's."""
+    if line.is_node or line.mapped or line.ended is not None or not line.children:
+        return min(line.done, line.total) / line.total if line.total else 1.0
+    parts = [_fraction(lines, lines[key]) for key in line.children]
+    return sum(parts) / len(parts)
+
+
+def _map_stats(line: Line, elapsed: float) -> str:
+    rate = line.done / elapsed if elapsed > 0 else 0.0
+    share = 100 * line.cached / line.done if line.done else 0.0
+    stats = [
+        f"{rate:.1f} items/s",
+        f"cache hits {line.cached} ({share:.1f}%)",
+        f"failed {line.failed}",
+    ]
+    if line.workers:
+        stats.append(f"workers {line.workers}")
+    return " · ".join(stats)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    found = _CLOCKS.get(whole)
+    if found is None:
+        found = f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+        if len(_CLOCKS) < 4096:
+            _CLOCKS[whole] = found
+    return found
+
+
+_CLOCKS: dict[int, str] = {}
