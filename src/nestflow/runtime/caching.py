@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from nestflow.cache.fingerprint import Unhashable, code_fingerprint, fingerprint
@@ -179,6 +179,29 @@ def _prefix(level: Level, step: Step, spec: CallSpec) -> Any:
             found.update("\0".join(spec.outs).encode())
             level.plan.memo[memo_key] = found
         prefixes[key] = found
+    return found
+
+
+def level_prefixes(
+    level: Level, steps: Sequence[Step], specs: Sequence[CallSpec], codes: Sequence[bytes]
+) -> list[Any]:
+    """``prefix`` of each of ``steps`` (function nodes with their ``codes``), made together.
+
+    The same hash states as ``prefix``, with the part every node shares (format, salt and
+    the store's version) hashed once: a new process signs a whole level with little else.
+    """
+    cache = level.config.cache
+    head = hashlib.sha256(_FORMAT)
+    for part in (_salt().decode(), cache.cache_version):
+        head.update(b"\0" + (b"-" if part is None else str(part).encode()))
+    found = []
+    for step, spec, code in zip(steps, specs, codes, strict=True):
+        version = step.node.cache_version  # type: ignore[union-attr]
+        state = head.copy()
+        state.update(b"\0" + (b"-" if version is None else str(version).encode()))
+        state.update(code)
+        state.update("\0".join(spec.outs).encode())
+        found.append(state)
     return found
 
 

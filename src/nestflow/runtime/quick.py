@@ -98,6 +98,7 @@ class QuickLevel:
         self.rows: list[Row] = []
         self._plan: list[Any] | None = None
         self._node_paths: list[str] | None = None
+        self._fps: tuple[bytes, ...] | None = None
 
     def sign_run(self, values: dict[str, Any]) -> list[str]:
         """``sign`` for a plain run, remembered per (code, inputs) on the plan.
@@ -112,7 +113,6 @@ class QuickLevel:
         memo = level.plan.memo.setdefault("signatures", {})
         found: list[str] | None = memo.get(key)
         if found is None:
-            level.run.codes.update(zip(self._paths(), codes, strict=True))  # for caching.prefix
             found = self.sign(values)
             if len(memo) >= 64:
                 memo.clear()
@@ -125,6 +125,12 @@ class QuickLevel:
         Fingerprints of a level whose nodes all depend on their code objects alone are
         kept on the plan with those code objects, and hold while the functions keep them.
         """
+        if self._fps is not None:
+            return self._fps
+        self._fps = self._find_codes()
+        return self._fps
+
+    def _find_codes(self) -> tuple[bytes, ...]:
         level = self.level
         codes, funcs = level.run.codes, [step.node.func for step in self.steps]  # type: ignore[union-attr]
         if codes:
@@ -223,16 +229,17 @@ class QuickLevel:
     def _signing(self) -> list[_Signing]:
         if self._plan is None:
             level, rep = self.level, caching.REP
+            prefixes = caching.level_prefixes(level, self.steps, self.specs, self._codes())
             self._plan = [
                 (
-                    caching.prefix(level, step, spec),
+                    prefix,
                     [
                         (n, rep + n, n.encode() + b"\0", d)
                         for n, d in caching.wired(level, step, spec)
                     ],
                     [(rep + out, out.encode()) for out in spec.outs],
                 )
-                for step, spec in zip(self.steps, self.specs, strict=True)
+                for step, spec, prefix in zip(self.steps, self.specs, prefixes, strict=True)
             ]
         return self._plan
 
