@@ -20,7 +20,7 @@ from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node
 from nestflow.diagram.text import check_depth, to_text
 from nestflow.errors import NestflowWarning
-from nestflow.runtime.api import config_labels, effective_config
+from nestflow.runtime.views import config_labels, effective_config
 
 if TYPE_CHECKING:
     from nestflow.core.pipeline import Pipeline

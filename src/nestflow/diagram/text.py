@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nestflow.core.nesting import PipelineNode
-from nestflow.runtime.api import config_labels, effective_config
+from nestflow.runtime.views import config_labels, effective_config
 
 if TYPE_CHECKING:
     from nestflow.core.pipeline import Pipeline
