@@ -252,8 +252,14 @@ class ProgressCallback(PipelineCallback):
             line.failed += 1
 
     def _map_line(self, ctx: Any) -> Line:
-        if self._seen(ctx) is not None:
-            line = self._lines.get(self._last[1])
+        level = getattr(ctx, "_level", None)
+        seen, key, _ = self._last
+        if (
+            level is not None
+            and seen is not None
+            and (level is seen or (level.run is seen.run and level.entered is seen.entered))
+        ):
+            line = self._lines.get(key)
             if line is not None:
                 return line
         with self._lock:

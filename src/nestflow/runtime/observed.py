@@ -169,9 +169,12 @@ def map_level(
     clock = perf_counter
     started = clock()
     outputs: list[dict[str, Any]] = []
+    # What level.item(index, total) makes, with the parts every item shares taken once.
+    shared = (level.run, level.plan, level.config, level.depth, level.hierarchy, level.entered)
+    rest, prefix = (level.offload, level.processes, level.session, level.parent), level.item_path
     try:
         for index, row in enumerate(items):
-            item_level = level.item(index, total)
+            item_level = Level(*shared, (*prefix, index), total, *rest)
             if cached is not None:
                 values = cached[0][index]
                 if cached[1].hits(index):  # resolved by signatures alone
