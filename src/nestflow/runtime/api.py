@@ -7,7 +7,8 @@ takes the fast path when nothing in the run needs more, else the general runner.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +151,19 @@ def close(state: RunState, error: BaseException | None) -> None:
         raise state.flush_failure
 
 
+@contextmanager
+def closing(state: RunState) -> Iterator[None]:
+    """Close ``state`` when the block ends, with the exception that ended it, if any."""
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        close(state, error)
+
+
 def _run_quick(call: _Call) -> Any:
     values = dict(call.values)
     state = _quickly(call, None, lambda level: quick.run_level(level, values))
@@ -196,14 +210,8 @@ def _run_observed(call: _Call) -> Any:
         cached = observed.prepare(level, [values], plain=True)
         if cached is None:
             return _UNSIGNED
-    error: BaseException | None = None
-    try:
+    with closing(state):
         observed.run_level(level, values, cached)
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        close(state, error)
     return call.shape(values, state.report)
 
 
@@ -211,16 +219,10 @@ async def _run_general(call: _Call) -> Any:
     state = RunState(call.pipeline.name)
     level = Level.root(state, call.plan, root_config(call.pipeline))
     values = dict(call.values)
-    error: BaseException | None = None
-    try:
+    with closing(state):
         await runner.run_pipeline(level, values)
         if state.uses_cache:
             await caching.ready(call.plan.outputs, values)
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        close(state, error)
     return call.shape(values, state.report)
 
 
