@@ -236,3 +236,56 @@ def test_an_input_that_cannot_be_signed_takes_the_general_runner(tmp_path: Any) 
             pipeline.run(x=lock)
     assert heard.events == expected.events
     assert [e[0] for e in heard.events] == ["pipeline_start", "pipeline_end"]
+
+
+class Failing(FullRecorder):
+    """Raises in two hooks: each becomes one CallbackWarning and a counted failure."""
+
+    def on_node_end(
+        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+    ) -> None:
+        super().on_node_end(node_id, outputs, duration, ctx)
+        raise RuntimeError("broken hook")
+
+    def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
+        super().on_map_item_end(node_id, item_index, duration, ctx)
+        raise RuntimeError("broken hook")
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_more_shapes_match_the_general_runner(tmp_path: Any, cached: bool) -> None:
+    """Product maps, bound inputs, async entry points and callbacks that raise."""
+    import asyncio
+    import warnings
+
+    recorders = [Failing(), Failing()]
+    outcomes = []
+    for recorder, extra in zip(recorders, ({}, {"timeout": 60.0}), strict=True):
+        cache = {"cache": DiskCache(tmp_path / str(len(outcomes)))} if cached else {}
+        pipeline = Pipeline(
+            [double, split, add], name="p", callbacks=[recorder], **cache, **extra
+        ).bind(bonus=3)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            product = pipeline.map(
+                x=[1, 2], scale=[2, 3], map_over=["x", "scale"], map_mode="product"
+            )
+            ran = asyncio.run(pipeline.arun(x=5))
+            mapped = asyncio.run(pipeline.amap(x=[6, 7], map_over="x"))
+        outcomes.append(
+            (
+                dict(product),
+                _records(product.report),
+                product.report.callback_failures,
+                dict(ran),
+                dict(mapped),
+                sorted({str(w.message)[:60] for w in caught}),
+            )
+        )
+    assert outcomes[0] == outcomes[1]
+    assert recorders[0].events == recorders[1].events
+    assert outcomes[0][0]["total"] == [4 + 3, 6 + 3, 8 + 3, 12 + 3]
+    assert outcomes[0][2] == 4 * (3 + 1), (
+        "every raise counted: 4 items x (3 node ends + 1 item end)"
+    )
+    assert outcomes[0][5], "and reported as warnings"
