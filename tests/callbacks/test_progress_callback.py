@@ -234,3 +234,26 @@ def test_runs_sharing_one_callback_each_get_their_own_tree() -> None:
     ]
     assert any(line.startswith("└─ wait") for line in lines)
     assert any(line.startswith("└─ load") for line in lines)
+
+
+def test_a_running_node_of_a_sequential_level_shows_its_own_time() -> None:
+    seen: list[str] = []
+    console = Console(record=True, width=200, file=io.StringIO())
+    callback = ProgressCallback(console=console, show_config=False, get_time=Clock())
+
+    @node(output_name="watched")
+    def watch(loaded: int) -> int:
+        seen.append(callback.render().plain)  # the tree as the live display draws it now
+        return loaded
+
+    @node(output_name="after")
+    def later(watched: int) -> int:
+        return watched
+
+    Pipeline([load, watch, later], name="timed", callbacks=[callback]).run(x=1)
+    lines = seen[0].splitlines()
+    running = next(line for line in lines if "watch" in line)
+    waiting = next(line for line in lines if "later" in line)
+    assert "0%" in running
+    assert not running.rstrip().endswith("0:00:00"), "started when `load` ended: time runs"
+    assert waiting.rstrip().endswith("0:00:00"), "not started yet"

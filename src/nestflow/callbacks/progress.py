@@ -151,11 +151,19 @@ class ProgressCallback(PipelineCallback):
         meta = ctx.get_pipeline_metadata(ctx.current_pipeline_id)
         nested = meta.get("nested_node_ids", ())
         nodes = self._nodes.setdefault(key, {})
+        drawn: list[Line] = []
         for step_id in meta.get("selected_node_ids", ()):
             if step_id in nested:
-                self._line((*key, step_id), False, None, started=None)
+                drawn.append(self._line((*key, step_id), False, None, started=None))
             elif self.show_nodes and step_id not in nodes:
                 nodes[step_id] = self._line((*key, step_id), True, None, started=None)
+                drawn.append(nodes[step_id])
+        if drawn and getattr(ctx.config.backend, "node_execution", None) == "sequential":
+            # One step after the other: each starts when the one before first completes,
+            # so a running node shows its own time without a hook per node start.
+            drawn[0].started = self.get_time()
+            for before, after in zip(drawn, drawn[1:], strict=False):
+                before.next = after
 
     # --- hooks -------------------------------------------------------------------------------
 
@@ -188,6 +196,8 @@ class ProgressCallback(PipelineCallback):
             if not line.mapped or ctx.item_index is None:
                 line.ended = self.get_time()
                 line.done = line.total
+                if line.next is not None and line.next.started is None:
+                    line.next.started = line.ended
             if ctx.depth == 0:
                 self._active -= 1
                 last = self._active == 0
@@ -218,6 +228,8 @@ class ProgressCallback(PipelineCallback):
                 line.started = now - duration
             line.done += 1
             line.ended = now
+            if line.next is not None and line.next.started is None:
+                line.next.started = now
 
     def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
         line = self._counted(node_id, ctx)
@@ -228,6 +240,8 @@ class ProgressCallback(PipelineCallback):
             line.done += 1
             line.cached += 1
             line.ended = now
+            if line.next is not None and line.next.started is None:
+                line.next.started = now
 
     def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
         line = self._counted(node_id, ctx)

@@ -22,7 +22,7 @@ class Line:
 
     __slots__ = (
         "cached", "children", "done", "ended", "error", "failed", "is_node", "key", "labels",
-        "mapped", "name", "started", "total", "workers",
+        "mapped", "name", "next", "started", "total", "workers",
     )  # fmt: skip
 
     def __init__(
@@ -37,6 +37,8 @@ class Line:
         self.mapped = False
         self.workers: int | None = None
         self.children: list[tuple[str, ...]] = []
+        self.next: Line | None = None
+        """In a sequential level, the step that starts when this one first completes."""
 
 
 def pieces(
@@ -114,7 +116,8 @@ def _rows(
     if line.mapped:
         parts.append((f" map {line.done}/{line.total}", ""))
     elapsed = (line.ended or now) - (now if line.started is None else line.started)
-    shown = "0:00:00" if line.is_node and line.cached == line.done else _clock(elapsed)
+    hits_only = line.is_node and line.cached and line.cached == line.done  # no work: no time
+    shown = "0:00:00" if hits_only else _clock(elapsed)
     rows.append((parts, _fraction(lines, line), shown))
     if line.mapped:
         rows.append(([(pad + "   " + _map_stats(line, elapsed), "dim")], None, ""))
