@@ -9,6 +9,7 @@ final tree once, when the root pipeline ends.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import threading
 import time
 import weakref
@@ -162,7 +163,7 @@ class ProgressCallback(PipelineCallback):
             # One step after the other: each starts when the one before first completes,
             # so a running node shows its own time without a hook per node start.
             drawn[0].started = self.get_time()
-            for before, after in zip(drawn, drawn[1:], strict=False):
+            for before, after in itertools.pairwise(drawn):
                 before.next = after
 
     # --- hooks -------------------------------------------------------------------------------
