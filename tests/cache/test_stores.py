@@ -351,7 +351,9 @@ def test_the_cache_reconnects_after_a_fork(disk: DiskCache) -> None:
 # --- RedisCache --------------------------------------------------------------------------------
 
 
-def test_redis_keeps_entries_as_hashes_and_values_as_strings_with_a_ttl(redis_db: str) -> None:
+def test_redis_keeps_entries_and_values_as_strings_with_a_ttl(redis_db: str) -> None:
+    import json
+
     import redis
 
     with RedisCache(redis_db, prefix="ns", ttl=60) as cache:
@@ -360,10 +362,24 @@ def test_redis_keeps_entries_as_hashes_and_values_as_strings_with_a_ttl(redis_db
         entry = cache.inspect(sig(1))
         assert entry is not None
         with redis.Redis.from_url(redis_db) as client:
-            assert client.type(f"ns:meta:{sig(1)}") == b"hash"
+            fields = json.loads(client.get(f"ns:entry:{sig(1)}"))
+            assert fields[:3] == [entry.blob_key, "p > n", ["out"]]
             assert client.type(f"ns:blob:{entry.blob_key}") == b"string"
-            assert 55_000 < client.pttl(f"ns:meta:{sig(1)}") <= 60_000
+            assert 55_000 < client.pttl(f"ns:entry:{sig(1)}") <= 60_000
             assert 55_000 < client.pttl(f"ns:blob:{entry.blob_key}") <= 60_000
+
+
+def test_redis_entries_of_an_older_layout_are_misses_not_errors(redis_db: str) -> None:
+    import redis
+
+    with redis.Redis.from_url(redis_db) as client:
+        client.hset(f"old:entry:{sig(1)}", mapping={"blob_key": "k", "size": 1})  # a hash
+        client.set(f"old:entry:{sig(2)}", b"not json")
+    with RedisCache(redis_db, prefix="old") as cache:
+        assert cache.lookup([sig(1), sig(2)]) == {}
+        cache.store(sig(1), "n", ("out",), 5)  # written again over the old key
+        cache.flush()
+        assert RedisCache(redis_db, prefix="old").read_values([sig(1)]) == {sig(1): 5}
 
 
 def test_redis_prefixes_keep_caches_apart(redis_db: str) -> None:

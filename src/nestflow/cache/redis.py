@@ -1,17 +1,19 @@
-"""RedisCache: entries as hashes and values as strings in a Redis server (extra ``redis``).
+"""RedisCache: entries and values as strings in a Redis server (extra ``redis``).
 
-Keys live under a prefix: ``<prefix>:meta:<signature>`` holds an entry's fields and
-``<prefix>:blob:<key>`` its value. A flush writes each chunk of entries in one MULTI/EXEC
-transaction, every value before its entry, so a reader never sees an entry without its value;
-``ttl`` (seconds) applies to both. A lookup sends one pipeline of HMGET (an entry's fields) per
-chunk of 500 signatures. Any Redis error becomes a ``CacheStoreError``, which ``Cache`` turns
-into one warning and misses (or raises, with ``strict=True``). Installing ``hiredis`` speeds up
-reply parsing, which dominates lookups.
+Keys live under a prefix: ``<prefix>:entry:<signature>`` holds an entry's fields as a JSON
+list and ``<prefix>:blob:<key>`` its value. A flush writes each chunk of entries in one
+MULTI/EXEC transaction, every value before its entry, so a reader never sees an entry without
+its value; ``ttl`` (seconds) applies to both. A lookup is one MGET per chunk of 500
+signatures: one command to pack and one array to parse, where a hash per entry cost a command
+each. Any Redis error becomes a ``CacheStoreError``, which ``Cache`` turns into one warning
+and misses (or raises, with ``strict=True``). The extra installs ``hiredis``, which parses
+replies in C.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import threading
@@ -27,7 +29,7 @@ __all__ = ["RedisBlobStore", "RedisCache", "RedisConnection", "RedisMetaStore", 
 T = TypeVar("T")
 CHUNK = 500
 _GLOB = re.compile(r"([*?\[\]\\])")
-_FIELDS = ("blob_key", "node", "outputs", "size", "serializer", "checksum", "created")
+_ENTRY = "entry"  # the key kind of entries (``<prefix>:entry:<signature>``)
 
 
 def _import_redis() -> Any:
@@ -115,7 +117,7 @@ class _Keys:
         self.pattern = _GLOB.sub(r"\\\1", prefix)  # the prefix, escaped for SCAN MATCH
 
     def meta(self, signature: str) -> str:
-        return f"{self.prefix}:meta:{signature}"
+        return f"{self.prefix}:{_ENTRY}:{signature}"
 
     def blob(self, key: str) -> str:
         return f"{self.prefix}:blob:{key}"
@@ -140,30 +142,28 @@ class _Keys:
         return iter(client.scan_iter(match=pattern, count=1000))
 
 
-def _fields(entry: CacheEntry) -> dict[str, str | int | float]:
-    return {
-        "blob_key": entry.blob_key, "node": entry.node, "outputs": ",".join(entry.outputs),
-        "size": entry.size, "serializer": entry.serializer, "checksum": entry.checksum,
-        "created": repr(entry.created),
-    }  # fmt: skip
+def _packed(entry: CacheEntry) -> str:
+    return json.dumps(
+        [entry.blob_key, entry.node, list(entry.outputs), entry.size, entry.serializer,
+         entry.checksum, entry.created],
+        separators=(",", ":"),
+    )  # fmt: skip
 
 
-def _entry(signature: str, fields: list[bytes | None]) -> CacheEntry | None:
-    values = [field.decode() for field in fields if field is not None]
-    if len(values) != len(_FIELDS):  # absent, expired, or from another version: a miss
+def _entry(signature: str, packed: bytes | None) -> CacheEntry | None:
+    if packed is None:
         return None
-    key, node, outputs, size, serializer, checksum, created = values
     try:
+        key, node, outputs, size, serializer, checksum, created = json.loads(packed)
         return CacheEntry(
-            signature, key, node, tuple(outputs.split(",")) if outputs else (), int(size),
-            serializer, checksum, float(created),
-        )  # fmt: skip
-    except ValueError:
+            signature, key, node, tuple(outputs), int(size), serializer, checksum, float(created)
+        )
+    except (ValueError, TypeError):  # written by another version, or damaged: a miss
         return None
 
 
 class RedisMetaStore:
-    """Entries as hashes ``<prefix>:meta:<signature>``."""
+    """Entries as strings ``<prefix>:entry:<signature>`` (a JSON list of the fields)."""
 
     def __init__(self, keys: _Keys) -> None:
         self.keys = keys
@@ -171,12 +171,11 @@ class RedisMetaStore:
     def get_many(self, signatures: Sequence[str]) -> dict[str, CacheEntry]:
         def fetch(client: Any) -> dict[str, CacheEntry]:
             found: dict[str, CacheEntry] = {}
+            entry_key = self.keys.meta
             for start in range(0, len(signatures), CHUNK):
                 chunk = signatures[start : start + CHUNK]
-                pipe = client.pipeline(transaction=False)
-                for signature in chunk:
-                    pipe.hmget(self.keys.meta(signature), _FIELDS)
-                for signature, fields in zip(chunk, pipe.execute(), strict=True):
+                packed = client.mget([entry_key(signature) for signature in chunk])
+                for signature, fields in zip(chunk, packed, strict=True):
                     entry = _entry(signature, fields)
                     if entry is not None:
                         found[signature] = entry
@@ -195,28 +194,25 @@ class RedisMetaStore:
         self.keys.connection.run("write entries", put)
 
     def add_to(self, pipe: Any, entry: CacheEntry) -> None:
-        """Queue the commands writing ``entry`` on a pipeline."""
-        key = self.keys.meta(entry.signature)
-        pipe.hset(key, mapping=_fields(entry))
-        if self.keys.ttl_ms is not None:
-            pipe.pexpire(key, self.keys.ttl_ms)
+        """Queue the command writing ``entry`` on a pipeline."""
+        pipe.set(self.keys.meta(entry.signature), _packed(entry), px=self.keys.ttl_ms)
 
     def delete(self, signature: str) -> None:
         self.keys.connection.run("delete an entry", lambda c: c.delete(self.keys.meta(signature)))
 
     def clear(self) -> None:
-        self.keys.delete_matching("meta")
+        self.keys.delete_matching(_ENTRY)
 
     def stats(self) -> dict[str, int]:
         def count(client: Any) -> dict[str, int]:
-            keys = list(self.keys.scan(client, "meta"))
-            total = 0
-            for start in range(0, len(keys), CHUNK):
-                pipe = client.pipeline(transaction=False)
-                for key in keys[start : start + CHUNK]:
-                    pipe.hget(key, "size")
-                total += sum(int(size) for size in pipe.execute() if size is not None)
-            return {"entries": len(keys), "bytes": total}
+            keys = list(self.keys.scan(client, _ENTRY))
+            entries = [
+                entry
+                for start in range(0, len(keys), CHUNK)
+                for entry in (_entry("", v) for v in client.mget(keys[start : start + CHUNK]))
+                if entry is not None
+            ]
+            return {"entries": len(entries), "bytes": sum(entry.size for entry in entries)}
 
         return self.keys.connection.run("count entries", count)
 
