@@ -70,8 +70,10 @@ def _row_id(signature: str) -> int:
 
 
 def _entry_row(entry: CacheEntry) -> tuple[object, ...]:
+    signature = entry.signature
+    row_id = int(signature[:15], 16) if _HEX_PREFIX.match(signature) else _row_id(signature)
     return (
-        _row_id(entry.signature), entry.signature, entry.blob_key, entry.node,
+        row_id, signature, entry.blob_key, entry.node,
         ",".join(entry.outputs), entry.size, entry.serializer, entry.checksum, entry.created,
     )  # fmt: skip
 

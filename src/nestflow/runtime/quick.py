@@ -99,6 +99,7 @@ class QuickLevel:
         self._plan: list[Any] | None = None
         self._node_paths: list[str] | None = None
         self._fps: tuple[bytes, ...] | None = None
+        self._simple = [(sp.arg_names, sp.outs[0]) if sp.simple else None for sp in self.specs]
 
     def sign_run(self, values: dict[str, Any]) -> list[str]:
         """``sign`` for a plain run, remembered per (code, inputs) on the plan.
@@ -306,9 +307,13 @@ class QuickLevel:
             value = values.get(name)
             if isinstance(value, Unread):
                 values[name] = value.get()
-        args, kwargs = spec.arguments(values)
+        simple = self._simple[index]
         try:
-            spec.publish(spec.fn(*args, **kwargs), values)
+            if simple is not None:  # positional inputs without defaults, one output
+                values[simple[1]] = spec.fn(*[values[name] for name in simple[0]])
+            else:
+                args, kwargs = spec.arguments(values)
+                spec.publish(spec.fn(*args, **kwargs), values)
         except Exception as exc:
             self.fail(exc, index, item)
             raise
