@@ -257,3 +257,20 @@ def test_a_running_node_of_a_sequential_level_shows_its_own_time() -> None:
     assert "0%" in running
     assert not running.rstrip().endswith("0:00:00"), "started when `load` ended: time runs"
     assert waiting.rstrip().endswith("0:00:00"), "not started yet"
+
+
+def test_the_final_tree_respects_quiet_consoles_and_captures() -> None:
+    buffer = io.StringIO()
+    quiet = Console(file=buffer, quiet=True, width=100)
+    Pipeline([load], name="hushed", callbacks=[ProgressCallback(console=quiet)]).run(x=1)
+    assert buffer.getvalue() == ""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, force_terminal=True, color_system=None)
+    with console.capture() as captured:
+        console.print("before")
+        Pipeline([load], name="captured", callbacks=[ProgressCallback(console=console)]).run(x=1)
+    text = captured.get()
+    assert text.startswith("before\n")
+    assert "captured" in text
+    assert "load" in text
+    assert buffer.getvalue() == "", "captured output stays in the capture"

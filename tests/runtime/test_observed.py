@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from nestflow import DiskCache, Pipeline, PipelineCallback, node
-from nestflow.errors import UnhashableInputError
+from nestflow.errors import CallbackWarning, UnhashableInputError
 from nestflow.runtime import observed
+from nestflow.runtime.report import capture
 
 
 class FullRecorder(PipelineCallback):
@@ -289,3 +292,99 @@ def test_more_shapes_match_the_general_runner(tmp_path: Any, cached: bool) -> No
         "every raise counted: 4 items x (3 node ends + 1 item end)"
     )
     assert outcomes[0][5], "and reported as warnings"
+
+
+def _both(tmp_path: Any, nodes: list[Any], cached: bool = True) -> list[tuple[Pipeline, Any]]:
+    """The same pipeline on the observed loop and (a timeout forces it) the general runner."""
+    made = []
+    for tag, extra in (("o", {}), ("g", {"timeout": 60.0})):
+        recorder = CachedRecorder()
+        cache = {"cache": DiskCache(tmp_path / tag)} if cached else {}
+        made.append((Pipeline(nodes, name="p", callbacks=[recorder], **cache, **extra), recorder))
+    return made
+
+
+def test_a_mapped_generator_is_read_once_even_when_the_general_runner_takes_over(
+    tmp_path: Any,
+) -> None:
+    lock = threading.Lock()
+    for pipeline, _ in _both(tmp_path, [double]):
+        with pytest.raises(UnhashableInputError):
+            pipeline.map(x=(v for v in [1, 2, lock]), map_over="x")  # not {"doubled": []}
+
+
+def test_signing_errors_of_any_kind_take_the_general_runner(tmp_path: Any) -> None:
+    class Keyless:
+        def __cache_key__(self) -> object:
+            raise ValueError("no key today")
+
+    @node(output_name="kept")
+    def keep(thing: Keyless) -> int:
+        return 1
+
+    outcomes = []
+    for pipeline, recorder in _both(tmp_path, [keep]):
+        with capture() as reports, pytest.raises(ValueError, match="no key today"):
+            pipeline.run(thing=Keyless())
+        outcomes.append(([e[0] for e in recorder.events], len(reports.reports)))
+    assert outcomes[0] == outcomes[1] == (["pipeline_start", "pipeline_end"], 1)
+
+
+def test_a_setup_node_shared_by_every_item_runs_once(tmp_path: Any) -> None:
+    calls: list[str] = []
+
+    @node(output_name="model")
+    def load_model(path: str) -> int:
+        calls.append(path)
+        return len(path)
+
+    @node(output_name="y")
+    def use(model: int, x: int) -> int:
+        return model + x
+
+    quiet = Pipeline([load_model, use], name="p", cache=DiskCache(tmp_path / "q"))  # no callback
+    counts = []
+    for pipeline in [*(p for p, _ in _both(tmp_path, [load_model, use])), quiet]:
+        calls.clear()
+        report = pipeline.map(x=list(range(5)), path="m.bin", map_over="x").report
+        counts.append((len(calls), report.cache_hits, report.cache_misses))
+    assert counts == [(1, 4, 6)] * 3, "observed, general and cached loops alike"
+
+
+def test_an_unreadable_intermediate_value_reruns_its_node_with_events(tmp_path: Any) -> None:
+    @node(output_name="z")
+    def bump(doubled: int, k: int) -> int:
+        return doubled + k
+
+    outcomes = []
+    for tag, (pipeline, recorder) in zip("og", _both(tmp_path, [double, bump]), strict=True):
+        pipeline.map(x=[3, 4], k=2, map_over="x")
+        database = sqlite3.connect(tmp_path / tag / "cache.sqlite3")
+        with database:
+            (key,) = database.execute(
+                "SELECT blob_key FROM entries WHERE node = 'p > double' LIMIT 1"
+            ).fetchone()
+            database.execute("UPDATE blobs SET data = x'00' WHERE key = ?", (key,))
+        database.close()
+        fresh = pipeline.with_cache(DiskCache(tmp_path / tag))
+        recorder.events.clear()
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            result = fresh.map(x=[3, 4], k=5, map_over="x", output_name=["z"])
+        outcomes.append((dict(result), _cached_records(result.report), recorder.events))
+    assert outcomes[0] == outcomes[1]
+    assert [e[0] for e in outcomes[0][2]].count("node_start") == 3, "double once, bump twice"
+
+
+def test_a_failing_hook_set_on_the_instance_is_a_warning(tmp_path: Any) -> None:
+    recorder = FullRecorder()
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("broken hook")
+
+    recorder.on_node_end = broken  # type: ignore[method-assign]
+    pipeline = Pipeline([double], name="p", callbacks=[recorder])
+    with pytest.warns(CallbackWarning, match="broken hook"):
+        result = pipeline.run(x=2)
+    assert result["doubled"] == 4
+    assert result.report.callback_failures == 1

@@ -202,6 +202,7 @@ class RedisMetaStore:
 
     def clear(self) -> None:
         self.keys.delete_matching(_ENTRY)
+        self.keys.delete_matching("meta")  # entries kept as hashes by earlier versions
 
     def stats(self) -> dict[str, int]:
         def count(client: Any) -> dict[str, int]:

@@ -19,15 +19,15 @@ class Dispatcher:
         self._lock = threading.RLock()
         self._warned: set[tuple[int, str]] = set()
         self._heard: dict[int, tuple[Sequence[Any], frozenset[str]]] = {}
-        self._handlers: dict[tuple[int, str], tuple[Sequence[Any], list[Any]]] = {}
+        self._handlers: dict[tuple[int, str], tuple[Sequence[Any], list[tuple[Any, Any]]]] = {}
         self.failures = 0
 
-    def handlers(self, callbacks: Sequence[Any], hook: str) -> list[Any]:
-        """The bound ``hook`` methods of the callbacks that implement it, in list order."""
+    def handlers(self, callbacks: Sequence[Any], hook: str) -> list[tuple[Any, Any]]:
+        """``(callback, its hook)`` for the callbacks that implement ``hook``, in list order."""
         found = self._handlers.get((id(callbacks), hook))
         if found is None or found[0] is not callbacks:
-            methods = [getattr(c, hook) for c in callbacks if _overrides(c, hook)]
-            found = self._handlers[(id(callbacks), hook)] = (callbacks, methods)
+            pairs = [(c, getattr(c, hook)) for c in callbacks if _overrides(c, hook)]
+            found = self._handlers[(id(callbacks), hook)] = (callbacks, pairs)
         return found[1]
 
     def call(self, handlers: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
@@ -37,12 +37,12 @@ class Dispatcher:
 
     def call_alone(self, handlers: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
         """:meth:`call` without the lock, for a run whose events come from one thread only."""
-        for handler in handlers:
+        for callback, handler in handlers:
             try:
                 handler(*args)
             except Exception as exc:  # a callback must never change a run's outcome
                 with self._lock:
-                    self._report(handler.__self__, hook, exc)
+                    self._report(callback, hook, exc)
 
     def listening(self, callbacks: Sequence[Any], hook: str) -> bool:
         """Whether any of ``callbacks`` implements ``hook`` (the base class's are no-ops)."""

@@ -203,6 +203,7 @@ class ProgressCallback(PipelineCallback):
                 self._active -= 1
                 last = self._active == 0
         if last:  # the display ends with the last of the runs on it
+            self._last = (None, (), {})  # no run's level is held past its end
             self._stop()
 
     # Node lines are drawn when their level starts and counted when a node ends, is a hit
@@ -351,9 +352,19 @@ class ProgressCallback(PipelineCallback):
     def _print_final(self) -> None:
         # What console.print(self.render(), soft_wrap=True) writes, made directly: rich takes
         # about 20 µs per line to lay out a text it will neither wrap nor crop, which would
-        # be most of a short run. Recording and notebook consoles still go through rich.
+        # be most of a short run. Recording and notebook consoles, and consoles in the middle
+        # of a capture or a live display, still go through rich (private attributes of
+        # rich's Console are read with defaults that choose rich).
         console = self.console
-        if console.record or console.is_jupyter or console.legacy_windows:
+        if console.quiet:
+            return
+        if (
+            console.record
+            or console.is_jupyter
+            or console.legacy_windows
+            or getattr(console, "_buffer_index", 1)  # inside capture() or another buffer
+            or getattr(console, "_live_stack", True)  # under a live display of the caller's
+        ):
             console.print(self.render(), soft_wrap=True)
             return
         codes = self._codes()

@@ -287,6 +287,8 @@ def _map_root(call: _Call) -> tuple[RunState, Level, list[Any], dict[str, Any]]:
 
 def _map_observed(call: _Call) -> Any:
     state, level, columns, base = _map_root(call)
+    # Mapped generators are read once: a call handed to the general runner gets the lists.
+    call.values = {**call.values, **dict(zip(call.mapped, columns, strict=True))}
     name = call.pipeline.name
     items: Any = None
     cached = None

@@ -13,15 +13,14 @@ and the cache asked once before the first event, as the cached loop (``quick``) 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from time import perf_counter
 from typing import Any
 
-from nestflow.cache.fingerprint import Unhashable
 from nestflow.callbacks.dispatch import implements
 from nestflow.callbacks.events import CallbackContext
 from nestflow.core.config import EffectiveConfig
 from nestflow.core.node import Node
-from nestflow.errors import UnhashableInputError
 from nestflow.runtime import caching
 from nestflow.runtime.calls import CallSpec
 from nestflow.runtime.context import Level
@@ -71,33 +70,36 @@ class Cached:
 
     def hits(self, item: int) -> bool:
         """Whether every node of ``item`` is in the cache."""
-        held, entries = self.held, self.entries
-        return all(sig in held or sig in entries for sig in self.sigs[item])
+        held, entries, made = self.held, self.entries, self.quick.made
+        return all(sig in held or sig in entries or sig in made for sig in self.sigs[item])
 
 
 def prepare(level: Level, items: list[dict[str, Any]], plain: bool) -> Cached | None:
     """Sign every node of every item and ask the cache once, before any event.
 
-    None when an input cannot be fingerprinted: the general runner then runs the call, so
-    the error comes with the events it has there.
+    None when anything goes wrong here (an input that cannot be fingerprinted, a
+    ``__cache_key__`` that raises, a strict cache that cannot be read): the general runner
+    then runs the call, so the error comes with the events and report it has there.
     """
     quick = QuickLevel(level)
     try:
         sigs = [quick.sign_run(items[0])] if plain else [quick.sign(v) for v in items]
-    except (Unhashable, UnhashableInputError):
+        cached = Cached(quick, sigs)
+    except Exception:  # the general runner raises it, with its events
         return None
     level.run.caches[id(quick.cache)] = quick.cache
-    return Cached(quick, sigs)
+    return cached
 
 
 def _compiled(plan: LevelPlan) -> _Compiled:
     found: _Compiled | None = plan.memo.get("observed")
-    if found is None:
-        found = plan.memo["observed"] = []
+    if found is None:  # built whole, then shared: another thread may be reading the memo
+        made: _Compiled = []
         for step in plan.steps:
             spec = spec_of(plan, step)
             simple = spec.arg_names if spec.simple else None
-            found.append((step, spec, " > ".join((plan.name, step.id)), simple))
+            made.append((step, spec, " > ".join((plan.name, step.id)), simple))
+        found = plan.memo["observed"] = made
     return found
 
 
@@ -226,13 +228,14 @@ def cached_steps(
     hooks = hooks or _Hooks(level)
     call, hit_handlers = hooks.call, hooks.node_cached
     quick, sigs, held, entries = cached.quick, cached.sigs[item], cached.held, cached.entries
+    quick.redo = partial(_remade, level, quick, hooks)  # for this item's unread hits
     report = level.run.report
     keep = report._rows.append
     name, item_path, labels = level.plan.name, level.item_path, (hooks.backend, hooks.cache)
     for index, (step, spec, path, _) in enumerate(_compiled(level.plan)):
         sig, node_id = sigs[index], step.id
         value = held.get(sig, _ABSENT)
-        entry = entries.get(sig) if value is _ABSENT else None
+        entry = (entries.get(sig) or quick.again(sig)) if value is _ABSENT else None
         if value is _ABSENT and entry is None:
             _miss(level, values, quick, index, sig, hooks)
             continue
@@ -248,6 +251,16 @@ def cached_steps(
             ctx = CallbackContext(level, node_id, None, 1)
             call(hit_handlers, "on_node_cached", (node_id, sig, ctx))
     return sigs
+
+
+def _remade(
+    level: Level, quick: QuickLevel, hooks: _Hooks, index: int, values: dict[str, Any], sig: str
+) -> Any:
+    # A hit whose stored value cannot be read: its node runs again, as a miss does (events,
+    # record, store), on the inputs it had (a level's values are never rebound).
+    fresh = dict(values)
+    _miss(level, fresh, quick, index, sig, hooks)
+    return stored(_compiled(level.plan)[index][1], fresh)
 
 
 def _miss(
@@ -270,7 +283,7 @@ def _miss(
         raise
     duration = perf_counter() - started
     run.nodes_executed += 1
-    quick.cache.store(sig, path, spec.outs, stored(spec, values))
+    quick.keep(sig, index, spec, values)
     run.report.cache_misses += 1
     item_path, labels = level.item_path, (hooks.backend, hooks.cache)
     record = (path, node_id, level.plan.name, 0, item_path, "executed", duration, 1, sig, *labels)

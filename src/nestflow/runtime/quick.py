@@ -10,6 +10,7 @@ runs and is stored. Records are kept as compact rows and built when the report i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -32,7 +33,7 @@ Row = tuple[int, int, str, str, float]
 class Unread:
     """A hit's value, read on first use; recomputed by its producer if unreadable."""
 
-    __slots__ = ("done", "entry", "index", "quick", "step", "value", "values")
+    __slots__ = ("done", "entry", "index", "quick", "redo", "step", "value", "values")
 
     def __init__(
         self, quick: QuickLevel, step: int, values: dict[str, Any], entry: Any, index: int | None
@@ -46,13 +47,14 @@ class Unread:
         )
         self.done = False
         self.value: Any = None
+        self.redo = quick.redo  # how its producer runs again if the value cannot be read
 
     def get(self) -> Any:
         if not self.done:
             try:
                 self.value = self.quick.cache.load(self.entry)
             except CacheMiss:
-                self.value = self.quick.remake(self.step, self.values, self.entry.signature)
+                self.value = self.redo(self.step, self.values, self.entry.signature)
             self.done = True
         return self.value if self.index is None else self.value[self.index]
 
@@ -99,6 +101,10 @@ class QuickLevel:
         self._plan: list[Any] | None = None
         self._node_paths: list[str] | None = None
         self._fps: tuple[bytes, ...] | None = None
+        self.made: set[str] = set()
+        """Signatures stored during this run."""
+        self.redo: Callable[[int, dict[str, Any], str], Any] = self.remake
+        """Runs a node again on its inputs (``remake``; the observed loop's fires events)."""
         self._simple = [(sp.arg_names, sp.outs[0]) if sp.simple else None for sp in self.specs]
 
     def sign_run(self, values: dict[str, Any]) -> list[str]:
@@ -274,15 +280,31 @@ class QuickLevel:
                     values.update(zip(spec.outs, value, strict=True))
                 rows.append((index, item, "cached", sig, 0.0))
                 continue
-            entry = entries.get(sig)
+            entry = entries.get(sig) or self.again(sig)
             if entry is not None:
                 self.publish(values, index, spec, entry)
                 rows.append((index, item, "cached", sig, 0.0))
                 continue
             started = perf_counter()
             self._execute(values, index, spec, item)
-            self.cache.store(sig, self._path(index), spec.outs, stored(spec, values))
+            self.keep(sig, index, spec, values)
             rows.append((index, item, "executed", sig, perf_counter() - started))
+
+    def again(self, sig: str) -> Any:
+        """The entry of ``sig`` if an earlier item of this run stored it (else None).
+
+        The cache was asked once before the first item; a value an earlier item stored
+        (a shared setup node, a repeated item) is a hit for the later ones, as it is on
+        the general runner. Only those are asked again, from the cache's memory.
+        """
+        if sig not in self.made:
+            return None
+        return self.cache.lookup((sig,)).get(sig)
+
+    def keep(self, sig: str, index: int, spec: CallSpec, values: dict[str, Any]) -> None:
+        """Store node ``index``'s outputs under ``sig``."""
+        self.cache.store(sig, self._path(index), spec.outs, stored(spec, values))
+        self.made.add(sig)
 
     def publish(self, values: dict[str, Any], index: int, spec: CallSpec, entry: Any) -> None:
         """Publish the outputs of hit ``index`` as values read on first use."""

@@ -6,6 +6,7 @@ import contextlib
 import contextvars
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +51,9 @@ class ErrorRecord:
     attempts: int
 
 
+_ROWS_LOCK = threading.Lock()
+
+
 @dataclass(eq=False)
 class RunReport:
     """The structured account of one run: status, timings and per-node records."""
@@ -83,8 +87,11 @@ class RunReport:
             self._records = self._build() if self._build is not None else []
             self._build = None
         if self._rows:  # emptied in place: the loop appending to it keeps the same list
-            self._records.extend(NodeRecord(*row) for row in self._rows)
-            self._rows.clear()
+            with _ROWS_LOCK:  # another thread may read too; the run may append meanwhile
+                rows = self._rows
+                count = len(rows)
+                self._records.extend(NodeRecord(*row) for row in rows[:count])
+                del rows[:count]
         return self._records
 
     def add_all(self, records: list[NodeRecord]) -> None:
