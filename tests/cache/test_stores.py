@@ -61,15 +61,8 @@ class TestDiskCacheContract(StoreContract):
         file.write_bytes(file.read_bytes()[:1000])
 
 
-class TestDiskCacheInlineDamage(StoreContract):
+class TestDiskCacheInlineDamage(TestDiskCacheContract):
     """The contract again, with the damage done to a small value kept inside the database."""
-
-    @pytest.fixture(autouse=True)
-    def _directory(self, tmp_path: Path) -> None:
-        self.path = tmp_path / "cache"
-
-    def make_cache(self) -> Cache:
-        return DiskCache(self.path)
 
     def corrupt_blob(self, cache: Cache, entry: CacheEntry) -> None:
         with closing(sqlite3.connect(self.path / "cache.sqlite3")) as conn, conn:
