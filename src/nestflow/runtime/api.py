@@ -40,7 +40,7 @@ __all__ = [  # the configuration views are here for Pipeline, which imports only
 class _Call:
     """One validated call: the plan, the inputs and how to shape the result."""
 
-    __slots__ = ("bare", "map_mode", "mapped", "pipeline", "plan", "values")
+    __slots__ = ("bare", "is_map", "map_mode", "mapped", "pipeline", "plan", "values")
 
     def __init__(
         self, pipeline: Pipeline, positional: Any, kwargs: dict[str, Any], is_map: bool
@@ -51,6 +51,7 @@ class _Call:
         requested, self.bare = requested_outputs(opts)
         self.pipeline = pipeline
         self.plan = plan_for(pipeline, requested)
+        self.is_map = is_map
         self.mapped: tuple[str, ...] = ()
         self.map_mode = opts.get("map_mode", "zip")
         if is_map:
@@ -105,31 +106,32 @@ class _Call:
 def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once; see ``Pipeline.run``."""
     call = _Call(pipeline, positional, kwargs, is_map=False)
-    level = call.fast_level()
-    if level is not None:
-        return _run_fast(call, level)
-    if call.is_quick():
-        return _run_quick(call)
-    if call.is_observed():
-        done = _run_observed(call)
-        if done is not _UNSIGNED:
-            return done
-    return run_sync(lambda: _run_general(call))
+    done = _looped(call)
+    return done if done is not _GENERAL else run_sync(lambda: _run_general(call))
 
 
 async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once on the caller's event loop."""
     call = _Call(pipeline, positional, kwargs, is_map=False)
+    done = _looped(call)
+    return done if done is not _GENERAL else await _run_general(call)
+
+
+_GENERAL: Any = object()
+"""What ``_looped`` returns for a call that only the general runner can take."""
+
+
+def _looped(call: _Call) -> Any:
+    """The result of ``call`` on the first plain loop that can take it, else ``_GENERAL``."""
+    mapped = call.is_map
     level = call.fast_level()
     if level is not None:
-        return _run_fast(call, level)
+        return _map_fast(call, level) if mapped else _run_fast(call, level)
     if call.is_quick():
-        return _run_quick(call)
+        return _map_quick(call) if mapped else _run_quick(call)
     if call.is_observed():
-        done = _run_observed(call)
-        if done is not _UNSIGNED:
-            return done
-    return await _run_general(call)
+        return _map_observed(call) if mapped else _run_observed(call)
+    return _GENERAL
 
 
 def _run_fast(call: _Call, level: fast.FastLevel) -> Any:
@@ -197,10 +199,6 @@ def _quickly(
     return state
 
 
-_UNSIGNED: Any = object()
-"""An observed call whose inputs cannot be signed: the general runner takes it."""
-
-
 def _run_observed(call: _Call) -> Any:
     state = RunState(call.pipeline.name)
     level = Level.root(state, call.plan, root_config(call.pipeline))
@@ -209,7 +207,7 @@ def _run_observed(call: _Call) -> Any:
     if level.config.cache is not None:
         cached = observed.prepare(level, [values], plain=True)
         if cached is None:
-            return _UNSIGNED
+            return _GENERAL  # not signed: the general runner takes it
     with closing(state):
         observed.run_level(level, values, cached)
     return call.shape(values, state.report)
@@ -232,31 +230,15 @@ async def _run_general(call: _Call) -> Any:
 def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once per item; see ``Pipeline.map``."""
     call = _Call(pipeline, positional, kwargs, is_map=True)
-    level = call.fast_level()
-    if level is not None:
-        return _map_fast(call, level)
-    if call.is_quick():
-        return _map_quick(call)
-    if call.is_observed():
-        done = _map_observed(call)
-        if done is not _UNSIGNED:
-            return done
-    return run_sync(lambda: _map_general(call))
+    done = _looped(call)
+    return done if done is not _GENERAL else run_sync(lambda: _map_general(call))
 
 
 async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Map on the caller's event loop."""
     call = _Call(pipeline, positional, kwargs, is_map=True)
-    level = call.fast_level()
-    if level is not None:
-        return _map_fast(call, level)
-    if call.is_quick():
-        return _map_quick(call)
-    if call.is_observed():
-        done = _map_observed(call)
-        if done is not _UNSIGNED:
-            return done
-    return await _map_general(call)
+    done = _looped(call)
+    return done if done is not _GENERAL else await _map_general(call)
 
 
 def _map_fast(call: _Call, level: fast.FastLevel) -> Any:
@@ -298,10 +280,10 @@ def _map_observed(call: _Call) -> Any:
             items = list(found)
             inputs = [{**base, **dict(zip(call.mapped, row, strict=True))} for row in items]
         except Exception:
-            return _UNSIGNED
+            return _GENERAL  # not signed: the general runner takes it
         prepared = observed.prepare(level, inputs, plain=False)
         if prepared is None:
-            return _UNSIGNED
+            return _GENERAL  # not signed: the general runner takes it
         cached = (inputs, prepared)
     level.emit("on_pipeline_start", name, dict(call.values))
     error: BaseException | None = None

@@ -31,9 +31,10 @@ from nestflow.runtime.quick import QuickLevel, Unread, read, read_all, stored
 
 _ABSENT: Any = object()
 
-_Compiled = list[tuple[Step, CallSpec, str, tuple[str, ...] | None]]
-"""Per step: the step, its call spec, its record path, and its argument names when the
-call is simple (positional inputs without defaults, one output)."""
+_Node = tuple[Step, CallSpec, str, tuple[str, ...] | None]
+"""A step, its call spec, its record path, and its argument names when the call is simple
+(positional inputs without defaults, one output)."""
+_Compiled = list[_Node]
 
 
 def qualifies(plan: LevelPlan, config: EffectiveConfig) -> bool:
@@ -266,70 +267,61 @@ def _remade(
 def _miss(
     level: Level, values: dict[str, Any], quick: QuickLevel, index: int, sig: str, hooks: _Hooks
 ) -> None:
-    # As nodes.run_function for a node that missed: inputs read, events, call, store, record.
-    step, spec, path, _ = _compiled(level.plan)[index]
-    node_id, run = step.id, level.run
-    read(values, spec.names)
-    args, kwargs = spec.arguments(values)
-    inputs = spec.inputs(values) if hooks.node_start else None
-    started = perf_counter()
-    if hooks.node_start:
-        ctx = CallbackContext(level, node_id, None, 1)
-        hooks.call(hooks.node_start, "on_node_start", (node_id, inputs, ctx))
-    try:
-        spec.publish(spec.fn(*args, **kwargs), values)
-    except Exception as exc:
-        fail(level, step, exc, perf_counter() - started, 1, {})
-        raise
-    duration = perf_counter() - started
-    run.nodes_executed += 1
-    quick.keep(sig, index, spec, values)
-    run.report.cache_misses += 1
-    item_path, labels = level.item_path, (hooks.backend, hooks.cache)
-    record = (path, node_id, level.plan.name, 0, item_path, "executed", duration, 1, sig, *labels)
-    run.report._rows.append(record)
-    if hooks.node_end:
-        outputs = {o: values[o] for o in spec.outs}
-        ctx = CallbackContext(level, node_id, None, 1)
-        hooks.call(hooks.node_end, "on_node_end", (node_id, outputs, duration, ctx))
+    # A node that missed: its unread inputs are read, then it runs and is stored.
+    compiled = _compiled(level.plan)[index]
+    read(values, compiled[1].names)
+    _run(level, values, compiled, hooks, (quick, index, sig))
 
 
 def run_steps(level: Level, values: dict[str, Any], hooks: _Hooks | None = None) -> None:
     """Each step in order: node start event, call, record, node end event."""
     hooks = hooks or _Hooks(level)
-    call, starts, ends, backend = hooks.call, hooks.node_start, hooks.node_end, hooks.backend
-    run = level.run
-    keep = run.report._rows.append  # made into records when read
-    clock = perf_counter
-    name, item_path = level.plan.name, level.item_path
-    for step, spec, path, simple in _compiled(level.plan):
-        node_id = step.id
+    for compiled in _compiled(level.plan):
+        _run(level, values, compiled, hooks)
+
+
+def _run(
+    level: Level,
+    values: dict[str, Any],
+    compiled: _Node,
+    hooks: _Hooks,
+    miss: tuple[QuickLevel, int, str] | None = None,
+) -> None:
+    # As nodes.run_function: start event, call, (store, for a cache ``miss``), record, end.
+    step, spec, path, simple = compiled
+    node_id, run, starts, ends = step.id, level.run, hooks.node_start, hooks.node_end
+    if simple is None:
+        args, kwargs = spec.arguments(values)
+    else:
+        args, kwargs = [values[a] for a in simple], {}
+    inputs = spec.inputs(values) if starts else None
+    started = perf_counter()
+    if starts:
+        ctx = CallbackContext(level, node_id, None, 1)
+        hooks.call(starts, "on_node_start", (node_id, inputs, ctx))
+    try:
         if simple is None:
-            args, kwargs = spec.arguments(values)
+            spec.publish(spec.fn(*args, **kwargs), values)
         else:
-            args, kwargs = [values[a] for a in simple], {}
-        inputs = spec.inputs(values) if starts else None
-        started = clock()
-        if starts:
-            ctx = CallbackContext(level, node_id, None, 1)
-            call(starts, "on_node_start", (node_id, inputs, ctx))
-        try:
-            if simple is None:
-                spec.publish(spec.fn(*args, **kwargs), values)
-                outputs = {o: values[o] for o in spec.outs} if ends else None
-            else:
-                value = values[spec.outs[0]] = spec.fn(*args)
-                outputs = {spec.outs[0]: value} if ends else None
-        except Exception as exc:
-            fail(level, step, exc, clock() - started, 1, {})
-            raise
-        duration = clock() - started
-        run.nodes_executed += 1
-        # What nodes.record makes for an executed node of a root level without cache.
-        keep((path, node_id, name, 0, item_path, "executed", duration, 1, None, backend))
-        if ends:
-            ctx = CallbackContext(level, node_id, None, 1)
-            call(ends, "on_node_end", (node_id, outputs, duration, ctx))
+            values[spec.outs[0]] = spec.fn(*args)
+    except Exception as exc:
+        fail(level, step, exc, perf_counter() - started, 1, {})
+        raise
+    duration = perf_counter() - started
+    run.nodes_executed += 1
+    sig = None
+    if miss is not None:
+        quick, index, sig = miss
+        quick.keep(sig, index, spec, values)
+        run.report.cache_misses += 1
+    run.report._rows.append(  # what nodes.record makes, made into a record when read
+        (path, node_id, level.plan.name, 0, level.item_path, "executed", duration, 1, sig,
+         hooks.backend, hooks.cache)
+    )  # fmt: skip
+    if ends:
+        ctx = CallbackContext(level, node_id, None, 1)
+        outputs = {o: values[o] for o in spec.outs}
+        hooks.call(ends, "on_node_end", (node_id, outputs, duration, ctx))
 
 
 def columns_of(outputs: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
