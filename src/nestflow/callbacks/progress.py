@@ -100,25 +100,27 @@ class ProgressCallback(PipelineCallback):
 
     def _where(self, ctx: Any) -> tuple[tuple[str, ...], dict[str, Line]]:
         """The key of the event's level and its node lines (the caller holds the lock)."""
-        nodes = self._seen(ctx)
-        if nodes is not None:
-            return self._last[1], nodes
+        last = self._current(ctx)
+        if last is not None:
+            return last[1], last[2]
         key = _key(ctx)
         nodes = self._nodes.setdefault(key, {})
         self._last = (getattr(ctx, "_level", None), key, nodes)
         return key, nodes
 
-    def _seen(self, ctx: Any) -> dict[str, Line] | None:
-        """The node lines of the event's level if it is the level of the event before, or
-        another item of the same map (item levels share the run and the ``entered`` tuple of
-        their map's level). Safe without the lock: ``_last`` is replaced, never changed.
+    def _current(self, ctx: Any) -> tuple[Any, tuple[str, ...], dict[str, Line]] | None:
+        """``_last`` (level, key, node lines) if the event's level is the level of the event
+        before, or another item of the same map (item levels share the run and the
+        ``entered`` tuple of their map's level). Safe without the lock: ``_last`` is
+        replaced, never changed.
         """
         level = getattr(ctx, "_level", None)
-        seen, _, nodes = self._last
+        last = self._last
+        seen = last[0]
         if level is None or seen is None:
             return None
         if level is seen or (level.run is seen.run and level.entered is seen.entered):
-            return nodes
+            return last
         return None
 
     def _node(self, node_id: str, ctx: Any) -> Line | None:
@@ -140,8 +142,8 @@ class ProgressCallback(PipelineCallback):
         Counts change only from the thread delivering this run's events (the runtime never
         fires one run's hooks concurrently); the lock guards the shape of the tree.
         """
-        nodes = self._seen(ctx)
-        line = None if nodes is None else nodes.get(node_id)
+        last = self._current(ctx)
+        line = None if last is None else last[2].get(node_id)
         if line is None:
             with self._lock:
                 line = self._node(node_id, ctx)
@@ -212,38 +214,25 @@ class ProgressCallback(PipelineCallback):
     def on_node_end(
         self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
     ) -> None:
-        # The hottest hook (every node of every item): _counted's common case, inlined.
-        level = getattr(ctx, "_level", None)
-        seen, _, nodes = self._last
-        line = None
-        if (
-            level is not None
-            and seen is not None
-            and (level is seen or (level.run is seen.run and level.entered is seen.entered))
-        ):
-            line = nodes.get(node_id)
-        if line is None:
-            line = self._counted(node_id, ctx)
+        line = self._counted(node_id, ctx)
         if line is not None:
-            now = self.get_time()
-            if line.started is None:
-                line.started = now - duration
-            line.done += 1
-            line.ended = now
-            if line.next is not None and line.next.started is None:
-                line.next.started = now
+            self._finished(line, duration)
 
     def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
         line = self._counted(node_id, ctx)
         if line is not None:
-            now = self.get_time()
-            if line.started is None:
-                line.started = now
-            line.done += 1
             line.cached += 1
-            line.ended = now
-            if line.next is not None and line.next.started is None:
-                line.next.started = now
+            self._finished(line, 0.0)
+
+    def _finished(self, line: Line, duration: float) -> None:
+        """Count one completion of ``line``, which took ``duration``; its next step starts."""
+        now = self.get_time()
+        if line.started is None:
+            line.started = now - duration
+        line.done += 1
+        line.ended = now
+        if line.next is not None and line.next.started is None:
+            line.next.started = now
 
     def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
         line = self._counted(node_id, ctx)
@@ -268,18 +257,12 @@ class ProgressCallback(PipelineCallback):
             line.failed += 1
 
     def _map_line(self, ctx: Any) -> Line:
-        level = getattr(ctx, "_level", None)
-        seen, key, _ = self._last
-        if (
-            level is not None
-            and seen is not None
-            and (level is seen or (level.run is seen.run and level.entered is seen.entered))
-        ):
-            line = self._lines.get(key)
-            if line is not None:
-                return line
-        with self._lock:
-            return self._level(ctx)
+        last = self._current(ctx)
+        line = None if last is None else self._lines.get(last[1])
+        if line is None:
+            with self._lock:
+                line = self._level(ctx)
+        return line
 
     def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
         line = self._map_line(ctx)  # its nodes report their own hits (on_node_cached)
