@@ -70,10 +70,8 @@ def _row_id(signature: str) -> int:
 
 
 def _entry_row(entry: CacheEntry) -> tuple[object, ...]:
-    signature = entry.signature
-    row_id = int(signature[:15], 16) if _HEX_PREFIX.match(signature) else _row_id(signature)
     return (
-        row_id, signature, entry.blob_key, entry.node,
+        _row_id(entry.signature), entry.signature, entry.blob_key, entry.node,
         ",".join(entry.outputs), entry.size, entry.serializer, entry.checksum, entry.created,
     )  # fmt: skip
 
@@ -323,8 +321,7 @@ class DiskCache(Cache):
     def _joined_rows(self, signatures: Sequence[str]) -> list[Any]:
         # A row may carry another signature sharing the id (60 bits): it is returned under
         # its own signature, which the caller did not ask for and never looks up.
-        match = _HEX_PREFIX.match
-        ids = [int(sig[:15], 16) if match(sig) else _row_id(sig) for sig in signatures]
+        ids = [_row_id(signature) for signature in signatures]
         return self._database.query(_JOINED % ",".join("?" * len(ids)), ids)
 
     def _take(self, rows: list[Any], values: dict[str, Any]) -> None:

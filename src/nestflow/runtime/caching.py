@@ -172,11 +172,7 @@ def _prefix(level: Level, step: Step, spec: CallSpec) -> Any:
         memo_key = ("prefix", step.id, code, versions)
         found = level.plan.memo.get(memo_key)
         if found is None:
-            found = hashlib.sha256(_FORMAT)
-            for part in (_salt().decode(), *versions):
-                found.update(b"\0" + (b"-" if part is None else str(part).encode()))
-            found.update(code)
-            found.update("\0".join(spec.outs).encode())
+            found = _node_state(_head(versions[0]), versions[1], code, spec.outs)
             level.plan.memo[memo_key] = found
         prefixes[key] = found
     return found
@@ -190,19 +186,27 @@ def level_prefixes(
     The same hash states as ``prefix``, with the part every node shares (format, salt and
     the store's version) hashed once: a new process signs a whole level with little else.
     """
-    cache = level.config.cache
-    head = hashlib.sha256(_FORMAT)
-    for part in (_salt().decode(), cache.cache_version):
-        head.update(b"\0" + (b"-" if part is None else str(part).encode()))
-    found = []
-    for step, spec, code in zip(steps, specs, codes, strict=True):
-        version = step.node.cache_version  # type: ignore[union-attr]
-        state = head.copy()
-        state.update(b"\0" + (b"-" if version is None else str(version).encode()))
-        state.update(code)
-        state.update("\0".join(spec.outs).encode())
-        found.append(state)
-    return found
+    head = _head(level.config.cache.cache_version)
+    return [
+        _node_state(head, step.node.cache_version, code, spec.outs)  # type: ignore[union-attr]
+        for step, spec, code in zip(steps, specs, codes, strict=True)
+    ]
+
+
+def _part(value: Any) -> bytes:
+    return b"\0" + (b"-" if value is None else str(value).encode())
+
+
+def _head(cache_version: str | None) -> Any:
+    """The hash state every signature under a store starts from: format, salt, version."""
+    return hashlib.sha256(_FORMAT + _part(_salt().decode()) + _part(cache_version))
+
+
+def _node_state(head: Any, node_version: str | None, code: bytes, outs: tuple[str, ...]) -> Any:
+    """``head`` continued with one node's version, code fingerprint and output names."""
+    state = head.copy()
+    state.update(_part(node_version) + code + "\0".join(outs).encode())
+    return state
 
 
 def code_fingerprints(
