@@ -218,9 +218,7 @@ async def _run_general(call: _Call) -> Any:
     level = Level.root(state, call.plan, root_config(call.pipeline))
     values = dict(call.values)
     with closing(state):
-        await runner.run_pipeline(level, values)
-        if state.uses_cache:
-            await caching.ready(call.plan.outputs, values)
+        await runner.run_pipeline(level, values)  # reads a cached root's outputs
     return call.shape(values, state.report)
 
 
