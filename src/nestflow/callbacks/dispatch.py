@@ -13,12 +13,11 @@ from nestflow.errors import CallbackWarning
 class Dispatcher:
     """Serialises the hook calls of one run and keeps count of callback failures."""
 
-    __slots__ = ("_handlers", "_heard", "_lock", "_warned", "failures")
+    __slots__ = ("_handlers", "_lock", "_warned", "failures")
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._warned: set[tuple[int, str]] = set()
-        self._heard: dict[int, tuple[Sequence[Any], frozenset[str]]] = {}
         self._handlers: dict[tuple[int, str], tuple[Sequence[Any], list[tuple[Any, Any]]]] = {}
         self.failures = 0
 
@@ -30,13 +29,9 @@ class Dispatcher:
             found = self._handlers[(id(callbacks), hook)] = (callbacks, pairs)
         return found[1]
 
-    def call(self, handlers: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
-        """Call each of ``handlers`` (from :meth:`handlers`) with ``args``, like :meth:`emit`."""
-        with self._lock:
-            self.call_alone(handlers, hook, args)
-
     def call_alone(self, handlers: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
-        """:meth:`call` without the lock, for a run whose events come from one thread only."""
+        """Call ``handlers`` (from :meth:`handlers`) with ``args``, as :meth:`emit` does, but
+        without its lock: for a run whose events all come from one thread."""
         for callback, handler in handlers:
             try:
                 handler(*args)
@@ -46,20 +41,12 @@ class Dispatcher:
 
     def listening(self, callbacks: Sequence[Any], hook: str) -> bool:
         """Whether any of ``callbacks`` implements ``hook`` (the base class's are no-ops)."""
-        found = self._heard.get(id(callbacks))
-        if found is None or found[0] is not callbacks:
-            hooks = frozenset(h for h in HOOKS if any(_overrides(c, h) for c in callbacks))
-            found = self._heard[id(callbacks)] = (callbacks, hooks)
-        return hook in found[1]
+        return bool(self.handlers(callbacks, hook))
 
     def emit(self, callbacks: Sequence[Any], hook: str, args: tuple[Any, ...]) -> None:
         """Call ``hook(*args)`` on every callback in list order."""
         with self._lock:
-            for callback in callbacks:
-                try:
-                    getattr(callback, hook)(*args)
-                except Exception as exc:  # a callback must never change a run's outcome
-                    self._report(callback, hook, exc)
+            self.call_alone(self.handlers(callbacks, hook), hook, args)
 
     def _report(self, callback: Any, hook: str, exc: Exception) -> None:
         self.failures += 1
@@ -81,13 +68,6 @@ def implements(callbacks: Sequence[Any], hook: str) -> bool:
     return any(_overrides(callback, hook) for callback in callbacks)
 
 
-HOOKS = (
-    "on_pipeline_start", "on_pipeline_end", "on_node_start", "on_node_end", "on_node_cached",
-    "on_error", "on_nested_pipeline_start", "on_nested_pipeline_end", "on_map_start",
-    "on_map_item_start", "on_map_item_end", "on_map_item_cached", "on_map_end",
-    "on_remote_event",
-    "carrier",  # not a hook: a tracing callback's offer of the running node's trace context
-)  # fmt: skip
 _OVERRIDES: dict[tuple[type, str], bool] = {}
 
 
