@@ -29,7 +29,6 @@ from nestflow.runtime.nodes import fail, spec_of
 from nestflow.runtime.plan import LevelPlan, Step
 from nestflow.runtime.quick import QuickLevel, Unread, read, read_all, stored
 
-_ABSENT: Any = object()
 
 _Node = tuple[Step, CallSpec, str, tuple[str, ...] | None]
 """A step, its call spec, its record path, and its argument names when the call is simple
@@ -228,24 +227,16 @@ def cached_steps(
     """Each step in order: a hit (published, unread unless read with its entry) or a run."""
     hooks = hooks or _Hooks(level)
     call, hit_handlers = hooks.call, hooks.node_cached
-    quick, sigs, held, entries = cached.quick, cached.sigs[item], cached.held, cached.entries
+    quick, sigs, found = cached.quick, cached.sigs[item], (cached.held, cached.entries)
     quick.redo = partial(_remade, level, quick, hooks)  # for this item's unread hits
     report = level.run.report
     keep = report._rows.append
     name, item_path, labels = level.plan.name, level.item_path, (hooks.backend, hooks.cache)
     for index, (step, spec, path, _) in enumerate(_compiled(level.plan)):
         sig, node_id = sigs[index], step.id
-        value = held.get(sig, _ABSENT)
-        entry = (entries.get(sig) or quick.again(sig)) if value is _ABSENT else None
-        if value is _ABSENT and entry is None:
+        if not quick.hit(values, index, spec, sig, found):
             _miss(level, values, quick, index, sig, hooks)
             continue
-        if entry is not None:
-            quick.publish(values, index, spec, entry)
-        elif len(spec.outs) == 1:
-            values[spec.outs[0]] = value
-        else:
-            values.update(zip(spec.outs, value, strict=True))
         report.cache_hits += 1
         keep((path, node_id, name, 0, item_path, "cached", 0.0, 1, sig, *labels))
         if hit_handlers:

@@ -270,25 +270,37 @@ class QuickLevel:
         ``found`` is what :meth:`ask` returned: values read, and entries not read yet.
         """
         rows = self.rows
-        held, entries = found
         for index, (spec, sig) in enumerate(zip(self.specs, sigs, strict=True)):
-            value = held.get(sig, _ABSENT)
-            if value is not _ABSENT:
-                if len(spec.outs) == 1:
-                    values[spec.outs[0]] = value
-                else:
-                    values.update(zip(spec.outs, value, strict=True))
-                rows.append((index, item, "cached", sig, 0.0))
-                continue
-            entry = entries.get(sig) or self.again(sig)
-            if entry is not None:
-                self.publish(values, index, spec, entry)
+            if self.hit(values, index, spec, sig, found):
                 rows.append((index, item, "cached", sig, 0.0))
                 continue
             started = perf_counter()
             self._execute(values, index, spec, item)
             self.keep(sig, index, spec, values)
             rows.append((index, item, "executed", sig, perf_counter() - started))
+
+    def hit(
+        self,
+        values: dict[str, Any],
+        index: int,
+        spec: CallSpec,
+        sig: str,
+        found: tuple[dict[str, Any], dict[str, Any]],
+    ) -> bool:
+        """Publish node ``index``'s outputs if the cache holds ``sig``: a value read with its
+        entry, or an entry whose value is read on first use (``found`` is :meth:`ask`'s)."""
+        value = found[0].get(sig, _ABSENT)
+        if value is not _ABSENT:
+            if len(spec.outs) == 1:
+                values[spec.outs[0]] = value
+            else:
+                values.update(zip(spec.outs, value, strict=True))
+            return True
+        entry = found[1].get(sig) or self.again(sig)
+        if entry is None:
+            return False
+        self.publish(values, index, spec, entry)
+        return True
 
     def again(self, sig: str) -> Any:
         """The entry of ``sig`` if an earlier item of this run stored it (else None).
