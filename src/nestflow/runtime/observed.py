@@ -29,7 +29,6 @@ from nestflow.runtime.nodes import fail, spec_of
 from nestflow.runtime.plan import LevelPlan, Step
 from nestflow.runtime.quick import QuickLevel, Unread, read, read_all, stored
 
-
 _Node = tuple[Step, CallSpec, str, tuple[str, ...] | None]
 """A step, its call spec, its record path, and its argument names when the call is simple
 (positional inputs without defaults, one output)."""
