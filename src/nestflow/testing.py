@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
+from nestflow.runtime.drivers import DRIVERS, forced
 
 
 class RecordingCallback(PipelineCallback):
@@ -194,3 +196,21 @@ class PidRecorder(RecordingCallback):
 
         self.pids.append(os.getpid())
         super()._add(event, ctx)
+
+
+@contextlib.contextmanager
+def forced_driver(driver: str) -> Iterator[None]:
+    """Run every pipeline started in this block on ``driver`` (``"sync"`` or ``"async"``).
+
+    ``"async"`` sends levels the synchronous loop would take to the asynchronous driver,
+    so a contract suite can compare the two on one scenario; ``"sync"`` is the default
+    choice (levels that need concurrency always take the asynchronous driver). Which
+    drivers ran is in ``report.drivers``.
+    """
+    if driver not in DRIVERS:
+        raise ValueError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}.")
+    token = forced.set(driver)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        forced.reset(token)

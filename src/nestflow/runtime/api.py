@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nestflow.runtime import caching, fast, observed, quick, runner
 from nestflow.runtime.context import Level, RunState, new_run_id, new_trace_id
+from nestflow.runtime.drivers import forced
 from nestflow.runtime.failure import ErrorContext, annotate, context_of
 from nestflow.runtime.inputs import (
     MAP_OPTIONS,
@@ -75,6 +76,7 @@ class _Call:
 
     def quick_level(self, total: int | None = None) -> tuple[RunState, quick.QuickLevel]:
         state = RunState(self.pipeline.name)
+        state.report.drivers = ("sync",)
         state.uses_cache = True
         level = Level(
             run=state,
@@ -124,6 +126,8 @@ _GENERAL: Any = object()
 def _looped(call: _Call) -> Any:
     """The result of ``call`` on the first plain loop that can take it, else ``_GENERAL``."""
     mapped = call.is_map
+    if forced.get() == "async":
+        return _GENERAL
     level = call.fast_level()
     if level is not None:
         return _map_fast(call, level) if mapped else _run_fast(call, level)
@@ -201,6 +205,7 @@ def _quickly(
 
 def _run_observed(call: _Call) -> Any:
     state = RunState(call.pipeline.name)
+    state.report.drivers = ("sync",)
     level = Level.root(state, call.plan, root_config(call.pipeline))
     values = dict(call.values)
     cached = None
@@ -215,6 +220,7 @@ def _run_observed(call: _Call) -> Any:
 
 async def _run_general(call: _Call) -> Any:
     state = RunState(call.pipeline.name)
+    state.report.drivers = ("async",)
     level = Level.root(state, call.plan, root_config(call.pipeline))
     values = dict(call.values)
     with closing(state):
@@ -255,9 +261,10 @@ def _map_fast(call: _Call, level: fast.FastLevel) -> Any:
     return call.shape(results, _finish_fast(call, marks, None, mapped=True))
 
 
-def _map_root(call: _Call) -> tuple[RunState, Level, list[Any], dict[str, Any]]:
+def _map_root(call: _Call, driver: str) -> tuple[RunState, Level, list[Any], dict[str, Any]]:
     """The root level of a map, the mapped columns and the rest of the inputs."""
     state = RunState(call.pipeline.name)
+    state.report.drivers = (driver,)
     level = Level.root(state, call.plan, root_config(call.pipeline))
     state.metadata[call.pipeline.name]["mapped"] = True
     columns = collections(call.values, call.mapped)
@@ -266,7 +273,7 @@ def _map_root(call: _Call) -> tuple[RunState, Level, list[Any], dict[str, Any]]:
 
 
 def _map_observed(call: _Call) -> Any:
-    state, level, columns, base = _map_root(call)
+    state, level, columns, base = _map_root(call, "sync")
     # Mapped generators are read once: a call handed to the general runner gets the lists.
     call.values = {**call.values, **dict(zip(call.mapped, columns, strict=True))}
     name = call.pipeline.name
@@ -302,7 +309,7 @@ def _map_observed(call: _Call) -> Any:
 
 
 async def _map_general(call: _Call) -> Any:
-    state, level, columns, base = _map_root(call)
+    state, level, columns, base = _map_root(call, "async")
     name = call.pipeline.name
     level.emit("on_pipeline_start", name, dict(call.values))
     error: BaseException | None = None
@@ -334,6 +341,7 @@ def _finish_fast(
         pipeline=call.pipeline.name,
         status="ok" if error is None else "failed",
         duration_s=marks[-1] - marks[0] if error is not None else perf_counter() - marks[0],
+        drivers=("sync",),
         _build=lambda: fast.build_records(call.plan, marks, error, config.backend.label, mapped),
     )
     if error is not None:

@@ -70,6 +70,8 @@ class RunReport:
     callback_failures: int = 0
     abandoned_threads: list[str] = field(default_factory=list)
     """Node paths (with ``[item i]``) whose timed-out thread was left running, result discarded."""
+    drivers: tuple[str, ...] = ()
+    """The drivers that ran levels of this run (``"sync"``, ``"async"``), in order of first use."""
     _records: list[NodeRecord] | None = field(default=None, repr=False)
     _build: Callable[[], list[NodeRecord]] | None = field(default=None, repr=False)
     _rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
@@ -134,6 +136,7 @@ class RunReport:
             "cache_misses": self.cache_misses,
             "callback_failures": self.callback_failures,
             "abandoned_threads": list(self.abandoned_threads),
+            "drivers": list(self.drivers),
             "records": [asdict(r) for r in self.records],
         }
 
@@ -161,6 +164,7 @@ class RunReport:
         errors = [
             ErrorRecord(**{**e, "item_path": tuple(e["item_path"])}) for e in data.pop("errors")
         ]
+        data["drivers"] = tuple(data.get("drivers", ()))
         return cls(**data, errors=errors, _records=records)
 
     def tree(self, items: bool = False) -> str:
