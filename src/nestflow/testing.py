@@ -209,7 +209,7 @@ def forced_driver(driver: str) -> Iterator[None]:
     """
     if driver not in DRIVERS:
         raise ValueError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}.")
-    token = forced.set(driver)  # type: ignore[arg-type]
+    token = forced.set(driver)
     try:
         yield
     finally:

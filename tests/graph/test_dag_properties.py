@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from nestflow import CycleError, Node, Pipeline, node
 from nestflow.graph.dag import Shape, analyse
-from nestflow.graph.selection import ancestors
 
 SETTINGS = settings(max_examples=60, deadline=None, database=None)
 
@@ -197,14 +196,6 @@ def test_pipeline_execution_order_respects_every_edge_and_is_the_run_order(spec:
 
 
 # --- selection ----------------------------------------------------------------------------------
-
-
-@SETTINGS
-@given(graphs(acyclic=True), st.data())
-def test_selection_ancestors_match_the_transitive_dependencies(spec: Spec, data: Any) -> None:
-    target = data.draw(st.integers(0, spec.size - 1))
-    graph = analyse(spec.shapes())
-    assert ancestors(graph, [target]) == reference_ancestors(spec, target)
 
 
 @SETTINGS

@@ -51,7 +51,7 @@ class Retry:
         """Seconds to wait before the ``retry``-th retry (1-based)."""
         base = min(self.max_delay, self.backoff * self.factor ** (retry - 1))
         if self.jitter:
-            base *= 1 + random.uniform(-self.jitter, self.jitter)
+            base *= 1 + _JITTER.uniform(-self.jitter, self.jitter)
         return max(0.0, base)
 
     def allows(self, retry: int, error: BaseException) -> bool:
@@ -62,6 +62,9 @@ class Retry:
             return False
         return isinstance(error, self.on)
 
+
+_JITTER = random.SystemRandom()
+"""Jitter from the operating system: the user's ``random`` is never drawn from."""
 
 _PLAIN: dict[int, Retry] = {}
 """``Retry.of(n)`` for plain ints, made once (it is looked up for every node attempt)."""

@@ -1,41 +1,43 @@
-"""Cache decisions on the general path: signatures, hits as lazy values, stores (SPEC 8.1).
+"""Cache decisions: signatures, hits as values read on first use, stores (SPEC 8.1).
 
 A node's signature hashes a per-run prefix (format, versions, code fingerprint, output
-names) and one *representation* per input: ``s<signature>:<output>`` when the value
-came from an eligible producer, ``v<fingerprint>`` otherwise, ``m<digest>`` for a list
-published by a mapped node (the ordered per-item representations). Representations
-live in the level's values dict under ``@name`` keys, next to the values, so they
-travel wherever values are copied (map items, nested levels) and are computed once.
+names) and one *representation* per input: ``s<signature>:<output>`` when the value came
+from an eligible producer, ``v<fingerprint>`` otherwise, ``m<digest>`` for a list published
+by a mapped node (the ordered per-item representations). Representations live in the
+level's values dict under ``@name`` keys, next to the values, so they travel wherever
+values are copied (map items, nested levels, shipped items) and are computed once.
 
-A hit does not read its value: the outputs become ``Pending`` values, read only when a
-node that misses needs them or when they are returned. A stored value that cannot be
-read any more (deleted, truncated) is recomputed by running its producer again.
+A hit does not read its value: the outputs become ``Unread`` values, read when a node
+that misses needs them or when the run returns them. A stored value that cannot be read
+any more (deleted, truncated) is recomputed by running its producer again.
+
+A level whose steps are all cached function nodes is signed whole before anything runs
+(every item of a map too) and the cache asked once (``Batch``); other levels sign and
+look up node by node. Both use the one signing rule of ``Signer.sign``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from nestflow.cache.fingerprint import Unhashable, code_fingerprint, fingerprint
+from nestflow.cache.fingerprint import Unhashable, code_fingerprints, fingerprint
 from nestflow.cache.store import CacheMiss
-from nestflow.core.config import EffectiveConfig
-from nestflow.core.node import Node
 from nestflow.errors import UnhashableInputError
-from nestflow.runtime.calls import CallSpec
-from nestflow.runtime.context import Level
-from nestflow.runtime.plan import LevelPlan, Step
-from nestflow.runtime.settings import child_config
+
+if TYPE_CHECKING:
+    from nestflow.core.config import EffectiveConfig
+    from nestflow.runtime.context import Level
+    from nestflow.runtime.plan import LevelPlan
+    from nestflow.runtime.step import NodeStep
 
 REP = "@"
 """Prefix of the ``@name`` keys holding representations in a values dict (never a name)."""
 
 _FORMAT = b"nestflow-sig/1"
-
-
 _SALT: list[bytes] = []
+_ABSENT: Any = object()
 
 
 def _salt() -> bytes:
@@ -46,87 +48,99 @@ def _salt() -> bytes:
     return _SALT[0]
 
 
-class Load:
-    """The stored value of one hit, read at most once."""
+# --- values read on first use ---------------------------------------------------------------
 
-    __slots__ = ("cache", "done", "entry", "recompute", "remaking", "value")
 
-    def __init__(self, cache: Any, entry: Any, recompute: Callable[[], Awaitable[Any]]) -> None:
-        self.cache, self.entry, self.recompute = cache, entry, recompute
+class Unread:
+    """The stored value of a hit, read at most once; recomputed if it cannot be read."""
+
+    __slots__ = ("cache", "done", "entry", "remake", "value")
+
+    def __init__(self, cache: Any, entry: Any, remake: Callable[[], Any]) -> None:
+        self.cache, self.entry, self.remake = cache, entry, remake
         self.done = False
         self.value: Any = None
-        self.remaking: asyncio.Future[Any] | None = None
 
-    async def get(self) -> Any:
-        """The value: read from the store, or recomputed (once) when the stored copy is unusable."""
-        if self.done:
-            return self.value
-        if self.remaking is not None:  # another consumer is recomputing it: wait for that
-            return await asyncio.shield(self.remaking)
-        try:
-            self.value = self.cache.load(self.entry)
-        except CacheMiss:
-            self.remaking = asyncio.get_running_loop().create_future()
+    def get(self) -> Any:
+        """The value: read from the store, or made again when the stored copy is unusable."""
+        if not self.done:
             try:
-                self.value = await self.recompute()
-            except BaseException as exc:
-                self.remaking.set_exception(exc)
-                self.remaking.exception()  # retrieved: the awaiting consumers re-raise it
-                raise
-            self.remaking.set_result(self.value)
-        self.done = True
+                self.value = self.cache.load(self.entry)
+            except CacheMiss:
+                self.value = self.remake()
+            self.done = True
         return self.value
-
-
-class Pending:
-    """An output of a cache hit whose value has not been read."""
-
-    __slots__ = ("index", "load")
-
-    def __init__(self, load: Load, index: int | None) -> None:
-        self.load, self.index = load, index
-
-    async def get(self) -> Any:
-        """The output's value."""
-        value = await self.load.get()
-        return value if self.index is None else value[self.index]
 
     def __repr__(self) -> str:
         return "<cached value, not read>"
 
 
-class PendingList(Pending):
-    """A mapped node's output list holding pending items: read whole when needed."""
+class UnreadPart(Unread):
+    """One output of a multi-output hit."""
+
+    __slots__ = ("index", "whole")
+
+    def __init__(self, whole: Unread, index: int) -> None:
+        self.whole, self.index = whole, index
+        self.cache, self.entry, self.remake = whole.cache, whole.entry, whole.remake
+        self.done = False
+
+    def get(self) -> Any:
+        return self.whole.get()[self.index]
+
+
+class UnreadList(Unread):
+    """A mapped node's output list holding unread items: read whole when needed."""
 
     __slots__ = ("items",)
 
     def __init__(self, items: list[Any]) -> None:
         self.items = items
+        self.done = False
 
-    async def get(self) -> Any:
-        """Every item's value, in order."""
-        return [await resolved(item) for item in self.items]
+    def get(self) -> Any:
+        return [item.get() if isinstance(item, Unread) else item for item in self.items]
 
     def __repr__(self) -> str:
         return f"<{len(self.items)} cached values, not read>"
 
 
 def column(items: list[Any]) -> Any:
-    """A result list, pending as a whole if any item is pending."""
-    return PendingList(items) if any(isinstance(i, Pending) for i in items) else items
+    """A result list, unread as a whole if any item is unread."""
+    return UnreadList(items) if any(isinstance(i, Unread) for i in items) else items
 
 
-async def resolved(value: Any) -> Any:
-    """``value``, read from the cache if it is ``Pending``."""
-    return await value.get() if isinstance(value, Pending) else value
-
-
-async def ready(names: Iterable[str], values: dict[str, Any]) -> None:
-    """Read the ``Pending`` values among ``names`` into ``values`` (before a call uses them)."""
+def read(values: dict[str, Any], names: Iterable[str]) -> None:
+    """Read the unread values among ``names`` into ``values`` (before a call uses them)."""
     for name in names:
         value = values.get(name)
-        if isinstance(value, Pending):
-            values[name] = await value.get()
+        if isinstance(value, Unread):
+            values[name] = value.get()
+
+
+def read_all(items: Sequence[dict[str, Any]], names: tuple[str, ...]) -> None:
+    """Read the unread outputs of many items, with batched store reads per cache."""
+    by_cache: dict[int, tuple[Any, dict[str, Unread]]] = {}
+    for values in items:
+        for name in names:
+            value = values.get(name)
+            if type(value) is Unread and not value.done:
+                found = by_cache.get(id(value.cache))
+                if found is None:
+                    found = by_cache[id(value.cache)] = (value.cache, {})
+                found[1][value.entry.signature] = value
+    for cache, whole in by_cache.values():
+        loaded = cache.load_many([v.entry for v in whole.values()])
+        for sig, value in loaded.items():
+            held = whole[sig]
+            held.value, held.done = value, True
+    for values in items:
+        read(values, names)
+
+
+def visible(values: dict[str, Any]) -> dict[str, Any]:
+    """The values a callback may see: names only, read values only."""
+    return {k: v for k, v in values.items() if k[:1] != REP and not isinstance(v, Unread)}
 
 
 def carry(source: dict[Any, Any], target: dict[Any, Any], pairs: Iterable[tuple[str, str]]) -> None:
@@ -137,60 +151,37 @@ def carry(source: dict[Any, Any], target: dict[Any, Any], pairs: Iterable[tuple[
             target[REP + new] = rep
 
 
-def rep_of(key: str, names: tuple[str, ...]) -> bool:
-    """Whether ``key`` is the representation key of one of ``names``."""
-    return key[:1] == REP and key[1:] in names
+def output_rep(sig: str, out: str) -> bytes:
+    """The representation of output ``out`` of the node signed ``sig``."""
+    return b"s" + sig.encode() + b":" + out.encode()
 
 
-def visible(values: dict[str, Any]) -> dict[str, Any]:
-    """The values a callback may see: names only, read values only."""
-    return {k: v for k, v in values.items() if k[:1] != REP and not isinstance(v, Pending)}
+def list_rep(reps: list[bytes | None], values: list[Any]) -> bytes | None:
+    """The representation of a mapped node's output list, or ``None`` if an item has none."""
+    digest = hashlib.sha256(b"m")
+    for rep, value in zip(reps, values, strict=True):
+        if rep is None:
+            try:
+                rep = b"v" + fingerprint(value)
+            except Unhashable:
+                return None
+        digest.update(rep + b"\0")
+    return b"m" + digest.digest()
 
 
-def eligible(level: Level, node: Node) -> bool:
-    """A cache is in effect at ``level`` and the node allows caching."""
-    return level.config.cache is not None and node.cache
+def mapped_columns(outputs: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, Any]:
+    """One list per output in item order, with its representation for signatures downstream."""
+    columns: dict[str, Any] = {}
+    for name in names:
+        items = [values[name] for values in outputs]
+        rep = list_rep([values.get(REP + name) for values in outputs], items)
+        columns[name] = column(items)
+        if rep is not None:
+            columns[REP + name] = rep
+    return columns
 
 
-# --- signatures ------------------------------------------------------------------------------
-
-
-def _prefix(level: Level, step: Step, spec: CallSpec) -> Any:
-    # Per run: the code fingerprint (it re-reads globals and closures, which may change
-    # between runs); across runs: the hash state for that fingerprint, kept on the plan.
-    # One plan may be nested under levels with different caches (versions): key by both.
-    key = (id(level.plan), step.id, id(level.config.cache))
-    prefixes = level.run.prefixes
-    found = prefixes.get(key)
-    if found is None:
-        node = step.node
-        assert isinstance(node, Node)
-        code = level.run.codes.get((*level.hierarchy, step.id))
-        if code is None:
-            code = code_fingerprint(node.func, getattr(level.config.cache, "analyses", None))
-        versions = (level.config.cache.cache_version, node.cache_version)
-        memo_key = ("prefix", step.id, code, versions)
-        found = level.plan.memo.get(memo_key)
-        if found is None:
-            found = _node_state(_head(versions[0]), versions[1], code, spec.outs)
-            level.plan.memo[memo_key] = found
-        prefixes[key] = found
-    return found
-
-
-def level_prefixes(
-    level: Level, steps: Sequence[Step], specs: Sequence[CallSpec], codes: Sequence[bytes]
-) -> list[Any]:
-    """``prefix`` of each of ``steps`` (function nodes with their ``codes``), made together.
-
-    The same hash states as ``prefix``, with the part every node shares (format, salt and
-    the store's version) hashed once: a new process signs a whole level with little else.
-    """
-    head = _head(level.config.cache.cache_version)
-    return [
-        _node_state(head, step.node.cache_version, code, spec.outs)  # type: ignore[union-attr]
-        for step, spec, code in zip(steps, specs, codes, strict=True)
-    ]
+# --- signing --------------------------------------------------------------------------------
 
 
 def _part(value: Any) -> bytes:
@@ -209,161 +200,216 @@ def _node_state(head: Any, node_version: str | None, code: bytes, outs: tuple[st
     return state
 
 
-def code_fingerprints(
-    plan: LevelPlan, config: EffectiveConfig, hierarchy: tuple[str, ...]
+_Signing = tuple[Any, list[tuple[str, str, bytes, Any]], list[tuple[str, bytes]]]
+"""Per node: hash prefix, (input, representation key, tag, default), (rep key, output name)."""
+
+
+class Signer:
+    """How the cached function nodes of one compiled level sign, made once per run.
+
+    The prefixes hold the code fingerprints, which re-read globals and closures, so they
+    are made per run; a level whose nodes read no global name keeps its fingerprints on the
+    plan while the functions keep their code objects.
+    """
+
+    __slots__ = ("_memo", "_signing", "cache", "codes", "hierarchy", "nodes", "plan")
+
+    def __init__(self, level: Level) -> None:
+        compiled = level.compiled
+        self.plan = level.plan
+        self.cache = level.config.cache
+        self.hierarchy = level.hierarchy
+        self.nodes: tuple[NodeStep, ...] = compiled.signed
+        self._memo: dict[Any, list[str]] = compiled.plan.memo.setdefault(
+            ("signatures", id(compiled)), {}
+        )
+        codes = self.codes = self._codes(level)
+        head = _head(self.cache.cache_version)
+        self._signing: list[_Signing] = []
+        for step, code in zip(self.nodes, codes, strict=True):
+            node = step.node
+            prefix = _node_state(head, node.cache_version, code, step.spec.outs)
+            wired = [(n, REP + n, n.encode() + b"\0", d) for n, d in step.wired]
+            outs = [(REP + out, out.encode()) for out in step.spec.outs]
+            self._signing.append((prefix, wired, outs))
+
+    @classmethod
+    def of(cls, level: Level) -> Signer:
+        """The signer of ``level``'s compiled form in this run."""
+        signers = level.run.signers
+        key = id(level.compiled)
+        found: Signer | None = signers.get(key)
+        if found is None or found.hierarchy != level.hierarchy:
+            found = signers[key] = cls(level)
+        return found
+
+    def _codes(self, level: Level) -> tuple[bytes, ...]:
+        shipped = level.run.codes
+        funcs = [step.node.func for step in self.nodes]
+        if shipped:
+            found = [shipped.get((*level.hierarchy, step.id)) for step in self.nodes]
+            if all(found):  # made by the coordinator of this map item
+                return tuple(found)  # type: ignore[arg-type]
+        memo = self.plan.memo
+        kept = memo.get("closed-codes")
+        if kept is not None and all(f.__code__ is c for f, c in zip(funcs, kept[0], strict=True)):
+            return tuple(kept[1])
+        made, closed = code_fingerprints(funcs, getattr(self.cache, "analyses", None))
+        if closed:
+            memo["closed-codes"] = (tuple(f.__code__ for f in funcs), tuple(made))
+        return tuple(made)
+
+    def sign(self, position: int, values: dict[str, Any]) -> str:
+        """The signature of node ``position`` (in ``nodes``) with the inputs in ``values``.
+
+        Input representations are kept in ``values``; an unread input without one (a list
+        whose items could not all be represented) is read first.
+        """
+        prefix, wired, _ = self._signing[position]
+        digest = prefix.copy()
+        for name, key, tag, default in wired:
+            rep = values.get(key)
+            if rep is None:
+                if isinstance(values.get(name), Unread):
+                    values[name] = values[name].get()
+                rep = self._rep(position, name, default, values)
+            digest.update(tag + rep + b"\0")
+        hexdigest: str = digest.hexdigest()
+        return hexdigest
+
+    def _rep(self, position: int, name: str, default: Any, values: dict[str, Any]) -> bytes:
+        step = self.nodes[position]
+        if name in values:
+            rep = values[REP + name] = b"v" + self.fingerprint(step, name, values[name])
+            return rep
+        return b"d" + self.fingerprint(step, name, default)
+
+    def sign_item(self, values: dict[str, Any]) -> list[str]:
+        """Every node's signature for one item of a flat level, before anything runs."""
+        trial = dict(values)
+        found = []
+        for position, (_, _, outs) in enumerate(self._signing):
+            sig = self.sign(position, trial)
+            found.append(sig)
+            head = b"s" + sig.encode() + b":"
+            for key, encoded in outs:
+                trial[key] = head + encoded
+        for key, value in trial.items():  # inputs fingerprinted while signing: kept
+            if key[:1] == REP and key not in values and key[1:] in values:
+                values[key] = value
+        return found
+
+    def sign_run(self, values: dict[str, Any], inputs: tuple[str, ...]) -> list[str]:
+        """``sign_item`` for a plain run, remembered per (code, input representations).
+
+        A level's signatures depend only on the code fingerprints of its nodes and the
+        representations of its inputs; when both match an earlier run, none is hashed again.
+        """
+        key = (self.codes, tuple(self._input_rep(name, values) for name in inputs))
+        found = self._memo.get(key)
+        if found is None:
+            found = self.sign_item(values)
+            if len(self._memo) >= 64:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def _input_rep(self, name: str, values: dict[str, Any]) -> bytes:
+        rep = values.get(REP + name)
+        if rep is None:
+            if name not in values:  # a default: fingerprinted with its node when signing
+                return b"-" + b"".join(self._defaults(name))
+            if isinstance(values[name], Unread):
+                values[name] = values[name].get()
+            rep = values[REP + name] = b"v" + fingerprint(values[name])
+        return rep
+
+    def _defaults(self, name: str) -> list[bytes]:
+        return [
+            fingerprint(default)
+            for step in self.nodes
+            for wired, default in step.wired
+            if wired == name
+        ]
+
+    def fingerprint(self, step: NodeStep, name: str, value: Any) -> bytes:
+        """The fingerprint of input ``name`` of ``step``, or ``UnhashableInputError``."""
+        try:
+            return fingerprint(value)
+        except Unhashable as exc:
+            path = " > ".join((*self.hierarchy, step.id))
+            inside = f" (at `{exc.where}`)" if exc.where else ""
+            raise UnhashableInputError(
+                f"Node `{path}` is cached, but its input `{name}` cannot be fingerprinted: a "
+                f"{exc.type_name}{inside} has no stable content to key the cache with. Fix it "
+                f"by one of: define `__cache_key__(self)` on the class returning plain data; "
+                f"register a fingerprinter with nestflow.register_fingerprint("
+                f"{exc.type_name.split('.')[-1]}, fn); or set cache=False on node `{step.id}`."
+            ) from exc
+
+
+class Batch:
+    """Every signature of a flat cached level's items, and what the cache holds for them.
+
+    The nodes making a requested output will be read if they hit, so their values are
+    read with their entries (``read_values``); the others are only looked up, and read
+    later if something needs them (lazy loading, SPEC 8.4).
+    """
+
+    __slots__ = ("entries", "held", "made", "sigs")
+
+    def __init__(self, level: Level, sigs: list[list[str]]) -> None:
+        self.sigs = sigs
+        self.made: set[str] = set()
+        """Signatures stored during this run: hits for later items."""
+        cache = level.config.cache
+        producers: list[int] = level.compiled.producers
+        self.held: dict[str, Any] = cache.read_values(
+            [item[index] for item in sigs for index in producers]
+        )
+        self.entries: dict[str, Any] = {}
+        if len(producers) < len(level.compiled.signed):
+            wanted = set(producers)
+            self.entries = cache.lookup(
+                [sig for item in sigs for index, sig in enumerate(item) if index not in wanted]
+            )
+
+    def complete(self, item: int) -> bool:
+        """Whether every node of ``item`` is in the cache."""
+        held, entries, made = self.held, self.entries, self.made
+        return all(sig in held or sig in entries or sig in made for sig in self.sigs[item])
+
+    def value(self, sig: str) -> Any:
+        """The value read with its entry, or ``_ABSENT``."""
+        return self.held.get(sig, _ABSENT)
+
+
+ABSENT = _ABSENT
+
+
+def code_fingerprints_below(
+    plan: LevelPlan,
+    config: EffectiveConfig,
+    hierarchy: tuple[str, ...],
+    child_config: Callable[[Any, EffectiveConfig], EffectiveConfig],
 ) -> dict[tuple[str, ...], bytes]:
     """Code fingerprints of the cached function nodes of ``plan`` and below, by node path.
 
     Made in the coordinating process and shipped with map items, so a worker (which may
     not have the source files) signs exactly as this process does.
     """
+    from nestflow.cache.fingerprint import code_fingerprint
+    from nestflow.core.node import Node
+
     found: dict[tuple[str, ...], bytes] = {}
     for step in plan.steps:
         if step.child is not None:
             child = step.child
-            child_cfg = child_config(child.pipeline, config)
-            found.update(code_fingerprints(child, child_cfg, (*hierarchy, child.name)))
+            below = child_config(child.pipeline, config)
+            found.update(
+                code_fingerprints_below(child, below, (*hierarchy, child.name), child_config)
+            )
         elif config.cache is not None and isinstance(step.node, Node) and step.node.cache:
             analyses = getattr(config.cache, "analyses", None)
             found[(*hierarchy, step.id)] = code_fingerprint(step.node.func, analyses)
     return found
-
-
-def _wired(spec: CallSpec) -> list[tuple[str, Any]]:
-    pairs = list(spec.positional) + [(name, default) for _, name, default in spec.keyword]
-    return sorted(pairs, key=lambda pair: pair[0])
-
-
-async def signature(level: Level, step: Step, spec: CallSpec, values: dict[str, Any]) -> str:
-    """The computation signature of ``step`` with these inputs.
-
-    A pending input normally carries its representation; one that does not (a list whose
-    items could not all be represented) is read first, then ``signature_now`` signs.
-    """
-    for name in spec.names:
-        if REP + name not in values and isinstance(values.get(name), Pending):
-            values[name] = await values[name].get()
-    return signature_now(level, step, spec, values)
-
-
-def prefix(level: Level, step: Step, spec: CallSpec) -> Any:
-    """The hash state every signature of ``step`` in this run starts from."""
-    return _prefix(level, step, spec)
-
-
-def wired(level: Level, step: Step, spec: CallSpec) -> list[tuple[str, Any]]:
-    """``(input name, default)`` of ``step`` in signing order."""
-    found: list[tuple[str, Any]] | None = level.plan.memo.get(("wired", step.id))
-    if found is None:
-        found = level.plan.memo[("wired", step.id)] = _wired(spec)
-    return found
-
-
-def value_fingerprint(level: Level, step: Step, name: str, value: Any) -> bytes:
-    """The fingerprint of input ``name`` of ``step``, or ``UnhashableInputError``."""
-    return _fingerprint(level, step, name, value)
-
-
-def signature_now(level: Level, step: Step, spec: CallSpec, values: dict[str, Any]) -> str:
-    """``signature`` for values that are all read (no pending value among the inputs)."""
-    digest = _prefix(level, step, spec).copy()
-    for name, default in wired(level, step, spec):
-        rep = values.get(REP + name)
-        if rep is None:
-            if name in values:
-                rep = values[REP + name] = b"v" + _fingerprint(level, step, name, values[name])
-            else:
-                rep = b"d" + _fingerprint(level, step, name, default)
-        digest.update(name.encode() + b"\0" + rep + b"\0")
-    hexdigest: str = digest.hexdigest()
-    return hexdigest
-
-
-def prefetch(level: Level, specs: list[CallSpec], items: list[dict[str, Any]]) -> None:
-    """Sign every node of every item up front and ask the cache once (SPEC 8.1, 8.6).
-
-    Hits become known to the cache object, misses to the run, so the per-node decisions
-    that follow never query the store one signature at a time.
-    """
-    signatures: list[str] = []
-    for values in items:
-        trial = dict(values)
-        for step, spec in zip(level.plan.steps, specs, strict=True):
-            sig = signature_now(level, step, spec, trial)
-            signatures.append(sig)
-            for out in spec.outs:
-                trial[REP + out] = output_rep(sig, out)
-    found = level.config.cache.lookup(signatures)
-    level.run.absent.update(sig for sig in signatures if sig not in found)
-
-
-def _fingerprint(level: Level, step: Step, name: str, value: Any) -> bytes:
-    try:
-        return fingerprint(value)
-    except Unhashable as exc:
-        path = " > ".join((*level.hierarchy, step.id))
-        inside = f" (at `{exc.where}`)" if exc.where else ""
-        raise UnhashableInputError(
-            f"Node `{path}` is cached, but its input `{name}` cannot be fingerprinted: a "
-            f"{exc.type_name}{inside} has no stable content to key the cache with. Fix it by "
-            f"one of: define `__cache_key__(self)` on the class returning plain data; register "
-            f"a fingerprinter with nestflow.register_fingerprint({exc.type_name.split('.')[-1]}, "
-            f"fn); or set cache=False on node `{step.id}`."
-        ) from exc
-
-
-def list_rep(reps: list[bytes | None], values: list[Any]) -> bytes | None:
-    """The representation of a mapped node's output list, or ``None`` if an item has none."""
-    digest = hashlib.sha256(b"m")
-    for rep, value in zip(reps, values, strict=True):
-        if rep is None:
-            try:
-                rep = b"v" + fingerprint(value)
-            except Unhashable:
-                return None
-        digest.update(rep + b"\0")
-    return b"m" + digest.digest()
-
-
-# --- hits and stores ------------------------------------------------------------------------
-
-
-def hit(
-    level: Level,
-    step: Step,
-    spec: CallSpec,
-    values: dict[str, Any],
-    sig: str,
-    recompute: Callable[[], Awaitable[Any]],
-) -> bool:
-    """Publish the outputs of ``step`` as pending values if the cache holds ``sig``."""
-    if sig in level.run.absent:
-        return False
-    cache = level.config.cache
-    entry = cache.lookup([sig]).get(sig)
-    if entry is None:
-        return False
-    load = Load(cache, entry, recompute)
-    single = len(spec.outs) == 1
-    for index, out in enumerate(spec.outs):
-        values[out] = Pending(load, None if single else index)
-        values[REP + out] = output_rep(sig, out)
-    return True
-
-
-def store(level: Level, step: Step, spec: CallSpec, values: dict[str, Any], sig: str) -> None:
-    """Keep the outputs of a successful execution under ``sig``."""
-    cache = level.config.cache
-    outs = spec.outs
-    value = values[outs[0]] if len(outs) == 1 else tuple(values[o] for o in outs)
-    cache.store(sig, " > ".join((*level.hierarchy, step.id)), outs, value)
-    level.run.absent.discard(sig)
-    level.run.caches[id(cache)] = cache
-    for out in outs:
-        values[REP + out] = output_rep(sig, out)
-    level.run.report.cache_misses += 1
-
-
-def output_rep(sig: str, out: str) -> bytes:
-    """The representation of output ``out`` of the node signed ``sig``."""
-    return b"s" + sig.encode() + b":" + out.encode()

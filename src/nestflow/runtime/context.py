@@ -1,23 +1,27 @@
-"""RunContext: the state of one run and of each level in it.
+"""The state of one run (``RunState``) and of each level in it (``Level``).
 
-Effective configuration lives here, per run and per level, never on pipelines, so
-one pipeline can be reused by two parents, run standalone, or run from two threads
-at once without seeing another run's configuration.
+Effective configuration lives here, per run and per level, never on pipelines, so one
+pipeline can be reused by two parents, run standalone, or run from two threads at once
+without seeing another run's configuration.
+
+Ids come from a private generator seeded from ``os.urandom`` (and reseeded in forked
+children): nestflow never draws from, or reseeds, the user's ``random``.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from time import perf_counter, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nestflow.callbacks.dispatch import Dispatcher
 from nestflow.callbacks.events import CallbackContext
 from nestflow.core.config import EffectiveConfig
-from nestflow.engines import processes
+from nestflow.engines import executors, processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.engines.threads import ThreadPools
 from nestflow.errors import BackendWarning
@@ -25,20 +29,28 @@ from nestflow.runtime.failure import ErrorContext
 from nestflow.runtime.plan import LevelPlan
 from nestflow.runtime.report import RunReport
 
+if TYPE_CHECKING:
+    from nestflow.runtime.step import Compiled
 
-def new_run_id() -> str:
-    """A fresh run id (32 hex characters).
-
-    ``random`` rather than ``uuid4``: ids need uniqueness, not secrecy, and uuid4 costs a
-    system call that would be a fifth of a small run's overhead. ``random`` reseeds
-    itself in forked children.
-    """
-    return f"{random.getrandbits(128):032x}"
+_ids = random.Random(os.urandom(32))
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's ids
+    os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 
 
-def new_trace_id() -> str:
-    """A fresh W3C-style trace id (32 hex characters)."""
-    return f"{random.getrandbits(128):032x}"
+def new_id() -> str:
+    """A fresh 128-bit id as 32 hex characters (run ids, W3C trace ids)."""
+    return _ids.randbytes(16).hex()
+
+
+def new_ids() -> tuple[str, str]:
+    """Two fresh ids (a run's id and its trace id) in one draw."""
+    both = _ids.randbytes(32).hex()
+    return both[:32], both[32:]
+
+
+def new_key() -> int:
+    """A fresh 64-bit key for state shared with workers (unique across processes and hosts)."""
+    return int.from_bytes(os.urandom(8), "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,43 +70,52 @@ class RelayedEvent:
 class RunState:
     """What the levels of one run share: ids, the report, the dispatcher and the callback store."""
 
+    __slots__ = (
+        "_dispatcher", "_pools", "cached", "caches", "codes", "drivers", "flush_failure",
+        "metadata", "relayed", "report", "run_id", "sessions", "signers", "started", "store",
+        "warned",
+    )  # fmt: skip
+
     def __init__(self, pipeline_name: str, relay: bool = False) -> None:
-        self.run_id = new_run_id()
+        self.run_id, trace_id = new_ids()
         self.started = perf_counter()
         self.report = RunReport(
-            run_id=self.run_id, trace_id=new_trace_id(), pipeline=pipeline_name, started_at=time()
+            run_id=self.run_id, trace_id=trace_id, pipeline=pipeline_name, started_at=time()
         )
-        self.dispatcher = Dispatcher()
         self.store: dict[str, Any] = {}
+        """The key-value store callbacks share (``ctx.get`` / ``ctx.set``)."""
         self.metadata: dict[str, dict[str, Any]] = {}
-        self.nodes_executed = 0
-        self.pools = ThreadPools()
         self.sessions: list[Any] = []
         self.relayed: list[RelayedEvent] | None = [] if relay else None
+        """In a worker: events recorded for the coordinator instead of dispatched."""
         self.warned: set[str] = set()
         self.flush_failure: Exception | None = None
         """A strict cache that could not write at the end of the run (raised after delivery)."""
-        self._labels: dict[int, tuple[EffectiveConfig, str, str | None]] = {}
-        self.uses_cache = False
-        """Some level of this run has a cache: values may be pending, signatures computed."""
-        self.prefixes: dict[Any, Any] = {}
-        """Signature prefixes per (plan, node), computed once per run."""
         self.caches: dict[int, Any] = {}
-        self.codes: dict[tuple[str, ...], bytes] = {}
-        self.absent: set[str] = set()
-        """Signatures a batched lookup found missing (SPEC 8.1: decided before running)."""
-        """Code fingerprints made by the coordinator, by node path (in a worker's item run)."""
         """Caches written by this run, flushed when it finishes."""
-        """In a worker: events recorded for the coordinator instead of dispatched."""
+        self.codes: dict[tuple[str, ...], bytes] = {}
+        """Code fingerprints made by the coordinator, by node path (in a worker's item run)."""
+        self.signers: dict[int, Any] = {}
+        """Each compiled level's signer, made once per run."""
+        self.drivers: list[str] = []
+        self.cached = False
+        """Some level of this run has a cache: values may be unread, signatures kept."""
+        self._dispatcher: Dispatcher | None = None
+        self._pools: ThreadPools | None = None
 
-    def labels(self, config: EffectiveConfig) -> tuple[str, str | None]:
-        """The backend and cache labels of ``config`` (made once per configuration and run)."""
-        found = self._labels.get(id(config))
-        if found is None or found[0] is not config:
-            cache = config.cache
-            found = (config, config.backend.label, None if cache is None else cache.label)
-            self._labels[id(config)] = found
-        return found[1], found[2]
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The run's dispatcher, made on the first event."""
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher()
+        return self._dispatcher
+
+    @property
+    def pools(self) -> ThreadPools:
+        """The run's thread pools, made on first use."""
+        if self._pools is None:
+            self._pools = ThreadPools()
+        return self._pools
 
     @property
     def trace_id(self) -> str:
@@ -105,13 +126,10 @@ class RunState:
     def trace_id(self, value: str) -> None:
         self.report.trace_id = value
 
-    def open_session(self, backend: Any) -> Any:
-        """A session of a custom backend for one level, closed when the run ends."""
-        if isinstance(backend, LocalBackend):
-            return None  # the runtime drives local levels itself
-        session = backend.open()
-        self.sessions.append(session)
-        return session
+    def uses(self, driver: str) -> None:
+        """Note that ``driver`` runs a level of this run."""
+        if driver not in self.drivers:
+            self.drivers.append(driver)
 
     def pipeline_metadata(self, pipeline_id: str) -> dict[str, Any]:
         """Metadata of a level that has started in this run."""
@@ -124,7 +142,7 @@ class RunState:
             ) from None
 
     def finish(self, error: BaseException | None) -> RunReport:
-        """Close the report: duration, status and callback failures."""
+        """Close the report: duration, status, drivers and callback failures."""
         report = self.report
         for cache in self.caches.values():
             try:
@@ -134,119 +152,149 @@ class RunState:
         if self.flush_failure is not None and error is None:
             error = self.flush_failure
         report.duration_s = perf_counter() - self.started
+        report.drivers = tuple(self.drivers)
         if error is not None:
             report.status = "failed"
         elif report.errors:
             report.status = "partial"
-        report.callback_failures = self.dispatcher.failures
-        self.pools.close()
+        if self._dispatcher is not None:
+            report.callback_failures = self._dispatcher.failures
+        if self._pools is not None:
+            self._pools.close()
         for session in self.sessions:
             session.close()
         return report
 
 
-@dataclass(slots=True, eq=False)
 class Level:
-    """One pipeline level of a run (one per item inside maps); never changed once made.
+    """One pipeline level of a run (one per item inside maps); never changed once made."""
 
-    Not a frozen dataclass only because those cost twice as much to make, and a map makes
-    one per item.
-    """
+    __slots__ = (
+        "compiled", "config", "depth", "entered", "executor", "hierarchy", "hooks", "item_path",
+        "item_total", "offload", "parent", "plan", "run",
+    )  # fmt: skip
 
     run: RunState
+    compiled: Compiled
     plan: LevelPlan
     config: EffectiveConfig
-    depth: int = 0
-    hierarchy: tuple[str, ...] = ()
-    entered: tuple[str, ...] = ()
+    depth: int
+    hierarchy: tuple[str, ...]
+    entered: tuple[str, ...]
     """Ids of the nested nodes that led from the root to this level."""
-    item_path: tuple[int, ...] = ()
-    item_total: int | None = None
-    offload: int = 0
-    """Pool size for sync calls (0: call inline). Set once anything around runs concurrently."""
-    processes: int = 0
-    """Worker processes for function calls (0: none), under a parallel level or map."""
-    session: Any = None
-    """The open session of a custom backend (None for LocalBackend levels)."""
-    parent: Level | None = field(default=None, repr=False)
+    item_path: tuple[int, ...]
+    item_total: int | None
+    executor: executors.Executor
+    """Where this level's function calls run."""
+    offload: int
+    """Thread pool size that sequential work is offloaded to under a concurrent level (0: none)."""
+    hooks: frozenset[str]
+    """The hooks this level's callbacks implement (``Compiled.hooks``)."""
+    parent: Level | None
 
     @classmethod
-    def root(cls, run: RunState, plan: LevelPlan, config: EffectiveConfig) -> Level:
+    def root(cls, run: RunState, compiled: Compiled) -> Level:
         """The root level of a run."""
-        level = cls(
-            run=run,
-            plan=plan,
-            config=config,
-            hierarchy=(plan.name,),
-            offload=_node_pool(config),
-            processes=_process_pool(config, "node_execution"),
-            session=run.open_session(config.backend),
-        )
-        level.register(mapped=False)
+        level = cls.__new__(cls)
+        level.run, level.compiled, level.plan = run, compiled, compiled.plan
+        level.config = compiled.config
+        level.depth, level.hierarchy, level.entered = 0, (compiled.plan.name,), ()
+        level.item_path, level.item_total, level.parent = (), None, None
+        level.hooks = compiled.hooks
+        level.offload = 0
+        level.executor = level._open_executor()
+        if compiled.config.cache is not None:
+            run.cached = True
+        if level.hooks:
+            level.register(mapped=False)
         return level
 
-    def child(
-        self,
-        plan: LevelPlan,
-        config: EffectiveConfig,
-        entered: str,
-        mapped: bool,
-        open_session: bool = True,
+    @classmethod
+    def at(
+        cls,
+        run: RunState,
+        compiled: Compiled,
+        depth: int,
+        hierarchy: tuple[str, ...],
+        entered: tuple[str, ...],
+        item_path: tuple[int, ...],
+        item_total: int | None,
     ) -> Level:
-        """The level of a nested pipeline entered through node ``entered``."""
-        level = Level(
-            run=self.run,
-            plan=plan,
-            config=config,
-            depth=self.depth + 1,
-            hierarchy=(*self.hierarchy, plan.name),
-            entered=(*self.entered, entered),
-            item_path=self.item_path,
-            item_total=self.item_total,
-            offload=max(self.offload, _node_pool(config)),
-            processes=max(self.processes, _process_pool(config, "node_execution")),
-            session=self.run.open_session(config.backend) if open_session else None,
-            parent=self,
-        )
-        level.register(mapped=mapped)
+        """A level at a given location of a run (a map item shipped to a worker)."""
+        level = cls.root(run, compiled)
+        level.depth, level.hierarchy, level.entered = depth, hierarchy, entered
+        level.item_path, level.item_total = item_path, item_total
         return level
 
-    def with_pools(self) -> Level:
-        """This level with the pools its own configuration asks for (a worker's item level)."""
-        config = self.config
-        if config.cache is not None:
-            self.run.uses_cache = True
-        return replace(
-            self,
-            offload=_node_pool(config),
-            processes=_process_pool(config, "node_execution"),
-            session=self.run.open_session(config.backend),
-        )
+    def child(self, compiled: Compiled, entered: str, mapped: bool, replay: bool = False) -> Level:
+        """The level of a nested pipeline entered through node ``entered``."""
+        level = Level.__new__(Level)
+        level.run, level.compiled, level.plan = self.run, compiled, compiled.plan
+        level.config = compiled.config
+        level.depth = self.depth + 1
+        level.hierarchy = (*self.hierarchy, compiled.plan.name)
+        level.entered = (*self.entered, entered)
+        level.item_path, level.item_total, level.parent = self.item_path, self.item_total, self
+        level.hooks = compiled.hooks
+        level.offload = self.offload
+        if replay:
+            level.executor = executors.INLINE
+        elif compiled.config.backend is self.config.backend and self.executor.kind != "session":
+            level.executor = self.executor  # the same local backend: the same executor
+        else:
+            level.executor = level._open_executor()
+        if compiled.config.cache is not None:
+            self.run.cached = True
+        if level.hooks:
+            level.register(mapped=mapped)
+        return level
 
-    def item(self, index: int, total: int, offload: int = 0, processes: int = 0) -> Level:
+    def item(self, index: int, total: int) -> Level:
         """The same level, running map item ``index`` of ``total``."""
-        # Made once per map item: the constructor, not dataclasses.replace (which costs more).
-        return Level(
-            self.run,
-            self.plan,
-            self.config,
-            self.depth,
-            self.hierarchy,
-            self.entered,
-            (*self.item_path, index),
-            total,
-            max(self.offload, offload),
-            max(self.processes, processes),
-            self.session,
-            self.parent,
-        )
+        level = Level.__new__(Level)
+        level.run, level.compiled, level.plan = self.run, self.compiled, self.plan
+        level.config, level.depth, level.hierarchy = self.config, self.depth, self.hierarchy
+        level.entered = self.entered  # the same object: callbacks compare levels by it
+        level.item_path, level.item_total = (*self.item_path, index), total
+        level.executor, level.offload, level.hooks = self.executor, self.offload, self.hooks
+        level.parent = self.parent
+        return level
+
+    def relocated(self, item_path: tuple[int, ...], item_total: int | None) -> Level:
+        """This level at another item location (events replayed from a worker)."""
+        level = self.item(0, 0)
+        level.item_path, level.item_total = item_path, item_total
+        return level
+
+    def _open_executor(self) -> executors.Executor:
+        backend = self.config.backend
+        if not isinstance(backend, LocalBackend):  # a custom or dask backend always submits
+            session = backend.open()
+            self.run.sessions.append(session)
+            return executors.Sessions(session)
+        mode = backend.node_execution
+        if mode == "parallel" and not processes_available():
+            mode = "sequential"
+        if mode != "sequential":
+            self.offload = max(self.offload, backend.workers(mode))
+            if mode == "parallel":
+                return executors.Processes(backend.workers(mode))
+        if self.offload:
+            return executors.Threads(self.run.pools.get(self.offload))
+        return executors.INLINE
+
+    def offloaded(self, size: int) -> Level:
+        """This (new) item level with its sync calls offloaded to a pool of ``size`` threads."""
+        if size > self.offload:
+            self.offload = size
+            if self.executor is executors.INLINE or self.executor.kind == "threads":
+                self.executor = executors.Threads(self.run.pools.get(size))
+        return self
 
     def register(self, mapped: bool) -> None:
         """Record this level's metadata for ``ctx.get_pipeline_metadata``."""
         steps = self.plan.steps
         cache = self.config.cache
-        if cache is not None:
-            self.run.uses_cache = True
         self.run.metadata[self.plan.name] = {
             "total_nodes": len(self.plan.pipeline.nodes),
             "node_ids": self.plan.pipeline.execution_order(),
@@ -256,11 +304,6 @@ class Level:
             "cache_label": "No cache" if cache is None else cache.label,
             "mapped": mapped,
         }
-
-    @property
-    def callbacks(self) -> tuple[Any, ...]:
-        """The effective callbacks of this level."""
-        return self.config.callbacks
 
     def emit(
         self,
@@ -275,28 +318,25 @@ class Level:
         if relayed is not None:
             relayed.append(
                 RelayedEvent(
-                    hook,
-                    args,
-                    self.entered,
-                    self.item_path,
-                    self.item_total,
-                    node_id,
-                    error,
-                    attempt,
+                    hook=hook,
+                    args=args,
+                    entered=self.entered,
+                    item_path=self.item_path,
+                    item_total=self.item_total,
+                    node_id=node_id,
+                    error=error,
+                    attempt=attempt,
                 )
             )
             return
-        callbacks = self.config.callbacks
-        if not callbacks or not self.run.dispatcher.listening(callbacks, hook):
+        if hook not in self.hooks:
             return
-        ctx = self.callback_context(node_id, error, attempt)
-        self.run.dispatcher.emit(callbacks, hook, (*args, ctx))
+        ctx = CallbackContext(self, node_id, error, attempt)
+        self.run.dispatcher.emit(self.config.callbacks, hook, (*args, ctx))
 
-    def callback_context(
-        self, node_id: str | None, error: BaseException | None, attempt: int
-    ) -> CallbackContext:
-        """The ``ctx`` for one event at this level."""
-        return CallbackContext(self, node_id, error, attempt)
+    def path(self, node_id: str) -> str:
+        """``outer > inner > node``."""
+        return " > ".join((*self.hierarchy, node_id))
 
     def error_context(self, node_id: str, attempts: int) -> ErrorContext:
         """The facts of a failure of ``node_id`` at this level."""
@@ -311,7 +351,7 @@ class Level:
             trace_id=self.run.trace_id,
             run_id=self.run.run_id,
             elapsed_s=perf_counter() - self.run.started,
-            nodes_executed=self.run.nodes_executed,
+            nodes_executed=sum(1 for r in self.run.report.records if r.status == "executed"),
             node_config={
                 "timeout": self.config.timeout,
                 "retries": self.config.retries,
@@ -320,41 +360,20 @@ class Level:
         )
 
 
-def workers(config: EffectiveConfig, dimension: str) -> int:
-    """How many things ``dimension`` runs at once (1: sequential)."""
-    backend = config.backend
-    mode = getattr(backend, dimension)
-    if mode == "sequential" or not isinstance(backend, LocalBackend):
-        return 1  # custom backends: their session says how many (see map_workers)
-    if mode == "parallel" and not processes_available():
+def map_width(level: Level, total: int) -> int:
+    """How many items of a map at ``level`` run at once (1: one after another)."""
+    backend = level.config.backend
+    if not isinstance(backend, LocalBackend):
+        executor = level.executor
+        session = getattr(executor, "session", None)
+        capacity = session.capacity("map") if session is not None else 1
+        return max(1, total) if capacity is None else capacity
+    mode = backend.map_execution
+    if mode == "sequential" or (mode == "parallel" and not processes_available()):
         return 1
+    if mode == "async":
+        return max(1, total)  # items are tasks on one loop; threads bound their sync work
     return backend.workers(mode)
-
-
-def map_workers(level: Level, total: int) -> tuple[int, int]:
-    """How many items of a map at ``level`` run at once, and the thread pool for their sync work.
-
-    Async items are tasks on one loop: all of them are in flight, and ``max_workers``
-    bounds only the threads their sync nodes are offloaded to.
-    """
-    if level.session is None:
-        size = workers(level.config, "map_execution")
-        if size > 1 and level.config.backend.map_execution == "async":
-            return max(1, total), size
-        return size, size
-    capacity = level.session.capacity("map")
-    return (max(1, total) if capacity is None else capacity), 0
-
-
-def _node_pool(config: EffectiveConfig) -> int:
-    size = workers(config, "node_execution")
-    return 0 if size == 1 else size
-
-
-def _process_pool(config: EffectiveConfig, dimension: str) -> int:
-    if getattr(config.backend, dimension) != "parallel" or not processes_available():
-        return 0
-    return workers(config, dimension)
 
 
 FALLBACK = (
@@ -390,9 +409,6 @@ def pending_fallbacks() -> list[str]:
     if found is None:
         found = _fallbacks.notices = []
     return found
-
-
-"""In a worker: fallback notices not yet sent to the coordinator (see ``ItemRun.run``)."""
 
 
 def warn_once(run: RunState, message: str) -> None:

@@ -1,6 +1,6 @@
 """Whole map items shipped to workers: ItemRun out, ItemResult back, events replayed here.
 
-A worker runs the item with the same runner as the coordinator, at the same absolute
+A worker runs the item with the same drivers and steps as the coordinator, at the same absolute
 location (depth, path, item path, run and trace ids), so notes and records read
 exactly as if the item had run here. It calls no callbacks: it records the events,
 and the coordinator replays them, in order, to the callbacks of the matching level
@@ -10,7 +10,6 @@ before it delivers the item's result.
 from __future__ import annotations
 
 import asyncio
-import random
 import sys
 import threading
 import traceback
@@ -18,7 +17,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
-from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -29,9 +27,9 @@ from nestflow.engines import processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.errors import RemoteExecutionError, SerializationError
 from nestflow.runtime import caching, context, tracing
-from nestflow.runtime.context import Level, RelayedEvent, RunState
+from nestflow.runtime.caching import Batch
+from nestflow.runtime.context import Level, RelayedEvent, RunState, new_key
 from nestflow.runtime.loop import run_here
-from nestflow.runtime.nodes import from_cache
 from nestflow.runtime.plan import LevelPlan, plan_for
 from nestflow.runtime.report import ErrorRecord, NodeRecord
 from nestflow.runtime.settings import child_config
@@ -61,7 +59,6 @@ class ItemResult:
     events: list[RelayedEvent] = field(default_factory=list)
     records: list[NodeRecord] = field(default_factory=list)
     errors: list[ErrorRecord] = field(default_factory=list)
-    nodes_executed: int = 0
     error: BaseException | None = None
     warnings: list[str] = field(default_factory=list)
     abandoned_threads: list[str] = field(default_factory=list)
@@ -94,7 +91,9 @@ class ItemShared:
         self.relay = relay
         self.codes = codes or {}
         """Code fingerprints by node path, made here: workers may not have the source."""
-        self.key = random.getrandbits(64)
+        self.key = new_key()
+        """Names the shared part in workers' memory: random bits from the operating system,
+        so maps of other runs, scripts or hosts on one cluster never share a key."""
         self._blob: bytes | None = None
 
     def blob(self) -> bytes:
@@ -158,27 +157,27 @@ class ItemRun:
         return self.shared.relay
 
     def run(self) -> ItemResult:
-        """Run the item here (in a worker) with an embedded local scheduler."""
+        """Run the item here (in a worker), on the driver its level takes."""
+        from nestflow.runtime.step import compiled
 
         state = RunState(self.pipeline.name, relay=self.relay)
         state.codes = self.shared.codes
         where = self.location
         state.run_id, state.trace_id = where.run_id, where.trace_id
-        level = Level(
-            run=state,
-            plan=plan_for(self.pipeline, self.outputs),
-            config=self.config,
+        level = Level.at(
+            state,
+            compiled(plan_for(self.pipeline, self.outputs), self.config, relay=self.relay),
             depth=where.depth,
             hierarchy=where.hierarchy,
             entered=where.entered,
             item_path=where.item_path,
             item_total=where.item_total,
-        ).with_pools()
+        )
         values = dict(self.inputs)
         result = ItemResult(values={})
         try:
             with tracing.attached(self.carrier):  # user spans nest under the item's span
-                run_here(_run_and_read(level, values, self.outputs))
+                _run_and_read(level, values, self.outputs)
         except Exception as exc:
             result.error = exc
         finally:
@@ -193,7 +192,6 @@ class ItemRun:
         result.events = state.relayed or []
         result.records = state.report.records
         result.errors = state.report.errors
-        result.nodes_executed = state.nodes_executed
         result.cache_hits = state.report.cache_hits
         result.cache_misses = state.report.cache_misses
         result.abandoned_threads = state.report.abandoned_threads
@@ -203,12 +201,14 @@ class ItemRun:
         return _sendable(result, " > ".join(self.location.hierarchy))
 
 
-async def _run_and_read(level: Level, values: dict[str, Any], outputs: tuple[str, ...]) -> None:
-    from nestflow.runtime import runner
+def _run_and_read(level: Level, values: dict[str, Any], outputs: tuple[str, ...]) -> None:
+    from nestflow.runtime import drive_async, drive_sync
 
-    await runner.run_steps(level, values)
-    if level.run.uses_cache:  # cached outputs are read here: only values travel back
-        await caching.ready(outputs, values)
+    if level.compiled.sync:
+        drive_sync.run_steps(level, values)
+    else:
+        run_here(drive_async.run_steps(level, values))
+    caching.read(values, outputs)  # cached outputs are read here: only values travel back
 
 
 def _travels(value: Any) -> bool:
@@ -253,16 +253,14 @@ def item_shared(level: Level) -> ItemShared:
     """The part common to every item of the map at ``level``."""
     config = replace(level.config, callbacks=(), backend=_in_worker(level.config.backend))
     relay = listens(level.plan, level.config)
-    codes = caching.code_fingerprints(level.plan, level.config, level.hierarchy)
+    codes = caching.code_fingerprints_below(level.plan, level.config, level.hierarchy, child_config)
     return ItemShared(level.plan.pipeline, config, level.plan.outputs, relay, codes)
 
 
 def item_run(level: Level, values: dict[str, Any], shared: ItemShared) -> ItemRun:
     """The task for the item that ``level`` (an item level) would run here."""
     run = level.run
-    callbacks = level.config.callbacks
-    offers = callbacks and level.run.dispatcher.listening(callbacks, "carrier")
-    carrier = tracing.carrier_for(level, "") if offers else {}
+    carrier = tracing.carrier_for(level, "") if "carrier" in level.hooks else {}
     return ItemRun(
         shared=shared,
         inputs=values,
@@ -290,29 +288,30 @@ def _in_worker(backend: Any) -> LocalBackend:
 def ships_items(level: Level) -> bool:
     """Whether the items of a map at ``level`` travel whole to workers (SPEC 14.22)."""
     backend = level.config.backend
-    if level.session is not None:
+    if not isinstance(backend, LocalBackend):
         return bool(getattr(backend, "ships_map_items", False))
-    return isinstance(backend, LocalBackend) and backend.map_execution == "parallel"
+    return backend.map_execution == "parallel" and context.processes_available()
 
 
 async def run_shipped(
     level: Level,
     map_id: str,
     values: dict[str, Any],
-    item: dict[str, Any],
+    names: tuple[str, ...],
     workers: int,
     shared: ItemShared,
 ) -> dict[str, Any]:
     """One map item run whole in a worker, between item start and end events here."""
-    index = level.item_path[-1]
-    level.emit("on_map_item_start", map_id, index, item)
-    started = perf_counter()
+    from nestflow.runtime import step
+
+    started = step.item_started(level, map_id, {name: values[name] for name in names})
     error: BaseException | None = None
     try:
         task = item_run(level, values, shared)
         payload = _dumps(level, task)
-        if level.session is not None:
-            future = level.session.submit(task)
+        session = _session(level)
+        if session is not None:
+            future = session.submit(task)
         else:
             future = processes.decoded(processes.shared_pool(workers).submit(payload))
         return absorb(level, await asyncio.wrap_future(future))
@@ -320,21 +319,24 @@ async def run_shipped(
         error = exc
         raise
     finally:
-        level.emit("on_map_item_end", map_id, index, perf_counter() - started, error=error)
+        step.item_ended(level, map_id, started, error)
+
+
+def _session(level: Level) -> Any:
+    return getattr(level.executor, "session", None)
 
 
 def submits_many(level: Level) -> bool:
     """Whether the session of ``level`` takes a whole map's items in one call."""
-    return level.session is not None and hasattr(level.session, "submit_many")
+    return hasattr(_session(level), "submit_many")
 
 
 async def map_submitted(
     level: Level,
     map_id: str,
-    base: dict[str, Any],
+    inputs: list[dict[str, Any]],
     names: tuple[str, ...],
-    items: Any,
-    total: int,
+    batch: Batch | None,
 ) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
     """Every item of a map handed to the session at once (``Session.submit_many``).
 
@@ -342,38 +344,39 @@ async def map_submitted(
     arrive. After the first failure the items not yet finished are cancelled.
     Returns the outputs in item order and the failures by item index.
     """
+    from nestflow.runtime import drive_async, step
+
     shared = item_shared(level)
+    total = len(inputs)
     outputs: list[dict[str, Any]] = [{} for _ in range(total)]
-    batch: list[tuple[int, Level, ItemRun, dict[str, Any]]] = []
-    for index, row in enumerate(items):
+    batch_items: list[tuple[int, Level, ItemRun, dict[str, Any]]] = []
+    for index, values in enumerate(inputs):
         item_level = level.item(index, total)
-        item = dict(zip(names, row, strict=True))
-        values = {**base, **item}
-        if level.run.uses_cache and await from_cache(item_level, map_id, values):
-            outputs[index] = values  # resolved here, never sent
-            continue
+        if batch is not None and batch.complete(index):
+            outputs[index] = await drive_async.run_item(item_level, map_id, values, names, batch)
+            continue  # resolved here, never sent
         task = item_run(item_level, values, shared)
+        item = {name: values[name] for name in names}
         try:
             _dumps(item_level, task)
         except SerializationError as exc:  # nothing has started yet: fail on this item
-            item_level.emit("on_map_item_start", map_id, index, item)
-            item_level.emit("on_map_item_end", map_id, index, 0.0, error=exc)
+            started = step.item_started(item_level, map_id, item)
+            step.item_ended(item_level, map_id, started, exc)
             return [], {index: exc}
-        batch.append((index, item_level, task, item))
-    starts = []
-    for index, item_level, _, item in batch:
-        item_level.emit("on_map_item_start", map_id, index, item)
-        starts.append(perf_counter())
-    assert level.session is not None
-    futures: list[Future[Any]] = level.session.submit_many([task for _, _, task, _ in batch])
+        batch_items.append((index, item_level, task, item))
+    starts = [step.item_started(lv, map_id, item) for _, lv, _, item in batch_items]
+    session = _session(level)
+    futures: list[Future[Any]] = session.submit_many([task for _, _, task, _ in batch_items])
     try:
-        done, failures = await _collect(map_id, [lv for _, lv, _, _ in batch], futures, starts)
+        done, failures = await _collect(
+            map_id, [lv for _, lv, _, _ in batch_items], futures, starts
+        )
     finally:
         for future in futures:
             future.cancel()
-    for (index, *_), values in zip(batch, done, strict=True):
+    for (index, *_), values in zip(batch_items, done, strict=True):
         outputs[index] = values
-    return outputs, {batch[position][0]: exc for position, exc in failures.items()}
+    return outputs, {batch_items[position][0]: exc for position, exc in failures.items()}
 
 
 def _lost(exc: BaseException, level: Level) -> BaseException:
@@ -391,6 +394,8 @@ def _lost(exc: BaseException, level: Level) -> BaseException:
 async def _collect(
     map_id: str, levels: list[Level], futures: list[Future[Any]], starts: list[float]
 ) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
+    from nestflow.runtime import step
+
     loop = asyncio.get_running_loop()
     arrived: asyncio.Queue[int] = asyncio.Queue()
 
@@ -415,9 +420,7 @@ async def _collect(
             error = failures[index] = exc
             for future in futures:
                 future.cancel()
-        elapsed = perf_counter() - starts[index]
-        item_index = levels[index].item_path[-1]
-        levels[index].emit("on_map_item_end", map_id, item_index, elapsed, error=error)
+        step.item_ended(levels[index], map_id, starts[index], error)
     return outputs, failures
 
 
@@ -449,10 +452,8 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
     """Replay the item's events at their levels, merge its report, then give or raise its result."""
     levels: dict[tuple[str, ...], Level] = {level.entered: level}
     for event in result.events:
-        target = replace(
-            _level_at(levels, level, event.entered),
-            item_path=event.item_path,
-            item_total=event.item_total,
+        target = _level_at(levels, level, event.entered).relocated(
+            event.item_path, event.item_total
         )
         target.emit(
             event.hook, *event.args, node_id=event.node_id, error=event.error, attempt=event.attempt
@@ -467,7 +468,6 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
     for message in result.warnings:
         where = " > ".join(level.hierarchy)
         context.warn_once(level.run, f"In the map items of `{where}`: {message}")
-    level.run.nodes_executed += result.nodes_executed
     if result.error is not None:
         raise result.error
     return result.values
@@ -478,11 +478,11 @@ def _level_at(levels: dict[tuple[str, ...], Level], base: Level, entered: tuple[
     if found is not None:
         return found
     parent = _level_at(levels, base, entered[:-1])
-    step = next(s for s in parent.plan.steps if s.id == entered[-1])
-    assert step.child is not None
-    mapped = bool(step.node.map_over)  # type: ignore[union-attr]
-    config = child_config(step.child.pipeline, parent.config)
+    nested = next(s for s in parent.compiled.steps if s.id == entered[-1])
     found = levels[entered] = parent.child(
-        step.child, config, entered=entered[-1], mapped=mapped, open_session=False
+        nested.child,  # type: ignore[union-attr]
+        entered=entered[-1],
+        mapped=bool(nested.mapped),  # type: ignore[union-attr]
+        replay=True,
     )
     return found

@@ -7,7 +7,7 @@ import contextvars
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -72,41 +72,30 @@ class RunReport:
     """Node paths (with ``[item i]``) whose timed-out thread was left running, result discarded."""
     drivers: tuple[str, ...] = ()
     """The drivers that ran levels of this run (``"sync"``, ``"async"``), in order of first use."""
-    _records: list[NodeRecord] | None = field(default=None, repr=False)
-    _build: Callable[[], list[NodeRecord]] | None = field(default=None, repr=False)
-    _rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
-    """Records not made yet, as ``NodeRecord`` argument tuples (the observed loop's)."""
+    _records: list[NodeRecord] = field(default_factory=list, repr=False)
+    pending: list[Any] = field(default_factory=list, repr=False)
+    """Rows of node executions not yet made into records (see ``runtime/records.py``)."""
 
     @property
     def records(self) -> list[NodeRecord]:
         """One record per function-node execution, in execution order.
 
-        The fast path only keeps timestamps while it runs; the records are built from
-        them and the plan the first time they are read. The observed loop keeps argument
-        tuples, made into records whenever they are read (so also during a run).
+        A run keeps compact rows while it goes; they are made into records when read
+        (also during a run, from any thread).
         """
-        if self._records is None:
-            self._records = self._build() if self._build is not None else []
-            self._build = None
-        if self._rows:  # emptied in place: the loop appending to it keeps the same list
-            with _ROWS_LOCK:  # another thread may read too; the run may append meanwhile
-                rows = self._rows
+        rows = self.pending
+        if rows:  # emptied in place: the run appending to it keeps the same list
+            from nestflow.runtime.records import records_of
+
+            with _ROWS_LOCK:
                 count = len(rows)
-                self._records.extend(NodeRecord(*row) for row in rows[:count])
+                self._records.extend(records_of(rows[:count]))
                 del rows[:count]
         return self._records
 
-    def add_all(self, records: list[NodeRecord]) -> None:
-        """Append records (after any still to be built)."""
-        current = self.records
-        current.extend(records)
-
     def add(self, record: NodeRecord) -> None:
-        """Append a record (general path)."""
-        if self._records is None or self._rows:
-            self.records  # noqa: B018  # records kept as rows come first
-        assert self._records is not None
-        self._records.append(record)
+        """Append a finished record (one relayed from a worker)."""
+        self.records.append(record)
 
     def stats(self, by: Literal["node", "pipeline"] = "node") -> dict[str, dict[str, float]]:
         """``executed``, ``cached``, ``failed``, ``skipped`` counts and total duration per key."""
@@ -165,7 +154,9 @@ class RunReport:
             ErrorRecord(**{**e, "item_path": tuple(e["item_path"])}) for e in data.pop("errors")
         ]
         data["drivers"] = tuple(data.get("drivers", ()))
-        return cls(**data, errors=errors, _records=records)
+        report = cls(**data, errors=errors)
+        report.records.extend(records)
+        return report
 
     def tree(self, items: bool = False) -> str:
         """The execution tree: levels and nodes with durations, ``⚡ cached``, ``✗`` failures."""

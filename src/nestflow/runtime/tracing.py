@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from typing import Any
 
-from nestflow.runtime.calls import CallSpec
+from nestflow.callbacks.events import CallbackContext
 from nestflow.runtime.context import Level
 
 
@@ -24,16 +23,16 @@ def carrier_for(level: Level, node_id: str, attempt: int = 1) -> dict[str, str]:
         if offer is None:
             continue
         with contextlib.suppress(Exception):  # tracing must never break a run
-            return dict(offer(node_id, level.callback_context(node_id, None, attempt)))
+            return dict(offer(node_id, CallbackContext(level, node_id, None, attempt)))
     return {}
 
 
-def traced(spec: CallSpec, carrier: Mapping[str, str], is_async: bool) -> CallSpec:
-    """``spec`` whose function runs with ``carrier`` attached."""
+def traced_fn(fn: Any, carrier: Mapping[str, str], is_async: bool) -> Any:
+    """``fn``, run with ``carrier`` attached."""
     if not carrier:
-        return spec
+        return fn
     wrapper = TracedAsync if is_async else Traced
-    return replace(spec, fn=wrapper(spec.fn, dict(carrier)))
+    return wrapper(fn, dict(carrier))
 
 
 @contextlib.contextmanager

@@ -1,4 +1,6 @@
-"""The observed loop (flat sequential levels with callbacks) behaves as the general runner does."""
+"""Flat sequential levels with callbacks: a timed configuration (each call in a thread of its
+own, waited for with a deadline) and the asynchronous driver give the same events, records
+and errors as the plain synchronous loop."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import pytest
 
 from nestflow import DiskCache, Pipeline, PipelineCallback, node
 from nestflow.errors import CallbackWarning, UnhashableInputError
-from nestflow.runtime import observed
 from nestflow.runtime.report import capture
+from nestflow.testing import forced_driver
 
 
 class FullRecorder(PipelineCallback):
@@ -93,22 +95,14 @@ def _records(report: Any) -> list[tuple[Any, ...]]:
     ]
 
 
-def test_the_observed_loop_is_taken_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    original = observed.run_steps
-
-    def spy(level: Any, values: dict[str, Any], hooks: Any = None) -> None:
-        calls.append(level.plan.name)
-        original(level, values, hooks)
-
-    monkeypatch.setattr(observed, "run_steps", spy)
+def test_sequential_runs_take_the_synchronous_driver_unless_forced() -> None:
     quick, general, _, _ = _pipelines()
-    quick.run(x=1)
-    quick.map(x=[1, 2], map_over="x")
-    assert calls == ["p", "p", "p"]  # the run, then each item
-    general.run(x=1)
-    Pipeline([double], name="q").run(x=1)  # no callback: the fast path
-    assert calls == ["p", "p", "p"]
+    assert quick.run(x=1).report.drivers == ("sync",)
+    assert quick.map(x=[1, 2], map_over="x").report.drivers == ("sync",)
+    assert general.run(x=1).report.drivers == ("sync",)  # a deadline needs no event loop
+    with forced_driver("async"):
+        assert quick.run(x=1).report.drivers == ("async",)
+        assert quick.map(x=[1, 2], map_over="x").report.drivers == ("async",)
 
 
 @pytest.mark.parametrize("x", [4, 13])
@@ -199,16 +193,8 @@ def _outcome(call: Any) -> tuple[Any, ...]:
 
 
 def test_cached_runs_have_the_events_records_and_counts_of_the_general_runner(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Any,
 ) -> None:
-    calls: list[str] = []
-    original = observed.cached_steps
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append("cached")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(observed, "cached_steps", spy)
     quick, general, heard, expected = _cached_pair(tmp_path)
     steps = [
         lambda p: p.run(x=4),  # cold
@@ -224,7 +210,6 @@ def test_cached_runs_have_the_events_records_and_counts_of_the_general_runner(
     for step in steps:
         assert _outcome(lambda s=step: s(quick)) == _outcome(lambda s=step: s(general))
         assert heard.events == expected.events
-    assert calls, "the observed loop ran the cached calls"
     hooks = {event[0] for event in heard.events}
     assert {"node_cached", "item_cached", "node_start", "error"} <= hooks
     ends = [e for e in heard.events if e[0] == "pipeline_end" and e[1] == "p"]
@@ -295,7 +280,7 @@ def test_more_shapes_match_the_general_runner(tmp_path: Any, cached: bool) -> No
 
 
 def _both(tmp_path: Any, nodes: list[Any], cached: bool = True) -> list[tuple[Pipeline, Any]]:
-    """The same pipeline on the observed loop and (a timeout forces it) the general runner."""
+    """The same pipeline plain and timed (each call in a thread of its own, with a deadline)."""
     made = []
     for tag, extra in (("o", {}), ("g", {"timeout": 60.0})):
         recorder = CachedRecorder()

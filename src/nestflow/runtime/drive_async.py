@@ -1,0 +1,332 @@
+"""The asynchronous driver: the same compiled steps, scheduled on one event loop.
+
+It takes the levels that run things at once (threaded, async and parallel modes, dask
+and custom backends with concurrent nodes or maps) and everything nested below them: a
+nested pipeline is a coroutine of its parent, so it never holds a worker while its
+sub-run waits; async nodes are awaited where they are; sync calls go to the level's
+executor and are awaited; every callback fires from this one coordinating thread.
+What each node execution means is the step's (``runtime/step.py``), as on the
+synchronous driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+from typing import Any
+
+from nestflow.engines import executors
+from nestflow.engines.backends import LocalBackend
+from nestflow.engines.scheduler import Schedule
+from nestflow.runtime import caching, remote, step
+from nestflow.runtime.caching import Batch
+from nestflow.runtime.context import Level, map_width
+from nestflow.runtime.drive_sync import columns_of
+from nestflow.runtime.items import collections, rows
+from nestflow.runtime.step import HIT, Blocked, NestedStep, NodeStep
+
+
+async def run_level(level: Level, values: dict[str, Any]) -> Blocked:
+    """One level between its pipeline start and end events; a root's outputs are read."""
+    started = step.level_started(level, values)
+    error: BaseException | None = None
+    try:
+        batch = step.sign_batch(level, [values], plain_run=True) if level.compiled.flat else None
+        blocked = await run_steps(level, values, batch, 0)
+        if level.depth == 0:
+            caching.read(values, level.plan.outputs)  # returned: read before the end event
+        return blocked
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        step.level_ended(level, values, started, error)
+
+
+async def run_steps(
+    level: Level, values: dict[str, Any], batch: Batch | None = None, item: int = 0
+) -> Blocked:
+    """The level's steps: in plan order, or each as soon as its inputs are ready."""
+    blocked: Blocked = {}
+    if level.config.backend.node_execution == "sequential":
+        for found in level.compiled.steps:
+            await run_step(level, found, values, blocked, batch, item)
+    else:
+        await _concurrently(level, values, blocked, batch, item)
+    return blocked
+
+
+async def run_step(
+    level: Level,
+    found: NodeStep | NestedStep,
+    values: dict[str, Any],
+    blocked: Blocked,
+    batch: Batch | None,
+    item: int,
+) -> None:
+    """One step: a function node or a nested pipeline."""
+    if isinstance(found, NodeStep):
+        await run_node(level, found, values, blocked, batch, item)
+    else:
+        await run_nested(level, found, values, blocked)
+
+
+async def _concurrently(
+    level: Level, values: dict[str, Any], blocked: Blocked, batch: Batch | None, item: int
+) -> None:
+    # Every ready step starts at once: sync calls queue for the level's executor, and a
+    # nested pipeline is a coroutine here, so it never holds a worker while its sub-run waits.
+    steps = level.compiled.steps
+    schedule = Schedule(_upstream(level))
+    tasks: dict[asyncio.Task[None], int] = {}
+    failure: BaseException | None = None
+    try:
+        while True:
+            if failure is None:
+                for index in schedule.take():
+                    work = run_step(level, steps[index], values, blocked, batch, item)
+                    tasks[asyncio.create_task(work)] = index
+            if not tasks:
+                break
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                index = tasks.pop(task)
+                if task.exception() is None:
+                    schedule.finish(index)
+                elif failure is None:
+                    failure = task.exception()
+    finally:
+        for task in tasks:
+            task.cancel()
+    if failure is not None:
+        raise failure
+
+
+def _upstream(level: Level) -> list[tuple[int, ...]]:
+    memo = level.plan.memo
+    found = memo.get("upstream")
+    if found is None:
+        steps = level.plan.steps
+        producer = {name: i for i, s in enumerate(steps) for name in s.outs}
+        found = memo["upstream"] = [
+            tuple({producer[a] for a in s.args if a in producer}) for s in steps
+        ]
+    assert isinstance(found, list)
+    return found
+
+
+async def run_node(
+    level: Level,
+    node: NodeStep,
+    values: dict[str, Any],
+    blocked: Blocked,
+    batch: Batch | None = None,
+    item: int = 0,
+) -> None:
+    """One function node: skipped, a hit, or called (with retries) and stored."""
+    if blocked and node.skip(level, values, blocked):
+        return
+    sig = None
+    if node.cached:
+        sig = node.lookup(level, values, batch, item)
+        if sig is HIT:
+            return
+    attempt = node.begin(level, values, sig)
+    while True:
+        try:
+            node.publish(attempt, await _call(node, attempt))
+        except Exception as exc:
+            delay = node.failed(attempt, exc, blocked)
+            if delay is None:
+                return
+            await asyncio.sleep(delay)
+            node.again(attempt)
+            continue
+        node.finish(attempt, batch)
+        return
+
+
+async def _call(node: NodeStep, attempt: Any) -> Any:
+    executor = attempt.executor
+    if node.is_async and executor.kind != "session":
+        coroutine = attempt.fn(*attempt.args, **attempt.kwargs)
+        if node.timeout is None:
+            return await coroutine
+        try:  # wait_for cancels the task, so the node's `finally` blocks run
+            return await asyncio.wait_for(coroutine, node.timeout)
+        except TimeoutError:
+            raise executors.CallTimeout("the coroutine was cancelled") from None
+    if executor is executors.INLINE:
+        return attempt.fn(*attempt.args, **attempt.kwargs)
+    return await executors.settle(executor, node.submit(attempt), node.limit(attempt))
+
+
+async def run_nested(
+    level: Level, nested: NestedStep, values: dict[str, Any], blocked: Blocked
+) -> None:
+    """A nested pipeline under its own configuration, as a coroutine of this level."""
+    if blocked and nested.skip(level, values, blocked):
+        return
+    child, sub = nested.enter(level, values)
+    started = perf_counter()
+    inner: Blocked = {}
+    try:
+        if nested.mapped:
+            caching.read(values, nested.mapped)
+            columns = collections(values, nested.mapped)
+            names = nested.inner_mapped
+            base = {k: v for k, v in sub.items() if k not in names and k[1:] not in names}
+            results = await map_pipeline(child, nested.id, sub, base, names, columns, nested.mode)
+        else:
+            inner = await run_level(child, sub)
+            results = sub
+    except Exception as exc:
+        nested.failed(level, values, exc, blocked)
+        return
+    finally:
+        nested.leave(level, started)
+    nested.publish(values, results, inner, blocked)
+
+
+async def map_pipeline(
+    level: Level,
+    map_id: str,
+    shown: dict[str, Any],
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    columns: list[Any],
+    mode: str,
+) -> dict[str, Any]:
+    """A mapped level between its pipeline start and end events; one list per output."""
+    started = step.level_started(level, shown)
+    error: BaseException | None = None
+    results: dict[str, Any] = {}
+    try:
+        results = await map_level(level, map_id, base, names, columns, mode)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        step.level_ended(level, results, started, error)
+    return results
+
+
+async def map_level(
+    level: Level,
+    map_id: str,
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    columns: list[Any],
+    mode: str,
+) -> dict[str, Any]:
+    """Every item, up to the backend's width at once, between map start and end events."""
+    total, found = rows(names, columns, mode)
+    shipped = remote.ships_items(level)
+    if shipped:  # values sent to workers are read here first
+        caching.read(base, [k for k in base if k[:1] != caching.REP])
+    inputs = [{**base, **dict(zip(names, row, strict=True))} for row in found]
+    batch = step.sign_batch(level, inputs, plain_run=False)
+    width = map_width(level, total)
+    started = step.map_started(level, map_id, total)
+    try:
+        if width == 1 and not shipped:
+            outputs = [
+                await run_item(level.item(index, total), map_id, values, names, batch)
+                for index, values in enumerate(inputs)
+            ]
+        else:
+            outputs = await _map_concurrently(
+                level, map_id, inputs, names, total, width, batch, shipped
+            )
+    finally:
+        step.map_ended(level, map_id, started)
+    return columns_of(level, outputs)
+
+
+async def _map_concurrently(
+    level: Level,
+    map_id: str,
+    inputs: list[dict[str, Any]],
+    names: tuple[str, ...],
+    total: int,
+    width: int,
+    batch: Batch | None,
+    shipped: bool,
+) -> list[dict[str, Any]]:
+    """Items as concurrent tasks, at most ``width`` at once; fail fast, lowest failed item wins."""
+    if shipped and remote.submits_many(level):
+        outputs, failures = await remote.map_submitted(level, map_id, inputs, names, batch)
+    else:
+        outputs, failures = await _gated(level, map_id, inputs, names, total, width, batch, shipped)
+    if failures:
+        first = min(failures)
+        error = failures[first]
+        others = sorted(i for i in failures if i != first)
+        if others:
+            error.add_note(
+                "nestflow: other items failed meanwhile: " + ", ".join(f"item {i}" for i in others)
+            )
+        raise error
+    return outputs
+
+
+async def _gated(
+    level: Level,
+    map_id: str,
+    inputs: list[dict[str, Any]],
+    names: tuple[str, ...],
+    total: int,
+    width: int,
+    batch: Batch | None,
+    shipped: bool,
+) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
+    gate = asyncio.Semaphore(width)
+    shared = remote.item_shared(level) if shipped else None
+    backend = level.config.backend
+    offload = 0
+    if isinstance(backend, LocalBackend) and not shipped:
+        offload = backend.workers(backend.map_execution)
+    failures: dict[int, BaseException] = {}
+    outputs: list[dict[str, Any]] = [{} for _ in range(total)]
+
+    async def one(index: int, values: dict[str, Any]) -> None:
+        async with gate:
+            if failures:  # fail fast: started items finish, no new item starts
+                return
+            try:
+                item_level = level.item(index, total).offloaded(offload)
+                if shared is not None and not (batch is not None and batch.complete(index)):
+                    outputs[index] = await remote.run_shipped(
+                        item_level, map_id, values, names, width, shared
+                    )
+                else:
+                    outputs[index] = await run_item(item_level, map_id, values, names, batch)
+            except Exception as exc:
+                failures[index] = exc
+
+    await asyncio.gather(*(one(index, values) for index, values in enumerate(inputs)))
+    return outputs, failures
+
+
+async def run_item(
+    level: Level,
+    map_id: str,
+    values: dict[str, Any],
+    names: tuple[str, ...],
+    batch: Batch | None,
+) -> dict[str, Any]:
+    index = level.item_path[-1]
+    if batch is not None and batch.complete(index):  # resolved by signatures alone
+        await run_steps(level, values, batch, index)
+        step.item_cached(level, map_id, batch.sigs[index][-1])
+        return values
+    started = step.item_started(level, map_id, {name: values[name] for name in names})
+    error: BaseException | None = None
+    try:
+        await run_steps(level, values, batch, index)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        step.item_ended(level, map_id, started, error)
+    return values

@@ -1,0 +1,310 @@
+"""The synchronous driver: a level's compiled steps in a plain loop, no event loop.
+
+It takes every level whose nodes run one at a time (``Compiled.sync``): the calls go
+to the level's executor and the driver waits for each (inline for ``LocalBackend``, the
+session's future for a custom or dask backend with sequential nodes). Stretches of plain
+calls (no cache, no callback, no limit) run in the tightest loop this driver has: fetch
+arguments, call, store, take one timestamp; what a failure there means is still decided
+by the step. A nested level that needs concurrency runs on the asynchronous driver.
+"""
+
+from __future__ import annotations
+
+import time
+from time import perf_counter
+from typing import Any
+
+from nestflow.engines import executors
+from nestflow.runtime import caching, step
+from nestflow.runtime.caching import Batch
+from nestflow.runtime.context import Level
+from nestflow.runtime.items import collections, rows
+from nestflow.runtime.loop import run_sync
+from nestflow.runtime.step import HIT, Blocked, NestedStep, NodeStep, Segment
+
+
+def run_level(level: Level, values: dict[str, Any]) -> Blocked:
+    """One level between its pipeline start and end events; a root's outputs are read."""
+    if not level.hooks and not level.run.cached:  # nothing to announce, nothing unread
+        return run_steps(level, values)
+    started = step.level_started(level, values)
+    error: BaseException | None = None
+    try:
+        batch = step.sign_batch(level, [values], plain_run=True) if level.compiled.flat else None
+        blocked = run_steps(level, values, batch, 0)
+        if level.depth == 0:
+            caching.read(values, level.plan.outputs)  # returned: read before the end event
+        return blocked
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        step.level_ended(level, values, started, error)
+
+
+def run_steps(
+    level: Level, values: dict[str, Any], batch: Batch | None = None, item: int = 0
+) -> Blocked:
+    """The level's steps in plan order; returns the outputs left None by continued failures."""
+    blocked: Blocked = {}
+    for segment in level.compiled.segments:
+        found = segment.step
+        if found is None:
+            marks: list[float] = []
+            level.run.report.pending.append((level, -1, segment.steps, marks))
+            run_plain(level, values, segment, marks)
+        elif isinstance(found, NodeStep):
+            run_node(level, found, values, blocked, batch, item)
+        else:
+            run_nested(level, found, values, blocked)
+    return blocked
+
+
+def run_plain(
+    level: Level,
+    values: dict[str, Any],
+    segment: Segment,
+    marks: list[float],
+    item: int = -1,
+    total: int = 0,
+    nested: NestedStep | None = None,
+) -> None:
+    """Plain calls in a tight loop, one timestamp in ``marks`` before them and one after
+    each; the step decides what a failure means. ``item`` is the map item (of ``total``)
+    that ``level`` runs, -1 when ``level`` is the item's own level; with ``nested``, the
+    calls are those of that nested step's level under ``level``."""
+    clock = perf_counter
+    mark = marks.append
+    mark(clock())
+    begun = len(marks)
+    try:
+        for fn, args, out in segment.calls:
+            values[out] = fn(*[values[a] for a in args])
+            mark(clock())
+    except Exception as exc:
+        failing = segment.steps[len(marks) - begun]
+        where = level if item < 0 else level.item(item, total)
+        if nested is not None:
+            where = nested.level(where)
+        failing.fail(where, exc, clock() - marks[-1], 1)
+        raise
+
+
+def run_node(
+    level: Level,
+    node: NodeStep,
+    values: dict[str, Any],
+    blocked: Blocked,
+    batch: Batch | None = None,
+    item: int = 0,
+    sig: str | None = None,
+) -> None:
+    """One function node: skipped, a hit, or called (with retries) and stored."""
+    if blocked and node.skip(level, values, blocked):
+        return
+    if node.cached and sig is None:
+        sig = node.lookup(level, values, batch, item)
+        if sig is HIT:
+            return
+    attempt = node.begin(level, values, sig)
+    while True:
+        try:
+            node.publish(attempt, _call(node, attempt))
+        except Exception as exc:
+            delay = node.failed(attempt, exc, blocked)
+            if delay is None:
+                return
+            time.sleep(delay)
+            node.again(attempt)
+            continue
+        node.finish(attempt, batch)
+        return
+
+
+def _call(node: NodeStep, attempt: Any) -> Any:
+    executor = attempt.executor
+    if executor is executors.INLINE:
+        result = attempt.fn(*attempt.args, **attempt.kwargs)
+        return _awaited(result) if node.is_async else result
+    return executors.wait(executor, node.submit(attempt), node.limit(attempt))
+
+
+def _awaited(coroutine: Any) -> Any:
+    async def wrapped() -> Any:
+        return await coroutine
+
+    return run_sync(wrapped)
+
+
+def run_nested(level: Level, nested: NestedStep, values: dict[str, Any], blocked: Blocked) -> None:
+    """A nested pipeline under its own configuration, on this driver when it can take it."""
+    if blocked and nested.skip(level, values, blocked):
+        return
+    if nested.tight and not level.run.cached:  # plain calls, nothing to announce or read
+        sub = nested.inputs(values)
+        marks: list[float] = []
+        level.run.report.pending.append((level, nested, marks))  # its level made when read
+        try:
+            run_plain(level, sub, nested.child.segments[0], marks, nested=nested)
+        except Exception as exc:
+            nested.failed(level, values, exc, blocked)
+            return
+        nested.publish(values, sub, {}, blocked)
+        return
+    child, sub = nested.enter(level, values)
+    started = perf_counter()
+    inner: Blocked = {}
+    try:
+        if nested.mapped:
+            results = run_mapped(child, nested.id, sub, nested, values)
+        elif child.compiled.sync:
+            inner = run_level(child, sub)
+            results = sub
+        else:
+            from nestflow.runtime import drive_async
+
+            level.run.uses("async")
+            inner = run_sync(lambda: drive_async.run_level(child, sub))
+            results = sub
+    except Exception as exc:
+        nested.failed(level, values, exc, blocked)
+        return
+    finally:
+        nested.leave(level, started)
+    nested.publish(values, results, inner, blocked)
+
+
+def run_mapped(
+    level: Level, map_id: str, sub: dict[str, Any], nested: NestedStep, outer: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``map_over`` child: its items between the child's pipeline start and end events."""
+    caching.read(outer, nested.mapped)
+    columns = collections(outer, nested.mapped)
+    names = nested.inner_mapped
+    base = {k: v for k, v in sub.items() if k not in names and k[1:] not in names}
+    return map_pipeline(level, map_id, sub, base, names, columns, nested.mode)
+
+
+def map_pipeline(
+    level: Level,
+    map_id: str,
+    shown: dict[str, Any],
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    columns: list[Any],
+    mode: str,
+) -> dict[str, Any]:
+    """A mapped level between its pipeline start and end events; one list per output."""
+    if not level.compiled.maps_sync:
+        from nestflow.runtime import drive_async
+
+        level.run.uses("async")
+        return run_sync(
+            lambda: drive_async.map_pipeline(level, map_id, shown, base, names, columns, mode)
+        )
+    started = step.level_started(level, shown)
+    error: BaseException | None = None
+    results: dict[str, Any] = {}
+    try:
+        results = map_level(level, map_id, base, names, columns, mode)
+        if level.depth == 0:
+            caching.read(results, level.plan.outputs)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        step.level_ended(level, results, started, error)
+    return results
+
+
+def map_level(
+    level: Level,
+    map_id: str,
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    columns: list[Any],
+    mode: str,
+) -> dict[str, Any]:
+    """Every item in order between map start and end events; fails at the first failure."""
+    total, found = rows(names, columns, mode)
+    compiled = level.compiled
+    batch = None
+    inputs: list[dict[str, Any]] | None = None
+    if compiled.flat and level.config.cache is not None:
+        inputs = [{**base, **dict(zip(names, row, strict=True))} for row in found]
+        batch = step.sign_batch(level, inputs, plain_run=False)
+    started = step.map_started(level, map_id, total)
+    outputs: list[dict[str, Any]] = []
+    try:
+        if compiled.tight and not level.hooks:
+            _plain_items(level, compiled.segments[0], base, names, found, total, outputs)
+        else:
+            source = inputs if inputs is not None else _items(base, names, found)
+            for index, values in enumerate(source):
+                outputs.append(_item(level.item(index, total), map_id, values, names, batch))
+    finally:
+        step.map_ended(level, map_id, started)
+    return columns_of(level, outputs)
+
+
+def columns_of(level: Level, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One list per output, in item order: read at the root; unread lists, with their
+    representations for signatures downstream, below it (SPEC 8.6)."""
+    names = level.plan.outputs
+    if level.run.cached:
+        if level.depth > 0:
+            return caching.mapped_columns(outputs, names)
+        caching.read_all(outputs, names)
+    return {name: [values[name] for values in outputs] for name in names}
+
+
+def _items(base: dict[str, Any], names: tuple[str, ...], found: Any) -> Any:
+    for row in found:
+        values = base.copy()
+        values.update(zip(names, row, strict=True))
+        yield values
+
+
+def _plain_items(
+    level: Level,
+    segment: Segment,
+    base: dict[str, Any],
+    names: tuple[str, ...],
+    found: Any,
+    total: int,
+    outputs: list[dict[str, Any]],
+) -> None:
+    # Plain calls only, nothing listening: no item level is made unless an item fails, and
+    # one list of timestamps serves every item (``records.py`` reads it item by item).
+    marks: list[float] = []
+    level.run.report.pending.append((level, total, segment.steps, marks, "items"))
+    append = outputs.append
+    for index, row in enumerate(found):
+        values = base.copy()
+        values.update(zip(names, row, strict=True))
+        run_plain(level, values, segment, marks, index, total)
+        append(values)
+
+
+def _item(
+    level: Level,
+    map_id: str,
+    values: dict[str, Any],
+    names: tuple[str, ...],
+    batch: Batch | None,
+) -> dict[str, Any]:
+    index = level.item_path[-1]
+    if batch is not None and batch.complete(index):  # resolved by signatures alone
+        run_steps(level, values, batch, index)
+        step.item_cached(level, map_id, batch.sigs[index][-1])
+        return values
+    started = step.item_started(level, map_id, {name: values[name] for name in names})
+    error: BaseException | None = None
+    try:
+        run_steps(level, values, batch, index)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        step.item_ended(level, map_id, started, error)
+    return values

@@ -1,0 +1,625 @@
+"""The node step: what one execution of a node means, written once for both drivers.
+
+A plan is compiled once per configuration (``Compiled``): each function node becomes a
+``NodeStep`` and each nested pipeline a ``NestedStep``, with everything a run would
+otherwise decide per node (call wiring, timeout, retry policy, whether a cache or a
+listening callback is in effect) settled here. The steps are synchronous and do no I/O
+of their own beyond the cache: they resolve inputs, sign, look up, publish hits, build
+the call, store, record, emit, and decide what a failure means (retry, continue past,
+raise). The drivers only carry out the call (``drive_sync``: in this thread, waiting;
+``drive_async``: on an event loop, awaiting) and schedule the steps.
+
+Events that frame a level (pipeline, map and map item start/end) are emitted here too,
+by the functions at the end of this module, so both drivers emit them the same way.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
+from time import perf_counter
+from typing import Any
+
+from nestflow.callbacks.dispatch import implements
+from nestflow.core.config import UNSET, EffectiveConfig
+from nestflow.core.nesting import PipelineNode
+from nestflow.core.node import Node
+from nestflow.core.retry import Retry
+from nestflow.engines import executors
+from nestflow.engines.backends import LocalBackend
+from nestflow.engines.protocol import NodeCall
+from nestflow.errors import NodeTimeoutError
+from nestflow.runtime import caching, shipping, tracing
+from nestflow.runtime.caching import REP, Batch, Signer, Unread, UnreadPart
+from nestflow.runtime.calls import CallSpec, call_spec
+from nestflow.runtime.context import Level
+from nestflow.runtime.failure import annotate
+from nestflow.runtime.plan import LevelPlan, Step
+from nestflow.runtime.report import ErrorRecord
+from nestflow.runtime.settings import child_config
+
+Blocked = dict[str, str]
+"""Output names that are ``None`` because of a continued failure -> the failing node's path."""
+
+HIT = "@hit"
+"""What ``NodeStep.lookup`` returns for a hit (a signature never starts with ``@``)."""
+
+
+# --- compiled levels ------------------------------------------------------------------------
+
+
+class Compiled:
+    """A level plan compiled for one effective configuration; shared by every run."""
+
+    __slots__ = (
+        "backend_label", "cache_label", "config", "flat", "hooks", "inputs", "maps_sync",
+        "plain", "plan", "producers", "relay", "segments", "signed", "steps", "sync", "tight",
+    )  # fmt: skip
+
+    def __init__(self, plan: LevelPlan, config: EffectiveConfig, relay: bool = False) -> None:
+        self.plan, self.config, self.relay = plan, config, relay
+        self.hooks = frozenset(
+            hook
+            for hook in _HOOKS
+            if relay or (config.callbacks and implements(config.callbacks, hook))
+        )
+        """The hooks this level's callbacks implement; all of them when events are relayed
+        to a coordinator (a map item in a worker)."""
+        self.backend_label = config.backend.label
+        self.cache_label = None if config.cache is None else config.cache.label
+        steps: list[NodeStep | NestedStep] = []
+        for index, step in enumerate(plan.steps):
+            if step.child is None:
+                steps.append(NodeStep(self, index, step))
+            else:
+                steps.append(NestedStep(self, index, step))
+        self.steps: tuple[NodeStep | NestedStep, ...] = tuple(steps)
+        signed = [s for s in steps if isinstance(s, NodeStep) and s.cached]
+        for position, node_step in enumerate(signed):
+            node_step.position = position
+        self.signed: tuple[NodeStep, ...] = tuple(signed)
+        wanted = set(plan.outputs)
+        self.producers: list[int] = [
+            i for i, s in enumerate(signed) if wanted.intersection(s.spec.outs)
+        ]
+        self.flat = bool(steps) and len(signed) == len(steps)
+        """Every step is a cached function node: items are signed whole and asked at once."""
+        made = {out for s in signed for out in s.spec.outs}
+        self.inputs = tuple(sorted({n for s in signed for n in s.spec.names if n not in made}))
+        backend = config.backend
+        self.sync = backend.node_execution == "sequential" and not any(
+            isinstance(s, NodeStep) and s.node.is_async for s in steps
+        )
+        """The synchronous driver can run this level."""
+        self.maps_sync = (
+            self.sync
+            and isinstance(backend, LocalBackend)
+            and (backend.map_execution == "sequential")
+        )
+        """... and the items of a map of this level, one after another."""
+        local = isinstance(backend, LocalBackend)
+        self.plain = self.sync and local and all(isinstance(s, NodeStep) and s.plain for s in steps)
+        """Nothing but calls: no cache, no callback, no limit (the synchronous driver's loop)."""
+        self.segments = _segments(self.steps, local) if self.sync else ()
+        self.tight = len(self.segments) == 1 and self.segments[0].step is None
+        """One stretch of plain calls: map items need no level of their own."""
+
+
+_HOOKS = (
+    "on_pipeline_start", "on_pipeline_end", "on_node_start", "on_node_end", "on_node_cached",
+    "on_error", "on_nested_pipeline_start", "on_nested_pipeline_end", "on_map_start",
+    "on_map_item_start", "on_map_item_end", "on_map_item_cached", "on_map_end", "carrier",
+)  # fmt: skip
+
+Call = tuple[Callable[..., Any], tuple[str, ...], str]
+"""A plain call: function, argument names, output name."""
+
+
+class Segment:
+    """Consecutive steps of a synchronous level: plain calls run in a tight loop, or one step."""
+
+    __slots__ = ("calls", "step", "steps")
+
+    def __init__(self, steps: list[NodeStep], step: NodeStep | NestedStep | None) -> None:
+        self.steps = tuple(steps)
+        self.calls: tuple[Call, ...] = tuple(
+            (s.spec.fn, s.spec.arg_names, s.spec.outs[0]) for s in steps
+        )
+        self.step = step
+
+
+def _segments(steps: tuple[NodeStep | NestedStep, ...], inline: bool) -> tuple[Segment, ...]:
+    """Stretches of plain calls (only when calls run in this thread), and single steps."""
+    found: list[Segment] = []
+    run: list[NodeStep] = []
+    for step in steps:
+        if inline and isinstance(step, NodeStep) and step.plain and step.simple is not None:
+            run.append(step)
+            continue
+        if run:
+            found.append(Segment(run, None))
+            run = []
+        found.append(Segment([], step))
+    if run:
+        found.append(Segment(run, None))
+    return tuple(found)
+
+
+def compiled(plan: LevelPlan, config: EffectiveConfig, relay: bool = False) -> Compiled:
+    """The compiled form of ``plan`` at ``config`` (memoised on the plan per configuration)."""
+    key = ("compiled", id(config), relay)
+    found = plan.memo.get(key)
+    if found is None or found.config is not config:
+        found = Compiled(plan, config, relay)
+        plan.memo[key] = found
+    assert isinstance(found, Compiled)
+    return found
+
+
+# --- function nodes -------------------------------------------------------------------------
+
+
+class Attempt:
+    """One node execution in flight: its arguments, attempt number and signature."""
+
+    __slots__ = ("args", "executor", "fn", "kwargs", "level", "number", "sig", "started", "values")
+
+    def __init__(
+        self, level: Level, values: dict[str, Any], fn: Callable[..., Any], sig: str | None
+    ) -> None:
+        self.level, self.values, self.fn, self.sig = level, values, fn, sig
+        self.args: list[Any] = []
+        self.kwargs: dict[str, Any] = {}
+        self.number = 1
+        self.started = perf_counter()
+        self.executor: executors.Executor = level.executor
+
+
+class NodeStep:
+    """A function node of a compiled level."""
+
+    __slots__ = (
+        "cached", "cached_hook", "continues", "ends", "errors", "id", "index", "is_async", "node",
+        "plain", "policy", "position", "simple", "spec", "starts", "step", "timeout", "traced",
+        "wired",
+    )  # fmt: skip
+
+    def __init__(self, compiled: Compiled, index: int, step: Step) -> None:
+        node = step.node
+        assert isinstance(node, Node)
+        config, hooks = compiled.config, compiled.hooks
+        self.index, self.id, self.step, self.node = index, step.id, step, node
+        self.spec: CallSpec = call_spec(step.id, node)
+        self.simple = self.spec.arg_names if self.spec.simple else None
+        self.timeout: float | None = config.timeout if node.timeout is UNSET else node.timeout
+        self.policy = Retry.of(config.retries if node.retries is UNSET else node.retries)
+        self.continues = node.on_error == "continue"
+        self.is_async = node.is_async
+        self.cached = config.cache is not None and node.cache
+        self.position = -1
+        """Index among the level's signed nodes (cached ones)."""
+        self.wired = sorted(
+            [*self.spec.positional, *((n, d) for _, n, d in self.spec.keyword)],
+            key=lambda pair: pair[0],
+        )
+        self.starts = "on_node_start" in hooks
+        self.ends = "on_node_end" in hooks
+        self.errors = "on_error" in hooks
+        self.cached_hook = "on_node_cached" in hooks
+        self.traced = "carrier" in hooks
+        self.plain = not (
+            self.cached
+            or self.starts
+            or self.ends
+            or self.errors
+            or self.traced
+            or self.timeout is not None
+            or self.policy.attempts
+            or self.continues
+            or self.is_async
+        )
+
+    # --- before the call ---------------------------------------------------------------------
+
+    def skip(self, level: Level, values: dict[str, Any], blocked: Blocked) -> bool:
+        """Skip this node when it consumes an output of a continued failure (outputs None)."""
+        causes = [blocked[name] for name in self.step.args if name in blocked]
+        if not causes:
+            return False
+        outs = self.spec.outs
+        values.update(dict.fromkeys(outs))
+        blocked.update(dict.fromkeys(outs, causes[0]))
+        row = (level, self.id, "skipped", 0.0, 1, None, f"skipped: {causes[0]} failed")
+        level.run.report.pending.append(row)
+        return True
+
+    def lookup(self, level: Level, values: dict[str, Any], batch: Batch | None, item: int) -> str:
+        """``HIT`` when the cache holds this node's result (published, recorded, announced),
+        else the signature to store the result under."""
+        cache = level.config.cache
+        if batch is not None:
+            sig = batch.sigs[item][self.position]
+            value = batch.value(sig)
+            if value is not caching.ABSENT:
+                self._publish_value(values, sig, value)
+                return self._hit(level, sig)
+            entry = batch.entries.get(sig)
+            if entry is None and sig in batch.made:  # stored by an earlier item of this run
+                entry = cache.lookup((sig,)).get(sig)
+        else:
+            sig = Signer.of(level).sign(self.position, values)
+            entry = cache.lookup((sig,)).get(sig)
+        if entry is None:
+            return sig
+        self._publish_entry(level, values, sig, entry)
+        return self._hit(level, sig)
+
+    def _hit(self, level: Level, sig: str) -> str:
+        report = level.run.report
+        report.cache_hits += 1
+        report.pending.append((level, self.id, "cached", 0.0, 1, sig, None))
+        if self.cached_hook:
+            level.emit("on_node_cached", self.id, sig, node_id=self.id)
+        return HIT
+
+    def _publish_value(self, values: dict[str, Any], sig: str, value: Any) -> None:
+        outs = self.spec.outs
+        if len(outs) == 1:
+            values[outs[0]] = value
+        else:
+            values.update(zip(outs, value, strict=True))
+        for out in outs:
+            values[REP + out] = caching.output_rep(sig, out)
+
+    def _publish_entry(self, level: Level, values: dict[str, Any], sig: str, entry: Any) -> None:
+        def remake() -> Any:
+            return self.remake(level, values, sig)
+
+        whole = Unread(level.config.cache, entry, remake)
+        outs = self.spec.outs
+        if len(outs) == 1:
+            values[outs[0]] = whole
+        else:
+            for index, out in enumerate(outs):
+                values[out] = UnreadPart(whole, index)
+        for out in outs:
+            values[REP + out] = caching.output_rep(sig, out)
+
+    def remake(self, level: Level, values: dict[str, Any], sig: str) -> Any:
+        """Run this node again on the inputs it had (its stored value could not be read).
+
+        A level's values are never rebound, so ``values`` still holds the node's inputs. It
+        runs as a miss does (events, record, store), waiting on the level's executor.
+        """
+        from nestflow.runtime.drive_sync import run_node
+
+        fresh = dict(values)
+        run_node(level, self, fresh, {}, sig=sig)
+        outs = self.spec.outs
+        caching.read(fresh, outs)
+        return fresh[outs[0]] if len(outs) == 1 else tuple(fresh[o] for o in outs)
+
+    def begin(self, level: Level, values: dict[str, Any], sig: str | None) -> Attempt:
+        """The first attempt: inputs read, arguments wired, ``on_node_start`` fired."""
+        spec = self.spec
+        caching.read(values, spec.names)
+        attempt = Attempt(level, values, spec.fn, sig)
+        if self.simple is not None:
+            attempt.args = [values[name] for name in self.simple]
+        else:
+            attempt.args, attempt.kwargs = spec.arguments(values)
+        if self.timeout is not None:
+            attempt.executor = executors.for_call(level.executor, self.timeout)
+        self._announce(attempt)
+        return attempt
+
+    def again(self, attempt: Attempt) -> None:
+        """The next attempt of a retried node."""
+        attempt.number += 1
+        self._announce(attempt)
+
+    def _announce(self, attempt: Attempt) -> None:
+        level = attempt.level
+        if self.starts:
+            inputs = self.spec.inputs(attempt.values)
+            level.emit("on_node_start", self.id, inputs, node_id=self.id, attempt=attempt.number)
+        if self.traced:
+            carrier = tracing.carrier_for(level, self.id, attempt.number)
+            attempt.fn = tracing.traced_fn(self.spec.fn, carrier, self.is_async)
+
+    def node_call(self, attempt: Attempt) -> NodeCall:
+        """The call as a task for an executor that is not this thread."""
+        return NodeCall(
+            attempt.fn,
+            tuple(attempt.args),
+            attempt.kwargs,
+            timeout=self.timeout,
+            node_path=attempt.level.path(self.id),
+        )
+
+    def submit(self, attempt: Attempt) -> Future[Any]:
+        """Hand the call to the attempt's executor; a value that cannot travel is named."""
+        executor, level = attempt.executor, attempt.level
+        if executor.kind == "session" and getattr(executor, "remote", False):
+            shipping.dumps_node_call(level, self.id, self.spec, attempt.args, attempt.kwargs)
+        try:
+            return executor.submit(self.node_call(attempt))
+        except Exception:
+            if executor.kind == "processes":  # raises the error naming what cannot be pickled
+                shipping.dumps_node_call(level, self.id, self.spec, attempt.args, attempt.kwargs)
+            raise
+
+    def limit(self, attempt: Attempt) -> float | None:
+        """How long a driver waits for the call (worker processes enforce their own)."""
+        return None if attempt.executor.kind == "processes" else self.timeout
+
+    # --- after the call ------------------------------------------------------------------------
+
+    def publish(self, attempt: Attempt, result: Any) -> None:
+        """Write the result under the node's output name(s) (checking a tuple's arity)."""
+        self.spec.publish(result, attempt.values)
+
+    def finish(self, attempt: Attempt, batch: Batch | None = None) -> None:
+        """A successful execution: stored, recorded, ``on_node_end`` fired."""
+        level, values, sig = attempt.level, attempt.values, attempt.sig
+        duration = perf_counter() - attempt.started
+        report = level.run.report
+        if sig is not None:
+            cache = level.config.cache
+            outs = self.spec.outs
+            value = values[outs[0]] if len(outs) == 1 else tuple(values[o] for o in outs)
+            cache.store(sig, level.path(self.id), outs, value)
+            level.run.caches[id(cache)] = cache
+            for out in outs:
+                values[REP + out] = caching.output_rep(sig, out)
+            report.cache_misses += 1
+            if batch is not None:
+                batch.made.add(sig)
+        report.pending.append((level, self.id, "executed", duration, attempt.number, sig, None))
+        if self.ends:
+            outputs = {o: values[o] for o in self.spec.outs}
+            level.emit(
+                "on_node_end", self.id, outputs, duration, node_id=self.id, attempt=attempt.number
+            )
+
+    def failed(self, attempt: Attempt, exc: Exception, blocked: Blocked) -> float | None:
+        """What a failed attempt means: the delay before a retry, ``None`` when the failure
+        is continued past (outputs None); otherwise it is recorded and raised."""
+        error = self._explained(attempt, exc)
+        if self.policy.allows(attempt.number, error):
+            return self.policy.delay(attempt.number)
+        self.fail(attempt.level, error, perf_counter() - attempt.started, attempt.number)
+        if not self.continues:
+            if error is exc:
+                raise exc
+            raise error from None
+        outs = self.spec.outs
+        attempt.values.update(dict.fromkeys(outs))
+        blocked.update(dict.fromkeys(outs, attempt.level.path(self.id)))
+        return None
+
+    def fail(self, level: Level, exc: BaseException, duration: float, attempts: int) -> None:
+        """Record a final failure: notes on the exception, records, ``on_error``."""
+        report = level.run.report
+        context = level.error_context(self.id, attempts)
+        annotate(exc, context)
+        text = f"{type(exc).__name__}: {exc}"
+        report.pending.append((level, self.id, "failed", duration, attempts, None, text))
+        report.errors.append(
+            ErrorRecord(
+                node_path=context.path,
+                exception_type=type(exc).__name__,
+                message=str(exc),
+                traceback="".join(traceback.format_exception(exc)),
+                item_path=level.item_path,
+                attempts=attempts,
+            )
+        )
+        if self.errors:
+            level.emit("on_error", self.id, exc, node_id=self.id, error=exc, attempt=attempts)
+
+    def _explained(self, attempt: Attempt, exc: Exception) -> Exception:
+        if isinstance(exc, executors.CallTimeout):
+            level = attempt.level
+            if exc.abandoned:
+                items = "".join(f" [item {i}]" for i in level.item_path)
+                level.run.report.abandoned_threads.append(level.path(self.id) + items)
+            return self._timeout_error(level, exc.stopped)
+        if attempt.executor.kind == "processes":
+            return shipping.translated(attempt.level.path(self.id), exc)
+        return exc
+
+    def _timeout_error(self, level: Level, stopped: str) -> NodeTimeoutError:
+        if self.node.timeout is not UNSET:
+            where = f"on node `{self.id}`"
+        else:
+            where = f"on pipeline `{level.config.origin('timeout')}`"
+        return NodeTimeoutError(
+            f"Node `{level.path(self.id)}` ran longer than its timeout of {self.timeout} s "
+            f"(set {where}); {stopped}. Raise the limit with timeout=..., or set timeout=None "
+            "on the node to lift it."
+        )
+
+
+# --- nested pipelines -----------------------------------------------------------------------
+
+
+class NestedStep:
+    """A nested pipeline node of a compiled level."""
+
+    __slots__ = (
+        "broadcast", "child", "continues", "id", "index", "inner_mapped", "mapped", "mode",
+        "node", "step", "tight",
+    )  # fmt: skip
+
+    def __init__(self, compiled: Compiled, index: int, step: Step) -> None:
+        node = step.node
+        assert isinstance(node, PipelineNode)
+        assert step.child is not None
+        self.index, self.id, self.step, self.node = index, step.id, step, node
+        self.child = compiled_child(step.child, compiled.config, compiled.relay)
+        self.continues = node.on_error == "continue"
+        self.mapped: tuple[str, ...] = tuple(node.map_over)
+        self.mode = node.map_mode
+        to_inner = dict(step.child_inputs)
+        self.inner_mapped = tuple(to_inner[m] for m in self.mapped)
+        self.broadcast = tuple((o, i) for o, i in step.child_inputs if o not in self.mapped)
+        self.tight = (
+            self.child.tight and not self.mapped and not self.child.hooks and not (compiled.hooks)
+        )
+        """Not mapped, one stretch of plain calls, nothing listening here or there."""
+
+    def enter(self, level: Level, values: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
+        """The child level and its inputs; ``on_nested_pipeline_start`` fired."""
+        child = level.child(self.child, entered=self.id, mapped=bool(self.mapped))
+        if "on_nested_pipeline_start" in level.hooks:
+            level.emit("on_nested_pipeline_start", level.plan.name, child.plan.name)
+        sub = self.inputs(values)
+        if level.run.cached:
+            caching.carry(values, sub, self.step.child_inputs)
+        return child, sub
+
+    def inputs(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The child's inputs: its bound values, then the values it is given from here."""
+        sub = dict(self.child.plan.pipeline.bound_inputs)
+        for outer, inner in self.step.child_inputs:
+            if outer in values:
+                sub[inner] = values[outer]
+        return sub
+
+    def level(self, level: Level) -> Level:
+        """The child level under ``level``, made after the fact (records, failures)."""
+        return level.child(self.child, entered=self.id, mapped=False, replay=True)
+
+    def leave(self, level: Level, started: float) -> None:
+        """``on_nested_pipeline_end``."""
+        if "on_nested_pipeline_end" in level.hooks:
+            took = perf_counter() - started
+            level.emit("on_nested_pipeline_end", level.plan.name, self.child.plan.name, took)
+
+    def publish(
+        self,
+        values: dict[str, Any],
+        results: dict[str, Any],
+        inner: Blocked,
+        blocked: Blocked,
+    ) -> None:
+        """The child's outputs under the outer names (with their representations)."""
+        for name, outer in self.step.child_outputs:
+            values[outer] = results[name]
+            if name in inner:
+                blocked[outer] = inner[name]
+        caching.carry(results, values, self.step.child_outputs)
+
+    def failed(
+        self, level: Level, values: dict[str, Any], exc: Exception, blocked: Blocked
+    ) -> None:
+        """A failure inside the child: raised, or continued past with the outputs None.
+
+        The failing node already recorded the error and fired ``on_error`` at its level.
+        """
+        if not self.continues:
+            raise exc
+        outs = self.step.outs
+        values.update(dict.fromkeys(outs))
+        context = getattr(exc, "__nestflow__", None)
+        path = str(getattr(context, "path", level.path(self.id)))
+        blocked.update(dict.fromkeys(outs, path))
+
+    def skip(self, level: Level, values: dict[str, Any], blocked: Blocked) -> bool:
+        """Skip the child when it consumes an output of a continued failure."""
+        causes = [blocked[name] for name in self.step.args if name in blocked]
+        if not causes:
+            return False
+        values.update(dict.fromkeys(self.step.outs))
+        blocked.update(dict.fromkeys(self.step.outs, causes[0]))
+        return True
+
+
+def compiled_child(plan: LevelPlan, parent: EffectiveConfig, relay: bool = False) -> Compiled:
+    """The compiled child level under a parent level with configuration ``parent``."""
+    pipeline = plan.pipeline
+    key = ("child-config", id(parent))
+    found = pipeline.memo.get(key)
+    if found is None or found[0] is not parent:
+        found = pipeline.memo[key] = (parent, child_config(pipeline, parent))
+    return compiled(plan, found[1], relay)
+
+
+# --- the events that frame levels and items -------------------------------------------------
+
+
+def shown(level: Level, values: dict[str, Any]) -> dict[str, Any]:
+    """The values a callback sees: unread cache values and signature keys left out."""
+    return caching.visible(values)
+
+
+def level_started(level: Level, values: dict[str, Any]) -> float:
+    """``on_pipeline_start``; returns the level's start time."""
+    if "on_pipeline_start" in level.hooks:
+        level.emit("on_pipeline_start", level.plan.name, shown(level, values))
+    return perf_counter()
+
+
+def level_ended(
+    level: Level, values: dict[str, Any], started: float, error: BaseException | None
+) -> None:
+    """``on_pipeline_end`` with the outputs made (read ones only)."""
+    if "on_pipeline_end" in level.hooks:
+        outputs = {o: values[o] for o in level.plan.outputs if o in values}
+        took = perf_counter() - started
+        level.emit("on_pipeline_end", level.plan.name, shown(level, outputs), took, error=error)
+
+
+def map_started(level: Level, map_id: str, total: int) -> float:
+    """``on_map_start``; returns the map's start time."""
+    if "on_map_start" in level.hooks:
+        level.emit("on_map_start", map_id, total)
+    return perf_counter()
+
+
+def map_ended(level: Level, map_id: str, started: float) -> None:
+    """``on_map_end``."""
+    if "on_map_end" in level.hooks:
+        level.emit("on_map_end", map_id, perf_counter() - started)
+
+
+def item_started(level: Level, map_id: str, item: dict[str, Any]) -> float:
+    """``on_map_item_start`` for the item ``level`` runs; returns its start time."""
+    if "on_map_item_start" in level.hooks:
+        level.emit("on_map_item_start", map_id, level.item_path[-1], item)
+    return perf_counter()
+
+
+def item_ended(level: Level, map_id: str, started: float, error: BaseException | None) -> None:
+    """``on_map_item_end`` (also on failure, with the error)."""
+    if "on_map_item_end" in level.hooks:
+        took = perf_counter() - started
+        level.emit("on_map_item_end", map_id, level.item_path[-1], took, error=error)
+
+
+def item_cached(level: Level, map_id: str, sig: str) -> None:
+    """``on_map_item_cached``: the item was resolved by signatures alone (SPEC 8.6)."""
+    if "on_map_item_cached" in level.hooks:
+        level.emit("on_map_item_cached", map_id, level.item_path[-1], sig)
+
+
+def sign_batch(level: Level, items: list[dict[str, Any]], plain_run: bool) -> Batch | None:
+    """Every signature of a flat cached level's items, asked of the cache at once.
+
+    ``None`` when the level is not flat, or an input cannot be signed: the nodes then sign
+    one by one, and the one that cannot raises with its events.
+    """
+    compiled = level.compiled
+    if not compiled.flat or level.config.cache is None:
+        return None
+    signer = Signer.of(level)
+    try:
+        if plain_run:
+            sigs = [signer.sign_run(items[0], compiled.inputs)]
+        else:
+            sigs = [signer.sign_item(values) for values in items]
+        return Batch(level, sigs)
+    except Exception:  # signed node by node, so the failing node reports it
+        return None
