@@ -52,12 +52,20 @@ def _salt() -> bytes:
 
 
 class Unread:
-    """The stored value of a hit, read at most once; recomputed if it cannot be read."""
+    """The stored value of a hit, read at most once; recomputed if it cannot be read.
 
-    __slots__ = ("cache", "done", "entry", "remake", "value")
+    ``maker`` (a step) runs its node again at ``level`` on ``values`` (the inputs it had)
+    when the stored copy is unusable.
+    """
 
-    def __init__(self, cache: Any, entry: Any, remake: Callable[[], Any]) -> None:
-        self.cache, self.entry, self.remake = cache, entry, remake
+    __slots__ = ("cache", "done", "entry", "level", "maker", "value", "values")
+
+    def __init__(
+        self, cache: Any, entry: Any, maker: Any, level: Any, values: dict[str, Any]
+    ) -> None:
+        self.cache, self.entry, self.maker, self.level, self.values = (
+            cache, entry, maker, level, values,
+        )  # fmt: skip
         self.done = False
         self.value: Any = None
 
@@ -67,7 +75,7 @@ class Unread:
             try:
                 self.value = self.cache.load(self.entry)
             except CacheMiss:
-                self.value = self.remake()
+                self.value = self.maker.remake(self.level, self.values, self.entry.signature)
             self.done = True
         return self.value
 
@@ -82,7 +90,7 @@ class UnreadPart(Unread):
 
     def __init__(self, whole: Unread, index: int) -> None:
         self.whole, self.index = whole, index
-        self.cache, self.entry, self.remake = whole.cache, whole.entry, whole.remake
+        self.cache, self.entry = whole.cache, whole.entry
         self.done = False
 
     def get(self) -> Any:
@@ -223,15 +231,21 @@ class Signer:
         self._memo: dict[Any, list[str]] = compiled.plan.memo.setdefault(
             ("signatures", id(compiled)), {}
         )
-        codes = self.codes = self._codes(level)
-        head = _head(self.cache.cache_version)
-        self._signing: list[_Signing] = []
-        for step, code in zip(self.nodes, codes, strict=True):
-            node = step.node
-            prefix = _node_state(head, node.cache_version, code, step.spec.outs)
-            wired = [(n, REP + n, n.encode() + b"\0", d) for n, d in step.wired]
-            outs = [(REP + out, out.encode()) for out in step.spec.outs]
-            self._signing.append((prefix, wired, outs))
+        self.codes = self._codes(level)
+        self._signing: list[_Signing] | None = None
+
+    def signing(self) -> list[_Signing]:
+        """Each node's hash prefix and input order, made when something is first signed."""
+        if self._signing is None:
+            head = _head(self.cache.cache_version)
+            made = []
+            for step, code in zip(self.nodes, self.codes, strict=True):
+                prefix = _node_state(head, step.node.cache_version, code, step.spec.outs)
+                wired = [(n, REP + n, n.encode() + b"\0", d) for n, d in step.wired]
+                outs = [(REP + out, out.encode()) for out in step.spec.outs]
+                made.append((prefix, wired, outs))
+            self._signing = made
+        return self._signing
 
     @classmethod
     def of(cls, level: Level) -> Signer:
@@ -265,7 +279,7 @@ class Signer:
         Input representations are kept in ``values``; an unread input without one (a list
         whose items could not all be represented) is read first.
         """
-        prefix, wired, _ = self._signing[position]
+        prefix, wired, _ = self.signing()[position]
         digest = prefix.copy()
         for name, key, tag, default in wired:
             rep = values.get(key)
@@ -288,15 +302,12 @@ class Signer:
         """Every node's signature for one item of a flat level, before anything runs."""
         trial = dict(values)
         found = []
-        for position, (_, _, outs) in enumerate(self._signing):
+        for position, (_, _, outs) in enumerate(self.signing()):
             sig = self.sign(position, trial)
             found.append(sig)
             head = b"s" + sig.encode() + b":"
             for key, encoded in outs:
                 trial[key] = head + encoded
-        for key, value in trial.items():  # inputs fingerprinted while signing: kept
-            if key[:1] == REP and key not in values and key[1:] in values:
-                values[key] = value
         return found
 
     def sign_run(self, values: dict[str, Any], inputs: tuple[str, ...]) -> list[str]:

@@ -295,7 +295,8 @@ def _item(
 ) -> dict[str, Any]:
     index = level.item_path[-1]
     if batch is not None and batch.complete(index):  # resolved by signatures alone
-        run_steps(level, values, batch, index)
+        for node in level.compiled.signed:  # a flat level: every step is a cached node
+            node.lookup(level, values, batch, index)
         step.item_cached(level, map_id, batch.sigs[index][-1])
         return values
     started = step.item_started(level, map_id, {name: values[name] for name in names})

@@ -54,7 +54,8 @@ def records_of(rows: list[Any]) -> Iterator[NodeRecord]:
     """The records of ``rows``, in order."""
     for row in rows:
         if len(row) == 7:
-            yield record(*row)
+            level, node_id, status, duration, attempts, sig, error = row
+            yield record(level, node_id, status, duration, attempts, sig, error)
             continue
         if len(row) == 3:
             parent, nested, marks = row

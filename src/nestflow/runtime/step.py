@@ -240,9 +240,14 @@ class NodeStep:
         cache = level.config.cache
         if batch is not None:
             sig = batch.sigs[item][self.position]
-            value = batch.value(sig)
-            if value is not caching.ABSENT:
-                self._publish_value(values, sig, value)
+            value = batch.held.get(sig, caching.ABSENT)
+            if value is not caching.ABSENT:  # read with its entry
+                outs = self.spec.outs
+                if len(outs) == 1:
+                    values[outs[0]] = value
+                    values[REP + outs[0]] = caching.output_rep(sig, outs[0])
+                else:
+                    self._publish_value(values, sig, value)
                 return self._hit(level, sig)
             entry = batch.entries.get(sig)
             if entry is None and sig in batch.made:  # stored by an earlier item of this run
@@ -273,10 +278,7 @@ class NodeStep:
             values[REP + out] = caching.output_rep(sig, out)
 
     def _publish_entry(self, level: Level, values: dict[str, Any], sig: str, entry: Any) -> None:
-        def remake() -> Any:
-            return self.remake(level, values, sig)
-
-        whole = Unread(level.config.cache, entry, remake)
+        whole = Unread(level.config.cache, entry, self, level, values)
         outs = self.spec.outs
         if len(outs) == 1:
             values[outs[0]] = whole
