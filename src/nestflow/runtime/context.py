@@ -332,7 +332,8 @@ class Level:
         if hook not in self.hooks:
             return
         ctx = CallbackContext(self, node_id, error, attempt)
-        self.run.dispatcher.emit(self.config.callbacks, hook, (*args, ctx))
+        # Every event of a run comes from the one thread coordinating it: no lock is needed.
+        self.run.dispatcher.call_alone(self.compiled.handlers[hook], hook, (*args, ctx))
 
     def path(self, node_id: str) -> str:
         """``outer > inner > node``."""

@@ -134,16 +134,14 @@ async def run_node(
     attempt = node.begin(level, values, sig)
     while True:
         try:
-            node.publish(attempt, await _call(node, attempt))
+            node.finish(attempt, await _call(node, attempt), batch)
+            return
         except Exception as exc:
             delay = node.failed(attempt, exc, blocked)
             if delay is None:
                 return
-            await asyncio.sleep(delay)
-            node.again(attempt)
-            continue
-        node.finish(attempt, batch)
-        return
+        await asyncio.sleep(delay)
+        node.again(attempt)
 
 
 async def _call(node: NodeStep, attempt: Any) -> Any:

@@ -109,16 +109,18 @@ def run_node(
     attempt = node.begin(level, values, sig)
     while True:
         try:
-            node.publish(attempt, _call(node, attempt))
+            if attempt.executor is executors.INLINE and not node.is_async:
+                result = attempt.fn(*attempt.args, **attempt.kwargs)
+            else:
+                result = _call(node, attempt)
+            node.finish(attempt, result, batch)
+            return
         except Exception as exc:
             delay = node.failed(attempt, exc, blocked)
             if delay is None:
                 return
-            time.sleep(delay)
-            node.again(attempt)
-            continue
-        node.finish(attempt, batch)
-        return
+        time.sleep(delay)
+        node.again(attempt)
 
 
 def _call(node: NodeStep, attempt: Any) -> Any:

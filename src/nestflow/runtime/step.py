@@ -53,7 +53,8 @@ class Compiled:
     """A level plan compiled for one effective configuration; shared by every run."""
 
     __slots__ = (
-        "backend_label", "cache_label", "config", "flat", "hooks", "inputs", "maps_sync",
+        "backend_label", "cache_label", "config", "flat", "handlers", "hooks", "inputs",
+        "maps_sync",
         "plain", "plan", "producers", "relay", "segments", "signed", "steps", "sync", "tight",
     )  # fmt: skip
 
@@ -66,6 +67,11 @@ class Compiled:
         )
         """The hooks this level's callbacks implement; all of them when events are relayed
         to a coordinator (a map item in a worker)."""
+        self.handlers = {
+            hook: [(c, getattr(c, hook)) for c in config.callbacks if implements((c,), hook)]
+            for hook in self.hooks
+        }
+        """``(callback, bound hook)`` per implemented hook, in list order."""
         self.backend_label = config.backend.label
         self.cache_label = None if config.cache is None else config.cache.label
         steps: list[NodeStep | NestedStep] = []
@@ -305,7 +311,8 @@ class NodeStep:
     def begin(self, level: Level, values: dict[str, Any], sig: str | None) -> Attempt:
         """The first attempt: inputs read, arguments wired, ``on_node_start`` fired."""
         spec = self.spec
-        caching.read(values, spec.names)
+        if level.run.cached:
+            caching.read(values, spec.names)
         attempt = Attempt(level, values, spec.fn, sig)
         if self.simple is not None:
             attempt.args = [values[name] for name in self.simple]
@@ -313,7 +320,8 @@ class NodeStep:
             attempt.args, attempt.kwargs = spec.arguments(values)
         if self.timeout is not None:
             attempt.executor = executors.for_call(level.executor, self.timeout)
-        self._announce(attempt)
+        if self.starts or self.traced:
+            self._announce(attempt)
         return attempt
 
     def again(self, attempt: Attempt) -> None:
@@ -358,13 +366,14 @@ class NodeStep:
 
     # --- after the call ------------------------------------------------------------------------
 
-    def publish(self, attempt: Attempt, result: Any) -> None:
-        """Write the result under the node's output name(s) (checking a tuple's arity)."""
-        self.spec.publish(result, attempt.values)
-
-    def finish(self, attempt: Attempt, batch: Batch | None = None) -> None:
-        """A successful execution: stored, recorded, ``on_node_end`` fired."""
+    def finish(self, attempt: Attempt, result: Any, batch: Batch | None = None) -> None:
+        """A call that returned: its result published under the node's output name(s) (a
+        tuple of the wrong arity fails the attempt), stored, recorded, ``on_node_end``."""
         level, values, sig = attempt.level, attempt.values, attempt.sig
+        if self.simple is not None:
+            values[self.spec.outs[0]] = result
+        else:
+            self.spec.publish(result, values)
         duration = perf_counter() - attempt.started
         report = level.run.report
         if sig is not None:
@@ -380,7 +389,8 @@ class NodeStep:
                 batch.made.add(sig)
         report.pending.append((level, self.id, "executed", duration, attempt.number, sig, None))
         if self.ends:
-            outputs = {o: values[o] for o in self.spec.outs}
+            outs = self.spec.outs
+            outputs = {outs[0]: result} if self.simple else {o: values[o] for o in outs}
             level.emit(
                 "on_node_end", self.id, outputs, duration, node_id=self.id, attempt=attempt.number
             )
