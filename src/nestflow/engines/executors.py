@@ -130,7 +130,11 @@ class Processes:
 
     def submit(self, call: NodeCall) -> Future[Any]:
         payload = processes.dumps_call(call.fn, list(call.args), dict(call.kwargs))
-        return processes.decoded(processes.shared_pool(self.size).submit(payload, call.timeout))
+        return self.submit_pickled(payload, call.timeout)
+
+    def submit_pickled(self, payload: bytes, timeout: float | None = None) -> Future[Any]:
+        """Run a call already pickled by ``processes.dumps_call``."""
+        return processes.decoded(processes.shared_pool(self.size).submit(payload, timeout))
 
     def call(self, call: NodeCall) -> Any:
         return wait(self, self.submit(call), None)

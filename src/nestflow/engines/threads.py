@@ -1,13 +1,8 @@
-"""Thread pools for sync work under the threaded and async modes; contextvars travel along."""
+"""Thread pools for sync work under the threaded and async modes, one set per run."""
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 
 class ThreadPools:
@@ -28,16 +23,3 @@ class ThreadPools:
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
         self._pools.clear()
-
-
-async def call_in_thread(
-    pool: ThreadPoolExecutor, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
-) -> Any:
-    """Run a sync call in ``pool`` and await its result on the current loop.
-
-    The context is copied: OpenTelemetry keeps the current span in a contextvar, and
-    pool threads start empty.
-    """
-    context = contextvars.copy_context()
-    call = functools.partial(context.run, fn, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(pool, call)

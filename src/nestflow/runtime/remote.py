@@ -23,7 +23,7 @@ import cloudpickle
 
 from nestflow.core.config import EffectiveConfig
 from nestflow.engines import dask as dask_engine
-from nestflow.engines import processes
+from nestflow.engines import executors, processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.errors import RemoteExecutionError, SerializationError
 from nestflow.runtime import caching, context, tracing
@@ -99,7 +99,13 @@ class ItemShared:
     def blob(self) -> bytes:
         """The pickled form, made on first use."""
         if self._blob is None:
-            parts = (self.pipeline, self.config, self.outputs, self.relay, self.codes)
+            parts = {
+                "pipeline": self.pipeline,
+                "config": self.config,
+                "outputs": self.outputs,
+                "relay": self.relay,
+                "codes": self.codes,
+            }
             self._blob = cloudpickle.dumps(parts)
         return self._blob
 
@@ -118,7 +124,7 @@ def _load_shared(key: int, blob: bytes) -> ItemShared:
         if found is not None:
             _loaded.move_to_end(key)
             return found
-    shared = ItemShared(*cloudpickle.loads(blob))
+    shared = ItemShared(**cloudpickle.loads(blob))
     shared.key, shared._blob = key, blob
     with _loaded_lock:
         _loaded[key] = shared
@@ -313,7 +319,7 @@ async def run_shipped(
         if session is not None:
             future = session.submit(task)
         else:
-            future = processes.decoded(processes.shared_pool(workers).submit(payload))
+            future = executors.Processes(workers).submit_pickled(payload)
         return absorb(level, await asyncio.wrap_future(future))
     except BaseException as exc:
         error = exc
