@@ -87,10 +87,11 @@ class _Call:
 def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once; see ``Pipeline.run``."""
     call = _Call(pipeline, positional, kwargs, is_map=False)
-    state, level = call.root()
+    state = RunState(pipeline.name)
+    level = Level.root(state, compiled(call.plan, root_config(pipeline)))
     values = dict(call.values)
     try:
-        if call.synchronous(level):
+        if level.compiled.sync and forced.get() != "async":
             state.drivers.append("sync")
             drive_sync.run_level(level, values)
         else:

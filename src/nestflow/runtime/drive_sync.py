@@ -51,7 +51,7 @@ def run_steps(
         found = segment.step
         if found is None:
             marks: list[float] = []
-            level.run.report.pending.append((level, -1, segment.steps, marks))
+            level.run.report.pending.append((level, (), segment.steps, marks))
             run_plain(level, values, segment, marks)
         elif isinstance(found, NodeStep):
             run_node(level, found, values, blocked, batch, item)
@@ -67,12 +67,12 @@ def run_plain(
     marks: list[float],
     item: int = -1,
     total: int = 0,
-    nested: NestedStep | None = None,
+    chain: tuple[NestedStep, ...] = (),
 ) -> None:
     """Plain calls in a tight loop, one timestamp in ``marks`` before them and one after
     each; the step decides what a failure means. ``item`` is the map item (of ``total``)
-    that ``level`` runs, -1 when ``level`` is the item's own level; with ``nested``, the
-    calls are those of that nested step's level under ``level``."""
+    that ``level`` runs, -1 when ``level`` is the item's own level; the calls are those of
+    the level reached from there through the nested steps of ``chain``."""
     clock = perf_counter
     mark = marks.append
     mark(clock())
@@ -84,10 +84,26 @@ def run_plain(
     except Exception as exc:
         failing = segment.steps[len(marks) - begun]
         where = level if item < 0 else level.item(item, total)
-        if nested is not None:
-            where = nested.level(where)
-        failing.fail(where, exc, clock() - marks[-1], 1)
+        failing.fail(step.level_below(where, chain), exc, clock() - marks[-1], 1)
         raise
+
+
+def run_plain_tree(level: Level, chain: tuple[NestedStep, ...], values: dict[str, Any]) -> None:
+    """A plain level (``Compiled.plain``) reached from ``level`` through ``chain``: its calls
+    and its plain nested levels, making no level object (``records.py`` makes them when the
+    records are read; a failure makes the failing one)."""
+    pending = level.run.report.pending
+    for segment in chain[-1].child.segments:
+        found = segment.step
+        if found is None:
+            marks: list[float] = []
+            pending.append((level, chain, segment.steps, marks))
+            run_plain(level, values, segment, marks, chain=chain)
+        else:
+            assert isinstance(found, NestedStep)
+            sub = found.inputs(values)
+            run_plain_tree(level, (*chain, found), sub)
+            found.publish(values, sub)
 
 
 def run_node(
@@ -142,16 +158,10 @@ def run_nested(level: Level, nested: NestedStep, values: dict[str, Any], blocked
     """A nested pipeline under its own configuration, on this driver when it can take it."""
     if blocked and nested.skip(level, values, blocked):
         return
-    if nested.tight and not level.run.cached:  # plain calls, nothing to announce or read
+    if nested.plain and not level.hooks and not level.run.cached:
         sub = nested.inputs(values)
-        marks: list[float] = []
-        level.run.report.pending.append((level, nested, marks))  # its level made when read
-        try:
-            run_plain(level, sub, nested.child.segments[0], marks, nested=nested)
-        except Exception as exc:
-            nested.failed(level, values, exc, blocked)
-            return
-        nested.publish(values, sub, {}, blocked)
+        run_plain_tree(level, (nested,), sub)
+        nested.publish(values, sub)
         return
     child, sub = nested.enter(level, values)
     started = perf_counter()

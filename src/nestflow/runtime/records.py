@@ -3,10 +3,10 @@
 While a run goes, the steps append compact rows to ``report.pending``:
 
 * ``(level, node id, status, duration, attempts, signature, error)`` for one execution;
-* ``(level, -1, steps, marks)`` for a stretch of plain calls run by the synchronous
+* ``(level, chain, steps, marks)`` for a stretch of plain calls run by the synchronous
   driver's loop: ``marks[0]`` is when it began and ``marks[i + 1]`` when step ``i`` ended;
-* ``(level, nested, marks)`` for the plain calls of a nested step's level under ``level``
-  (that level is made here, when read);
+  the calls belong to the level reached from ``level`` through the nested steps of
+  ``chain`` (usually none), made here, when read;
 * ``(level, total, steps, marks, "items")`` for the same stretch run for every item of a
   map at ``level``: the marks of item ``k`` follow those of item ``k - 1``.
 
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from nestflow.runtime.report import NodeRecord
+from nestflow.runtime.step import level_below
 
 
 def record(
@@ -57,13 +58,10 @@ def records_of(rows: list[Any]) -> Iterator[NodeRecord]:
             level, node_id, status, duration, attempts, sig, error = row
             yield record(level, node_id, status, duration, attempts, sig, error)
             continue
-        if len(row) == 3:
-            parent, nested, marks = row
-            child = nested.level(parent)
-            yield from _stretch(child, nested.child.segments[0].steps, marks, child.item_path)
-            continue
         level, steps, marks = row[0], row[2], row[3]
         if len(row) == 4:
+            if row[1]:
+                level = level_below(level, row[1])
             yield from _stretch(level, steps, marks, level.item_path)
             continue
         width = len(steps) + 1

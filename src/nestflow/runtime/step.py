@@ -105,11 +105,21 @@ class Compiled:
         )
         """... and the items of a map of this level, one after another."""
         local = isinstance(backend, LocalBackend)
-        self.plain = self.sync and local and all(isinstance(s, NodeStep) and s.plain for s in steps)
-        """Nothing but calls: no cache, no callback, no limit (the synchronous driver's loop)."""
         self.segments = _segments(self.steps, local) if self.sync else ()
         self.tight = len(self.segments) == 1 and self.segments[0].step is None
         """One stretch of plain calls: map items need no level of their own."""
+        self.plain = (
+            self.sync
+            and local
+            and not self.hooks
+            and config.cache is None
+            and all(
+                seg.step is None or (isinstance(seg.step, NestedStep) and seg.step.plain)
+                for seg in self.segments
+            )
+        )
+        """Plain calls and plain nested levels only, nothing listening: the synchronous
+        driver runs it making no level object below this one (``drive_sync.run_plain_tree``)."""
 
 
 _HOOKS = (
@@ -462,7 +472,7 @@ class NestedStep:
 
     __slots__ = (
         "broadcast", "child", "continues", "id", "index", "inner_mapped", "mapped", "mode",
-        "node", "step", "tight",
+        "node", "plain", "step",
     )  # fmt: skip
 
     def __init__(self, compiled: Compiled, index: int, step: Step) -> None:
@@ -477,10 +487,8 @@ class NestedStep:
         to_inner = dict(step.child_inputs)
         self.inner_mapped = tuple(to_inner[m] for m in self.mapped)
         self.broadcast = tuple((o, i) for o, i in step.child_inputs if o not in self.mapped)
-        self.tight = (
-            self.child.tight and not self.mapped and not self.child.hooks and not (compiled.hooks)
-        )
-        """Not mapped, one stretch of plain calls, nothing listening here or there."""
+        self.plain = self.child.plain and not self.mapped and not self.continues
+        """Not mapped, failures raised, and its level plain (``Compiled.plain``)."""
 
     def enter(self, level: Level, values: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
         """The child level and its inputs; ``on_nested_pipeline_start`` fired."""
@@ -514,15 +522,18 @@ class NestedStep:
         self,
         values: dict[str, Any],
         results: dict[str, Any],
-        inner: Blocked,
-        blocked: Blocked,
+        inner: Blocked | None = None,
+        blocked: Blocked | None = None,
     ) -> None:
-        """The child's outputs under the outer names (with their representations)."""
-        for name, outer in self.step.child_outputs:
+        """The child's outputs under the outer names (with their representations, and the
+        failures continued past inside it: ``inner`` into ``blocked``)."""
+        pairs = self.step.child_outputs
+        for name, outer in pairs:
             values[outer] = results[name]
-            if name in inner:
-                blocked[outer] = inner[name]
-        caching.carry(results, values, self.step.child_outputs)
+        if inner and blocked is not None:
+            blocked.update((outer, inner[name]) for name, outer in pairs if name in inner)
+        if blocked is not None:
+            caching.carry(results, values, pairs)
 
     def failed(
         self, level: Level, values: dict[str, Any], exc: Exception, blocked: Blocked
@@ -547,6 +558,13 @@ class NestedStep:
         values.update(dict.fromkeys(self.step.outs))
         blocked.update(dict.fromkeys(self.step.outs, causes[0]))
         return True
+
+
+def level_below(level: Level, chain: tuple[NestedStep, ...]) -> Level:
+    """The level reached from ``level`` through the nested steps of ``chain``."""
+    for nested in chain:
+        level = nested.level(level)
+    return level
 
 
 def compiled_child(plan: LevelPlan, parent: EffectiveConfig, relay: bool = False) -> Compiled:
