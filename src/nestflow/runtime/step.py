@@ -108,7 +108,7 @@ class Compiled:
         self.segments = _segments(self.steps, local) if self.sync else ()
         self.tight = len(self.segments) == 1 and self.segments[0].step is None
         """One stretch of plain calls: map items need no level of their own."""
-        self.plain = (
+        self.plain: bool = (
             self.sync
             and local
             and not self.hooks
@@ -487,7 +487,7 @@ class NestedStep:
         to_inner = dict(step.child_inputs)
         self.inner_mapped = tuple(to_inner[m] for m in self.mapped)
         self.broadcast = tuple((o, i) for o, i in step.child_inputs if o not in self.mapped)
-        self.plain = self.child.plain and not self.mapped and not self.continues
+        self.plain: bool = self.child.plain and not self.mapped and not self.continues
         """Not mapped, failures raised, and its level plain (``Compiled.plain``)."""
 
     def enter(self, level: Level, values: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
