@@ -7,7 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from nestflow.callbacks.events import PipelineCallback
+from nestflow.callbacks.events import CallbackContext, PipelineCallback
 
 
 class LoggingCallback(PipelineCallback):
@@ -30,7 +30,9 @@ class LoggingCallback(PipelineCallback):
         self.level = level
         self.structured = structured
 
-    def _log(self, event: str, ctx: Any, node: str | None = None, **fields: Any) -> None:
+    def _log(
+        self, event: str, ctx: CallbackContext, node: str | None = None, **fields: Any
+    ) -> None:
         error = fields.pop("error", None) or ctx.error
         where = ctx.node_path if node is not None and ctx.node_path else ctx.hierarchy_path
         record: dict[str, Any] = {
@@ -56,38 +58,44 @@ class LoggingCallback(PipelineCallback):
 
     # --- hooks ------------------------------------------------------------------------------
 
-    def on_pipeline_start(self, pipeline_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+    def on_pipeline_start(
+        self, pipeline_id: str, inputs: Mapping[str, Any], ctx: CallbackContext
+    ) -> None:
         self._log("pipeline_start", ctx)
 
     def on_pipeline_end(
-        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: CallbackContext
     ) -> None:
         self._log("pipeline_end", ctx, duration_s=duration)
 
-    def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+    def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: CallbackContext) -> None:
         self._log("node_start", ctx, node_id)
 
     def on_node_end(
-        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: CallbackContext
     ) -> None:
         self._log("node_end", ctx, node_id, duration_s=duration)
 
-    def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
+    def on_node_cached(self, node_id: str, signature: str, ctx: CallbackContext) -> None:
         self._log("node_cached", ctx, node_id, cached=True, signature=signature, duration_s=0.0)
 
-    def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
+    def on_error(self, node_id: str, error: BaseException, ctx: CallbackContext) -> None:
         self._log("error", ctx, node_id, error=error)
 
-    def on_map_start(self, node_id: str, total_items: int, ctx: Any) -> None:
+    def on_map_start(self, node_id: str, total_items: int, ctx: CallbackContext) -> None:
         self._log("map_start", ctx, node_id)
 
-    def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
+    def on_map_item_end(
+        self, node_id: str, item_index: int, duration: float, ctx: CallbackContext
+    ) -> None:
         self._log("map_item_end", ctx, node_id, duration_s=duration)
 
-    def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
+    def on_map_item_cached(
+        self, node_id: str, item_index: int, signature: str, ctx: CallbackContext
+    ) -> None:
         self._log("map_item_cached", ctx, node_id, cached=True, signature=signature)
 
-    def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
+    def on_map_end(self, node_id: str, total_duration: float, ctx: CallbackContext) -> None:
         self._log("map_end", ctx, node_id, duration_s=total_duration)
 
 

@@ -14,10 +14,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nestflow.callbacks.events import PipelineCallback
+from nestflow.callbacks.events import CallbackContext, PipelineCallback
 from nestflow.callbacks.progress_tree import Line, escaped, pieces, styled_text
+
+if TYPE_CHECKING:
+    from nestflow.core.config import EffectiveConfig
 
 _INSTALL = "pip install 'nestflow[progress]'"
 
@@ -64,8 +67,8 @@ class ProgressCallback(PipelineCallback):
         self._lines: dict[tuple[str, ...], Line] = {}
         self._nodes: dict[tuple[str, ...], dict[str, Line]] = {}
         """Node lines by level key, then node id: one lookup per event, no tuple built."""
-        self._last: tuple[Any, tuple[str, ...], dict[str, Line]] = (None, (), {})
-        """The runtime level of the last node event, its key and node lines."""
+        self._last: tuple[object, tuple[str, ...], dict[str, Line]] = (None, (), {})
+        """The ``level_key`` of the last event's level, that level's line key and node lines."""
         self._roots: list[tuple[str, ...]] = []
         """Root lines of the runs on display; runs sharing this callback get a tree each."""
         self._active = 0
@@ -82,7 +85,11 @@ class ProgressCallback(PipelineCallback):
     # --- model -------------------------------------------------------------------------------
 
     def _line(
-        self, key: tuple[str, ...], is_node: bool, ctx: Any, started: float | None = 0.0
+        self,
+        key: tuple[str, ...],
+        is_node: bool,
+        ctx: CallbackContext | None,
+        started: float | None = 0.0,
     ) -> Line:
         line = self._lines.get(key)
         if line is None:
@@ -95,35 +102,30 @@ class ProgressCallback(PipelineCallback):
             line.labels = _labels(ctx.config)  # a level drawn before it started gets them now
         return line
 
-    def _level(self, ctx: Any) -> Line:
+    def _level(self, ctx: CallbackContext) -> Line:
         return self._line(self._where(ctx)[0], False, ctx)
 
-    def _where(self, ctx: Any) -> tuple[tuple[str, ...], dict[str, Line]]:
+    def _where(self, ctx: CallbackContext) -> tuple[tuple[str, ...], dict[str, Line]]:
         """The key of the event's level and its node lines (the caller holds the lock)."""
         last = self._current(ctx)
         if last is not None:
             return last[1], last[2]
         key = _key(ctx)
         nodes = self._nodes.setdefault(key, {})
-        self._last = (getattr(ctx, "_level", None), key, nodes)
+        self._last = (ctx.level_key, key, nodes)
         return key, nodes
 
-    def _current(self, ctx: Any) -> tuple[Any, tuple[str, ...], dict[str, Line]] | None:
-        """``_last`` (level, key, node lines) if the event's level is the level of the event
-        before, or another item of the same map (item levels share the run and the
-        ``entered`` tuple of their map's level). Safe without the lock: ``_last`` is
-        replaced, never changed.
+    def _current(
+        self, ctx: CallbackContext
+    ) -> tuple[object, tuple[str, ...], dict[str, Line]] | None:
+        """``_last`` (level key, line key, node lines) if the event's level is the level of
+        the event before, or another item of the same map (``ctx.level_key``). Safe without
+        the lock: ``_last`` is replaced, never changed.
         """
-        level = getattr(ctx, "_level", None)
         last = self._last
-        seen = last[0]
-        if level is None or seen is None:
-            return None
-        if level is seen or (level.run is seen.run and level.entered is seen.entered):
-            return last
-        return None
+        return last if ctx.level_key is last[0] else None
 
-    def _node(self, node_id: str, ctx: Any) -> Line | None:
+    def _node(self, node_id: str, ctx: CallbackContext) -> Line | None:
         if not self.show_nodes:
             return None
         key, nodes = self._where(ctx)
@@ -136,7 +138,7 @@ class ProgressCallback(PipelineCallback):
             line.total = owner.total
         return line
 
-    def _counted(self, node_id: str, ctx: Any) -> Line | None:
+    def _counted(self, node_id: str, ctx: CallbackContext) -> Line | None:
         """The line a node event counts on: found without the lock in the common case.
 
         Counts change only from the thread delivering this run's events (the runtime never
@@ -149,7 +151,7 @@ class ProgressCallback(PipelineCallback):
                 line = self._node(node_id, ctx)
         return line
 
-    def _steps(self, key: tuple[str, ...], ctx: Any) -> None:
+    def _steps(self, key: tuple[str, ...], ctx: CallbackContext) -> None:
         """Lines for the steps a level will take, in order, drawn before they run."""
         meta = ctx.get_pipeline_metadata(ctx.current_pipeline_id)
         nested = meta.get("nested_node_ids", ())
@@ -161,7 +163,7 @@ class ProgressCallback(PipelineCallback):
             elif self.show_nodes and step_id not in nodes:
                 nodes[step_id] = self._line((*key, step_id), True, None, started=None)
                 drawn.append(nodes[step_id])
-        if drawn and getattr(ctx.config.backend, "node_execution", None) == "sequential":
+        if drawn and ctx.config.backend.node_execution == "sequential":
             # One step after the other: each starts when the one before first completes,
             # so a running node shows its own time without a hook per node start.
             drawn[0].started = self.get_time()
@@ -170,7 +172,9 @@ class ProgressCallback(PipelineCallback):
 
     # --- hooks -------------------------------------------------------------------------------
 
-    def on_pipeline_start(self, pipeline_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+    def on_pipeline_start(
+        self, pipeline_id: str, inputs: Mapping[str, Any], ctx: CallbackContext
+    ) -> None:
         first = False
         with self._lock:
             if ctx.depth == 0:
@@ -191,7 +195,7 @@ class ProgressCallback(PipelineCallback):
             self._start()
 
     def on_pipeline_end(
-        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: CallbackContext
     ) -> None:
         last = False
         with self._lock:
@@ -212,13 +216,13 @@ class ProgressCallback(PipelineCallback):
     # or fails: no hook per node start, which on a big map would cost as much as the rest.
 
     def on_node_end(
-        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: CallbackContext
     ) -> None:
         line = self._counted(node_id, ctx)
         if line is not None:
             self._finished(line, duration)
 
-    def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
+    def on_node_cached(self, node_id: str, signature: str, ctx: CallbackContext) -> None:
         line = self._counted(node_id, ctx)
         if line is not None:
             line.cached += 1
@@ -234,7 +238,7 @@ class ProgressCallback(PipelineCallback):
         if line.next is not None and line.next.started is None:
             line.next.started = now
 
-    def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
+    def on_error(self, node_id: str, error: BaseException, ctx: CallbackContext) -> None:
         line = self._counted(node_id, ctx)
         if line is not None:
             if line.started is None:
@@ -242,7 +246,7 @@ class ProgressCallback(PipelineCallback):
             line.failed += 1
             line.error = type(error).__name__
 
-    def on_map_start(self, node_id: str, total_items: int, ctx: Any) -> None:
+    def on_map_start(self, node_id: str, total_items: int, ctx: CallbackContext) -> None:
         with self._lock:
             line = self._level(ctx)
             line.mapped, line.total, line.started = True, total_items, self.get_time()
@@ -250,13 +254,15 @@ class ProgressCallback(PipelineCallback):
             for child in self._where(ctx)[1].values():  # nodes drawn before the map started
                 child.total = total_items
 
-    def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
+    def on_map_item_end(
+        self, node_id: str, item_index: int, duration: float, ctx: CallbackContext
+    ) -> None:
         line = self._map_line(ctx)
         line.done += 1
         if ctx.error is not None:
             line.failed += 1
 
-    def _map_line(self, ctx: Any) -> Line:
+    def _map_line(self, ctx: CallbackContext) -> Line:
         last = self._current(ctx)
         line = None if last is None else self._lines.get(last[1])
         if line is None:
@@ -264,12 +270,14 @@ class ProgressCallback(PipelineCallback):
                 line = self._level(ctx)
         return line
 
-    def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
+    def on_map_item_cached(
+        self, node_id: str, item_index: int, signature: str, ctx: CallbackContext
+    ) -> None:
         line = self._map_line(ctx)  # its nodes report their own hits (on_node_cached)
         line.done += 1
         line.cached += 1
 
-    def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
+    def on_map_end(self, node_id: str, total_duration: float, ctx: CallbackContext) -> None:
         with self._lock:
             self._level(ctx).ended = self.get_time()
 
@@ -286,7 +294,7 @@ class ProgressCallback(PipelineCallback):
                 # about as much as a short run's whole progress.
                 if self._waker is None or not self._waker.is_alive():
                     self._waker = threading.Thread(
-                        target=_show_when_due,
+                        target=self._show_when_due,
                         args=(weakref.ref(self),),
                         name="nestflow-progress",
                         daemon=True,
@@ -301,6 +309,21 @@ class ProgressCallback(PipelineCallback):
         if console.is_jupyter:  # rich draws a live display there into an ipywidgets Output
             return importlib.util.find_spec("ipywidgets") is not None
         return bool(console.is_terminal)
+
+    @staticmethod
+    def _show_when_due(owner: weakref.ref[ProgressCallback]) -> None:
+        """The waiting thread: go live when a run outlasts the delay; gone with its callback."""
+        while True:
+            callback = owner()
+            if callback is None:
+                return
+            with callback._wake:
+                due = callback._due()
+                if due is None or due > 0:
+                    callback._wake.wait(1.0 if due is None else due)
+            if due is not None and due <= 0:
+                callback._go_live()
+            del callback  # held only while waiting: the callback can be collected
 
     def _due(self) -> float | None:
         """Seconds until the live display is due; None when nothing waits for it."""
@@ -335,9 +358,10 @@ class ProgressCallback(PipelineCallback):
     def _print_final(self) -> None:
         # What console.print(self.render(), soft_wrap=True) writes, made directly: rich takes
         # about 20 µs per line to lay out a text it will neither wrap nor crop, which would
-        # be most of a short run. Recording and notebook consoles, and consoles in the middle
-        # of a capture or a live display, still go through rich (private attributes of
-        # rich's Console are read with defaults that choose rich).
+        # be most of a short run (printing one prepared segment through rich still costs
+        # about 60 µs). Recording and notebook consoles, and consoles in the middle of a
+        # capture or a live display, still go through rich: rich has no public way to ask
+        # for those, so its Console's attributes are read with defaults that choose rich.
         console = self.console
         if console.quiet:
             return
@@ -367,11 +391,15 @@ class ProgressCallback(PipelineCallback):
         return self._styled[1]
 
     def _code(self, style: str) -> tuple[str, str]:
-        """The escape codes around text in ``style`` on this console (rich's, captured once)."""
+        """The escape codes rich writes around text in ``style`` on this console."""
+        console = self.console
+        found = console.get_style(style)
+        if console.no_color:
+            found = found.without_color
+        system = self._rich.console.COLOR_SYSTEMS.get(console.color_system or "")
         marker = "\x00"
-        with self.console.capture() as captured:
-            self.console.print(self._rich.text.Text(marker, style=style), end="", soft_wrap=True)
-        start, _, end = captured.get().partition(marker)
+        text = found.render(marker, color_system=system, legacy_windows=console.legacy_windows)
+        start, _, end = text.partition(marker)
         return start, end
 
     def render(self) -> Any:
@@ -387,21 +415,6 @@ class ProgressCallback(PipelineCallback):
             return pieces(self._lines, self._roots, self.get_time, self._rich.cells.cell_len)
 
 
-def _show_when_due(owner: weakref.ref[ProgressCallback]) -> None:
-    """The waiting thread: go live when a run outlasts the delay; gone with its callback."""
-    while True:
-        callback = owner()
-        if callback is None:
-            return
-        with callback._wake:
-            due = callback._due()
-            if due is None or due > 0:
-                callback._wake.wait(1.0 if due is None else due)
-        if due is not None and due <= 0:
-            callback._go_live()
-        del callback  # held only while waiting: the callback can be collected
-
-
 class _Renderable:
     """What ``Live`` redraws: the callback's current tree."""
 
@@ -412,12 +425,12 @@ class _Renderable:
         return self.callback.render()
 
 
-def _key(ctx: Any) -> tuple[str, ...]:
+def _key(ctx: CallbackContext) -> tuple[str, ...]:
     """A level's line: the run, the root pipeline's name, then the ids of the nested nodes."""
     return (ctx.run_id, ctx.hierarchy_path[0], *ctx.entered)
 
 
-def _labels(config: Any) -> str:
+def _labels(config: EffectiveConfig) -> str:
     parts = []
     for aspect, text in (
         ("backend", config.backend.label),
@@ -430,7 +443,7 @@ def _labels(config: Any) -> str:
     return ", ".join(parts)
 
 
-def _workers(config: Any) -> int | None:
+def _workers(config: EffectiveConfig) -> int | None:
     backend = config.backend
     mode = getattr(backend, "map_execution", "sequential")
     count = getattr(backend, "workers", None)

@@ -2,7 +2,7 @@
 
 :class:`~nestflow.callbacks.progress.ProgressCallback` keeps the lines up to date from
 events; this module turns them into ``(text, style)`` pieces, assembled as one string with
-style spans (a rich ``Text``) or with the escape codes of a console, written directly.
+style spans (a rich ``Text``) or with the escape codes of a console, printed as it stands.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from nestflow.callbacks.events import PipelineCallback
+from nestflow.callbacks.events import CallbackContext, PipelineCallback
 
 _INSTALL = "pip install 'nestflow[otel]'"
 Key = tuple[tuple[str, ...], tuple[int, ...]]
@@ -71,7 +71,7 @@ class TelemetryCallback(PipelineCallback):
             else:
                 return None  # the caller's current context: a run inside a user span nests
 
-    def _start(self, name: str, parent: Any, ctx: Any, **attributes: Any) -> Any:
+    def _start(self, name: str, parent: Any, ctx: CallbackContext, **attributes: Any) -> Any:
         span = self.tracer.start_span(name, context=parent)
         span.set_attribute("nestflow.run_id", ctx.run_id)
         span.set_attribute("nestflow.pipeline", ctx.current_pipeline_id)
@@ -104,7 +104,9 @@ class TelemetryCallback(PipelineCallback):
 
     # --- hooks -------------------------------------------------------------------------------
 
-    def on_pipeline_start(self, pipeline_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+    def on_pipeline_start(
+        self, pipeline_id: str, inputs: Mapping[str, Any], ctx: CallbackContext
+    ) -> None:
         entered, items = _entered(ctx), tuple(ctx.item_path)
         parent = self._parent(entered[:-1], items) if entered else self._parent((), ())
         values = {"inputs": _shown(inputs)} if self.record_values else {}
@@ -116,11 +118,11 @@ class TelemetryCallback(PipelineCallback):
             ctx.report.trace_id = f"{context.trace_id:032x}"
 
     def on_pipeline_end(
-        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+        self, pipeline_id: str, outputs: Mapping[str, Any], duration: float, ctx: CallbackContext
     ) -> None:
         self._pop((_entered(ctx), tuple(ctx.item_path)), ctx.error)
 
-    def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: Any) -> None:
+    def on_node_start(self, node_id: str, inputs: Mapping[str, Any], ctx: CallbackContext) -> None:
         key = ((_entered(ctx), tuple(ctx.item_path)), node_id)
         earlier = self._nodes.pop(key, None)
         if earlier is not None:  # a retry: the previous attempt failed
@@ -132,7 +134,7 @@ class TelemetryCallback(PipelineCallback):
         self._nodes[key] = span
 
     def on_node_end(
-        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: Any
+        self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: CallbackContext
     ) -> None:
         span = self._nodes.pop(((_entered(ctx), tuple(ctx.item_path)), node_id), None)
         if span is not None:
@@ -140,26 +142,26 @@ class TelemetryCallback(PipelineCallback):
                 span.set_attribute("nestflow.outputs", _shown(outputs))
             self._end(span, None)
 
-    def on_node_cached(self, node_id: str, signature: str, ctx: Any) -> None:
+    def on_node_cached(self, node_id: str, signature: str, ctx: CallbackContext) -> None:
         parent = self._parent(_entered(ctx), tuple(ctx.item_path))
         attributes = {"cache.hit": True, "cache.signature": signature, "node": node_id}
         self._end(self._start(f"node {node_id}", parent, ctx, **attributes), None)
 
-    def on_error(self, node_id: str, error: BaseException, ctx: Any) -> None:
+    def on_error(self, node_id: str, error: BaseException, ctx: CallbackContext) -> None:
         span = self._nodes.pop(((_entered(ctx), tuple(ctx.item_path)), node_id), None)
         if span is not None:
             self._end(span, error)
 
-    def on_map_start(self, node_id: str, total_items: int, ctx: Any) -> None:
+    def on_map_start(self, node_id: str, total_items: int, ctx: CallbackContext) -> None:
         key = (_entered(ctx), tuple(ctx.item_path))
         span = self._start(f"map {node_id}", self._parent(*key), ctx, map_items=total_items)
         self._push(key, span)
 
-    def on_map_end(self, node_id: str, total_duration: float, ctx: Any) -> None:
+    def on_map_end(self, node_id: str, total_duration: float, ctx: CallbackContext) -> None:
         self._pop((_entered(ctx), tuple(ctx.item_path)), None)
 
     def on_map_item_start(
-        self, node_id: str, item_index: int, item: Mapping[str, Any], ctx: Any
+        self, node_id: str, item_index: int, item: Mapping[str, Any], ctx: CallbackContext
     ) -> None:
         if not self._sampled():
             return
@@ -167,10 +169,14 @@ class TelemetryCallback(PipelineCallback):
         parent = self._parent(key[0], key[1][:-1])
         self._push(key, self._start(f"item {node_id}[{item_index}]", parent, ctx))
 
-    def on_map_item_end(self, node_id: str, item_index: int, duration: float, ctx: Any) -> None:
+    def on_map_item_end(
+        self, node_id: str, item_index: int, duration: float, ctx: CallbackContext
+    ) -> None:
         self._pop((_entered(ctx), tuple(ctx.item_path)), ctx.error)
 
-    def on_map_item_cached(self, node_id: str, item_index: int, signature: str, ctx: Any) -> None:
+    def on_map_item_cached(
+        self, node_id: str, item_index: int, signature: str, ctx: CallbackContext
+    ) -> None:
         if not self._sampled():
             return
         key = (_entered(ctx), tuple(ctx.item_path))
@@ -186,7 +192,7 @@ class TelemetryCallback(PipelineCallback):
 
     # --- propagation -------------------------------------------------------------------------
 
-    def carrier(self, node_id: str, ctx: Any) -> dict[str, str]:
+    def carrier(self, node_id: str, ctx: CallbackContext) -> dict[str, str]:
         """The W3C trace context of the node span that is about to run (``traceparent``)."""
         key = ((_entered(ctx), tuple(ctx.item_path)), node_id)
         span = self._nodes.get(key)
@@ -198,7 +204,7 @@ class TelemetryCallback(PipelineCallback):
         return found
 
 
-def _entered(ctx: Any) -> tuple[str, ...]:
+def _entered(ctx: CallbackContext) -> tuple[str, ...]:
     """The level's key part: the run id first, so runs sharing this callback never mix."""
     return (ctx.run_id, *ctx.entered)
 

@@ -2,47 +2,63 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from nestflow.callbacks.events import PipelineCallback
+    from nestflow.core.retry import Retry
+    from nestflow.engines.protocol import Backend
 
 ASPECTS: Final = ("backend", "cache", "callbacks", "timeout", "retries")
 Source = Literal["explicit", "inherited", "default"]
 
 
-class _UnsetType:
-    """Not given here: inherit from the pipeline running this one."""
+class _SingletonMeta(enum.EnumMeta):
+    """Lets ``type(UNSET)()`` give ``UNSET``, as constructing a singleton's class should."""
 
-    _instance: _UnsetType | None = None
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return super().__call__(*(args or ("UNSET",)), **kwargs)
 
-    def __new__(cls) -> _UnsetType:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+
+class _UnsetType(enum.Enum, metaclass=_SingletonMeta):
+    """Not given here: inherit from the pipeline running this one.
+
+    A one-member enum, the sentinel idiom type checkers understand: after
+    ``if x is UNSET: ...`` they know ``x`` is no longer ``UNSET``. Enum members also keep
+    their identity through pickle and copy.
+    """
+
+    UNSET = "UNSET"
 
     def __repr__(self) -> str:
         return "UNSET"
 
+    __str__ = __repr__
+
     def __bool__(self) -> bool:
         return False
 
-    def __reduce__(self) -> str:
-        return "UNSET"
 
-
-UNSET: Final = _UnsetType()
+UNSET: Final = _UnsetType.UNSET
 """Sentinel meaning "not configured here, inherit"; distinct from ``None`` ("explicitly off")."""
+
+Unset: TypeAlias = _UnsetType
+"""The type of ``UNSET``, for annotations: ``timeout: float | None | Unset = UNSET``."""
 
 
 @dataclass(frozen=True, slots=True)
 class EffectiveConfig:
     """The backend, cache, callbacks, timeout and retries in force at one level of a run."""
 
-    backend: Any
+    backend: Backend
+    # ``Cache | None`` in fact; Any until the runtime narrows it where it knows a cache is set.
     cache: Any
-    callbacks: tuple[Any, ...]
+    callbacks: tuple[PipelineCallback, ...]
     timeout: float | None
-    retries: Any
+    retries: int | Retry
     sources: Mapping[str, Source]
     origins: Mapping[str, str | None]
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from nestflow.core.names import RULE, name_problem
+from nestflow.core.node import OnError
 from nestflow.errors import InvalidNameError, MappingError
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class PipelineNode:
     output_mapping: dict[str, str] | None
     map_over: tuple[str, ...]
     map_mode: MapMode
-    on_error: Literal["raise", "continue"]
+    on_error: OnError
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     to_inner: dict[str, str]
@@ -51,7 +52,7 @@ class PipelineNode:
         map_over: str | Sequence[str] | None = None,
         map_mode: MapMode = "zip",
         name: str | None = None,
-        on_error: Literal["raise", "continue"] = "raise",
+        on_error: OnError = "raise",
     ) -> None:
         node_name = name if name is not None else pipeline.name
         if (problem := name_problem(node_name)) is not None:

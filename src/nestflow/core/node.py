@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from nestflow.core.config import UNSET
 from nestflow.core.names import RULE, name_problem
 from nestflow.errors import InvalidNameError, InvalidNodeError
+
+if TYPE_CHECKING:
+    from nestflow.core.config import Unset
+    from nestflow.core.retry import Retry
 
 OnError = Literal["raise", "continue"]
 _OPTION_NAMES = ("output_name", "name", "cache", "timeout", "retries", "on_error", "cache_version")
@@ -36,8 +40,8 @@ class Node:
     keyword_params: frozenset[str]
     is_async: bool
     cache: bool
-    timeout: Any
-    retries: Any
+    timeout: float | Unset | None
+    retries: int | Retry | Unset
     on_error: OnError
     cache_version: str | None
     name_is_explicit: bool
@@ -49,8 +53,8 @@ class Node:
         output_name: str | tuple[str, ...] | None = None,
         name: str | None = None,
         cache: bool = True,
-        timeout: Any = UNSET,
-        retries: Any = UNSET,
+        timeout: float | Unset | None = UNSET,
+        retries: int | Retry | Unset = UNSET,
         on_error: OnError = "raise",
         cache_version: str | None = None,
         input_sources: Mapping[str, str] | None = None,
@@ -225,7 +229,9 @@ def _check_names(
         )
 
 
-def _check_options(name: str, cache: Any, timeout: Any, retries: Any, on_error: Any) -> None:
+def _check_options(
+    name: str, cache: object, timeout: object, retries: object, on_error: object
+) -> None:
     if not isinstance(cache, bool):
         raise TypeError(f"cache= of node `{name}` must be True or False, got {cache!r}.")
     if timeout is not UNSET and timeout is not None and _not_positive_number(timeout):
@@ -243,7 +249,7 @@ def _check_options(name: str, cache: Any, timeout: Any, retries: Any, on_error: 
         )
 
 
-def _not_positive_number(value: Any) -> bool:
+def _not_positive_number(value: object) -> bool:
     return isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
 
 
@@ -266,8 +272,8 @@ def node(
     output_name: str | tuple[str, ...] | None = None,
     name: str | None = None,
     cache: bool = True,
-    timeout: Any = UNSET,
-    retries: Any = UNSET,
+    timeout: float | Unset | None = UNSET,
+    retries: int | Retry | Unset = UNSET,
     on_error: OnError = "raise",
     cache_version: str | None = None,
 ) -> Callable[[Callable[..., Any]], Node]: ...
@@ -281,8 +287,8 @@ def node(
     output_name: str | tuple[str, ...] | None = None,
     name: str | None = None,
     cache: bool = True,
-    timeout: Any = UNSET,
-    retries: Any = UNSET,
+    timeout: float | Unset | None = UNSET,
+    retries: int | Retry | Unset = UNSET,
     on_error: OnError = "raise",
     cache_version: str | None = None,
 ) -> Node: ...
@@ -295,8 +301,8 @@ def node(
     output_name: str | tuple[str, ...] | None = None,
     name: str | None = None,
     cache: bool = True,
-    timeout: Any = UNSET,
-    retries: Any = UNSET,
+    timeout: float | Unset | None = UNSET,
+    retries: int | Retry | Unset = UNSET,
     on_error: OnError = "raise",
     cache_version: str | None = None,
 ) -> Node | Callable[[Callable[..., Any]], Node]:

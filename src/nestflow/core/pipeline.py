@@ -8,12 +8,12 @@ pipeline may be shared by many parents and many concurrent runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, overload
 
 from nestflow.core.config import ASPECTS, UNSET
 from nestflow.core.names import RULE, name_problem
 from nestflow.core.nesting import MapMode, PipelineNode
-from nestflow.core.node import Node
+from nestflow.core.node import Node, OnError
 from nestflow.errors import (
     CycleError,
     DependencyError,
@@ -24,7 +24,12 @@ from nestflow.errors import (
 from nestflow.graph.dag import Graph, Shape, analyse
 
 if TYPE_CHECKING:
-    from nestflow.core.config import EffectiveConfig
+    from nestflow.cache.store import Cache
+    from nestflow.callbacks.events import PipelineCallback
+    from nestflow.core.config import EffectiveConfig, Unset
+    from nestflow.core.retry import Retry
+    from nestflow.engines.protocol import Backend
+    from nestflow.runtime.report import Outputs
 
 AnyNode = Node | PipelineNode
 
@@ -48,22 +53,22 @@ class Pipeline:
     outputs: tuple[str, ...]
     bound_inputs: dict[str, Any]
     graph: Graph
-    backend: Any
-    cache: Any
-    callbacks: Any
-    timeout: Any
-    retries: Any
+    backend: Backend | Unset
+    cache: Cache | Unset | None
+    callbacks: tuple[PipelineCallback, ...] | Unset
+    timeout: float | Unset | None
+    retries: int | Retry | Unset
 
     def __init__(
         self,
         nodes: Sequence[AnyNode | Pipeline],
         *,
         name: str | None = None,
-        backend: Any = UNSET,
-        cache: Any = UNSET,
-        callbacks: Any = UNSET,
-        timeout: Any = UNSET,
-        retries: Any = UNSET,
+        backend: Backend | Unset = UNSET,
+        cache: Cache | Unset | None = UNSET,
+        callbacks: Sequence[PipelineCallback] | Unset | None = UNSET,
+        timeout: float | Unset | None = UNSET,
+        retries: int | Retry | Unset = UNSET,
     ) -> None:
         pipeline_name = "pipeline" if name is None else name
         if (problem := name_problem(pipeline_name)) is not None:
@@ -164,23 +169,23 @@ class Pipeline:
             raise InvalidNameError(f"Invalid pipeline name ({RULE}): {problem}.")
         return self._copy(name=name)
 
-    def with_backend(self, backend: Any) -> Pipeline:
+    def with_backend(self, backend: Backend | Unset) -> Pipeline:
         """A copy with another backend (``UNSET`` to inherit)."""
         return self._copy(**_checked_config(backend=backend))
 
-    def with_cache(self, cache: Any) -> Pipeline:
+    def with_cache(self, cache: Cache | Unset | None) -> Pipeline:
         """A copy with another cache (``None`` disables, ``UNSET`` inherits)."""
         return self._copy(**_checked_config(cache=cache))
 
-    def with_callbacks(self, callbacks: Any) -> Pipeline:
+    def with_callbacks(self, callbacks: Sequence[PipelineCallback] | Unset | None) -> Pipeline:
         """A copy with other callbacks (``[]`` disables, ``UNSET`` inherits)."""
         return self._copy(**_checked_config(callbacks=callbacks))
 
-    def with_timeout(self, timeout: Any) -> Pipeline:
+    def with_timeout(self, timeout: float | Unset | None) -> Pipeline:
         """A copy with another per-node timeout in seconds (``None`` for no limit)."""
         return self._copy(**_checked_config(timeout=timeout))
 
-    def with_retries(self, retries: Any) -> Pipeline:
+    def with_retries(self, retries: int | Retry | Unset) -> Pipeline:
         """A copy with another retry policy (``0`` disables, ``UNSET`` inherits)."""
         return self._copy(**_checked_config(retries=retries))
 
@@ -220,7 +225,7 @@ class Pipeline:
         map_over: str | Sequence[str] | None = None,
         map_mode: MapMode = "zip",
         name: str | None = None,
-        on_error: Literal["raise", "continue"] = "raise",
+        on_error: OnError = "raise",
     ) -> PipelineNode:
         """This pipeline as a node of another, with renamed inputs/outputs and an optional map."""
         return PipelineNode(
@@ -235,26 +240,66 @@ class Pipeline:
 
     # --- running (delegated to the runtime) ---------------------------------------------------
 
+    @overload
+    def run(
+        self, inputs: Mapping[str, Any] | None = None, /, *, output_name: str, **kwargs: Any
+    ) -> Any: ...
+
+    @overload
+    def run(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs: ...
+
     def run(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
-        """Run once; see ``nestflow.runtime.api.run``."""
+        """Run once; see ``nestflow.runtime.api.run``.
+
+        With ``output_name="name"`` the bare value of that output; otherwise ``Outputs``, a
+        ``dict`` of the outputs that also carries the run's ``report``.
+        """
         from nestflow.runtime import api
 
         return api.run(self, inputs, kwargs)
 
+    @overload
+    async def arun(
+        self, inputs: Mapping[str, Any] | None = None, /, *, output_name: str, **kwargs: Any
+    ) -> Any: ...
+
+    @overload
+    async def arun(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs: ...
+
     async def arun(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
-        """Run once on the caller's event loop."""
+        """Run once on the caller's event loop; returns what :meth:`run` returns."""
         from nestflow.runtime import api
 
         return await api.arun(self, inputs, kwargs)
 
+    @overload
+    def map(
+        self, inputs: Mapping[str, Any] | None = None, /, *, output_name: str, **kwargs: Any
+    ) -> Any: ...
+
+    @overload
+    def map(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs: ...
+
     def map(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
-        """Run over many items; see ``nestflow.runtime.api.map``."""
+        """Run over many items; see ``nestflow.runtime.api.map``.
+
+        With ``output_name="name"`` the bare list of that output's values; otherwise
+        ``Outputs``, one list per output, with the run's ``report``.
+        """
         from nestflow.runtime import api
 
         return api.map(self, inputs, kwargs)
 
+    @overload
+    async def amap(
+        self, inputs: Mapping[str, Any] | None = None, /, *, output_name: str, **kwargs: Any
+    ) -> Any: ...
+
+    @overload
+    async def amap(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Outputs: ...
+
     async def amap(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
-        """Map on the caller's event loop."""
+        """Map on the caller's event loop; returns what :meth:`map` returns."""
         from nestflow.runtime import api
 
         return await api.amap(self, inputs, kwargs)

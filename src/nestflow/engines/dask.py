@@ -15,13 +15,16 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nestflow.engines.backends import MODES, Mode
 from nestflow.engines.protocol import Dimension
 from nestflow.errors import BackendError
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 T = TypeVar("T")
 _INSTALL = "pip install 'nestflow[dask]'"
@@ -38,7 +41,15 @@ def _distributed() -> Any:
     return distributed
 
 
-def _run_task(task: Any) -> Any:
+class Task(Protocol):
+    """What a dask session ships: a ``NodeCall`` or a whole map item, run where it lands."""
+
+    def run(self) -> Any:
+        """Execute the task in the worker and return its result."""
+        ...
+
+
+def _run_task(task: Task) -> Any:
     """What every dask task runs: a NodeCall or a whole map item."""
     return task.run()
 
@@ -55,10 +66,10 @@ class DaskBackend:
         *,
         n_workers: int | None = None,
         threads_per_worker: int = 1,
-        resources: dict[str, float] | None = None,
+        resources: Mapping[str, float] | None = None,
         node_execution: Mode = "parallel",
         map_execution: Mode = "parallel",
-        client: Any = None,
+        client: Client | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
         _distributed()
@@ -72,7 +83,7 @@ class DaskBackend:
                 )
         if n_workers is not None and n_workers < 1:
             raise ValueError(f"n_workers must be >= 1 or None, got {n_workers!r}.")
-        self.address = address if client is None else client.scheduler.address
+        self.address = address if client is None else _address_of(client)
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self.resources = dict(resources or {})
@@ -172,7 +183,7 @@ class DaskSession:
         self.client = backend.client
         self._threads: int | None = None
 
-    def submit(self, task: Any) -> Future[Any]:
+    def submit(self, task: Task) -> Future[Any]:
         """One dask task, placed by the backend's resources."""
         if self.in_task:
             _secede_once()
@@ -180,7 +191,7 @@ class DaskSession:
         remote = self.client.submit(_run_task, task, resources=resources, pure=False)
         return _bridge(remote)
 
-    def submit_many(self, tasks: Sequence[Any]) -> list[Future[Any]]:
+    def submit_many(self, tasks: Sequence[Task]) -> list[Future[Any]]:
         """Many tasks in one message to the scheduler: each is still its own dask task."""
         if not tasks:
             return []
@@ -214,6 +225,16 @@ class DaskSession:
 
     def close(self) -> None:
         """Nothing to release: the client belongs to the backend."""
+
+
+def _address_of(client: Client) -> str:
+    scheduler = client.scheduler
+    if scheduler is None:
+        raise BackendError(
+            "DaskBackend(client=...) got a client that is not connected to a scheduler. "
+            "Pass a connected distributed.Client, or address='tcp://host:8786'."
+        )
+    return str(scheduler.address)
 
 
 _task_state = threading.local()

@@ -58,11 +58,26 @@ class Session(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """Decides how and where the work of a pipeline level runs."""
+    """Decides how and where the work of a pipeline level runs.
 
-    label: str
-    node_execution: str
-    map_execution: str
+    The three attributes are read, never set, by nestflow: a plain attribute, a property or
+    a narrower type (``LocalBackend``'s ``Literal`` modes) all satisfy them.
+    """
+
+    @property
+    def label(self) -> str:
+        """A short description shown in progress, reports and diagrams (``Dask(local×4)``)."""
+        ...
+
+    @property
+    def node_execution(self) -> str:
+        """How the nodes of one run (or one map item) are scheduled: ``"sequential"``, ..."""
+        ...
+
+    @property
+    def map_execution(self) -> str:
+        """How the items of a map are distributed: ``"sequential"``, ``"parallel"``, ..."""
+        ...
 
     def open(self) -> Session:
         """A session for one level of one run."""

@@ -83,6 +83,8 @@ class ItemShared:
         outputs: tuple[str, ...],
         relay: bool,
         codes: dict[tuple[str, ...], bytes] | None = None,
+        key: int | None = None,
+        blob: bytes | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.config = config
@@ -91,10 +93,11 @@ class ItemShared:
         self.relay = relay
         self.codes = codes or {}
         """Code fingerprints by node path, made here: workers may not have the source."""
-        self.key = new_key()
+        self.key = new_key() if key is None else key
         """Names the shared part in workers' memory: random bits from the operating system,
         so maps of other runs, scripts or hosts on one cluster never share a key."""
-        self._blob: bytes | None = None
+        self._blob = blob
+        """The pickled form (``blob``), as loaded in a worker or made on first use."""
 
     def blob(self) -> bytes:
         """The pickled form, made on first use."""
@@ -124,8 +127,7 @@ def _load_shared(key: int, blob: bytes) -> ItemShared:
         if found is not None:
             _loaded.move_to_end(key)
             return found
-    shared = ItemShared(**cloudpickle.loads(blob))
-    shared.key, shared._blob = key, blob
+    shared = ItemShared(**cloudpickle.loads(blob), key=key, blob=blob)
     with _loaded_lock:
         _loaded[key] = shared
         while len(_loaded) > _LOADED_MAX:
