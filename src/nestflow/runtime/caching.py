@@ -228,9 +228,7 @@ class Signer:
         self.cache = level.config.cache
         self.hierarchy = level.hierarchy
         self.nodes: tuple[NodeStep, ...] = compiled.signed
-        self._memo: dict[Any, list[str]] = compiled.plan.memo.setdefault(
-            ("signatures", id(compiled)), {}
-        )
+        self._memo: dict[Any, list[str]] = compiled.signatures
         self.codes = self._codes(level)
         self._signing: list[_Signing] | None = None
 

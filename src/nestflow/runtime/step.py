@@ -55,7 +55,8 @@ class Compiled:
     __slots__ = (
         "backend_label", "cache_label", "config", "flat", "handlers", "hooks", "inputs",
         "maps_sync",
-        "plain", "plan", "producers", "relay", "segments", "signed", "steps", "sync", "tight",
+        "plain", "plan", "producers", "relay", "segments", "signatures", "signed", "steps",
+        "sync", "tight",
     )  # fmt: skip
 
     def __init__(self, plan: LevelPlan, config: EffectiveConfig, relay: bool = False) -> None:
@@ -72,6 +73,8 @@ class Compiled:
             for hook in self.hooks
         }
         """``(callback, bound hook)`` per implemented hook, in list order."""
+        self.signatures: dict[Any, list[str]] = {}
+        """A plain run's signatures per (code fingerprints, input representations)."""
         self.backend_label = config.backend.label
         self.cache_label = None if config.cache is None else config.cache.label
         steps: list[NodeStep | NestedStep] = []
@@ -162,14 +165,20 @@ def _segments(steps: tuple[NodeStep | NestedStep, ...], inline: bool) -> tuple[S
     return tuple(found)
 
 
+_KEPT = 64
+"""Compiled forms (and child configurations) kept per plan (pipeline); older ones are dropped."""
+
+
 def compiled(plan: LevelPlan, config: EffectiveConfig, relay: bool = False) -> Compiled:
     """The compiled form of ``plan`` at ``config`` (memoised on the plan per configuration)."""
-    key = ("compiled", id(config), relay)
-    found = plan.memo.get(key)
+    kept: dict[Any, Compiled] = plan.memo.setdefault("compiled", {})
+    key = (id(config), relay)
+    found = kept.get(key)
     if found is None or found.config is not config:
         found = Compiled(plan, config, relay)
-        plan.memo[key] = found
-    assert isinstance(found, Compiled)
+        if len(kept) >= _KEPT:
+            kept.clear()
+        kept[key] = found
     return found
 
 
@@ -569,11 +578,13 @@ def level_below(level: Level, chain: tuple[NestedStep, ...]) -> Level:
 
 def compiled_child(plan: LevelPlan, parent: EffectiveConfig, relay: bool = False) -> Compiled:
     """The compiled child level under a parent level with configuration ``parent``."""
-    pipeline = plan.pipeline
-    key = ("child-config", id(parent))
-    found = pipeline.memo.get(key)
+    kept: dict[int, tuple[EffectiveConfig, EffectiveConfig]]
+    kept = plan.pipeline.memo.setdefault("child-configs", {})
+    found = kept.get(id(parent))
     if found is None or found[0] is not parent:
-        found = pipeline.memo[key] = (parent, child_config(pipeline, parent))
+        if len(kept) >= _KEPT:
+            kept.clear()
+        found = kept[id(parent)] = (parent, child_config(plan.pipeline, parent))
     return compiled(plan, found[1], relay)
 
 
