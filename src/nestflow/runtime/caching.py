@@ -159,6 +159,11 @@ def carry(source: dict[Any, Any], target: dict[Any, Any], pairs: Iterable[tuple[
             target[REP + new] = rep
 
 
+def rep_of(key: str, names: tuple[str, ...]) -> bool:
+    """Whether ``key`` is the representation key of one of ``names``."""
+    return key[:1] == REP and key[1:] in names
+
+
 def output_rep(sig: str, out: str) -> bytes:
     """The representation of output ``out`` of the node signed ``sig``."""
     return b"s" + sig.encode() + b":" + out.encode()

@@ -203,7 +203,7 @@ class Level:
         level.hooks = compiled.hooks
         level.offload = 0
         level.executor = level._open_executor()
-        if compiled.config.cache is not None:
+        if compiled.caches:
             run.cached = True
         if level.hooks:
             level.register(mapped=False)

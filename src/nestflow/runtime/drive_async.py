@@ -134,14 +134,15 @@ async def run_node(
     attempt = node.begin(level, values, sig)
     while True:
         try:
-            node.finish(attempt, await _call(node, attempt), batch)
-            return
+            node.publish(attempt, await _call(node, attempt))
+            break
         except Exception as exc:
             delay = node.failed(attempt, exc, blocked)
             if delay is None:
                 return
         await asyncio.sleep(delay)
         node.again(attempt)
+    node.finish(attempt, batch)
 
 
 async def _call(node: NodeStep, attempt: Any) -> Any:
@@ -173,7 +174,7 @@ async def run_nested(
             caching.read(values, nested.mapped)
             columns = collections(values, nested.mapped)
             names = nested.inner_mapped
-            base = {k: v for k, v in sub.items() if k not in names and k[1:] not in names}
+            base = {k: v for k, v in sub.items() if k not in names and not caching.rep_of(k, names)}
             results = await map_pipeline(child, nested.id, sub, base, names, columns, nested.mode)
         else:
             inner = await run_level(child, sub)

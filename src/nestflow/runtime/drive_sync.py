@@ -10,6 +10,7 @@ by the step. A nested level that needs concurrency runs on the asynchronous driv
 
 from __future__ import annotations
 
+import asyncio
 import time
 from time import perf_counter
 from typing import Any
@@ -49,7 +50,12 @@ def run_steps(
     blocked: Blocked = {}
     for segment in level.compiled.segments:
         found = segment.step
-        if found is None:
+        if found is None and (blocked or level.run.cached):
+            # An input may be unread, or the output of a failure continued past: each step
+            # reads its inputs and is skipped when it consumes such an output.
+            for plain in segment.steps:
+                run_node(level, plain, values, blocked, batch, item)
+        elif found is None:
             marks: list[float] = []
             level.run.report.pending.append((level, (), segment.steps, marks))
             run_plain(level, values, segment, marks)
@@ -126,30 +132,34 @@ def run_node(
     while True:
         try:
             if attempt.executor is executors.INLINE and not node.is_async:
-                result = attempt.fn(*attempt.args, **attempt.kwargs)
+                node.publish(attempt, attempt.fn(*attempt.args, **attempt.kwargs))
             else:
-                result = _call(node, attempt)
-            node.finish(attempt, result, batch)
-            return
+                node.publish(attempt, _call(node, attempt))
+            break
         except Exception as exc:
             delay = node.failed(attempt, exc, blocked)
             if delay is None:
                 return
         time.sleep(delay)
         node.again(attempt)
+    node.finish(attempt, batch)
 
 
 def _call(node: NodeStep, attempt: Any) -> Any:
     executor = attempt.executor
+    if node.is_async and executor.kind != "session":  # a coroutine runs on an event loop here
+        return _awaited(attempt.fn(*attempt.args, **attempt.kwargs), node.timeout)
     if executor is executors.INLINE:
-        result = attempt.fn(*attempt.args, **attempt.kwargs)
-        return _awaited(result) if node.is_async else result
+        return attempt.fn(*attempt.args, **attempt.kwargs)
     return executors.wait(executor, node.submit(attempt), node.limit(attempt))
 
 
-def _awaited(coroutine: Any) -> Any:
+def _awaited(coroutine: Any, timeout: float | None) -> Any:
     async def wrapped() -> Any:
-        return await coroutine
+        try:  # wait_for cancels the coroutine, so the node's `finally` blocks run
+            return await asyncio.wait_for(coroutine, timeout)
+        except TimeoutError:
+            raise executors.CallTimeout("the coroutine was cancelled") from None
 
     return run_sync(wrapped)
 
@@ -193,7 +203,7 @@ def run_mapped(
     caching.read(outer, nested.mapped)
     columns = collections(outer, nested.mapped)
     names = nested.inner_mapped
-    base = {k: v for k, v in sub.items() if k not in names and k[1:] not in names}
+    base = {k: v for k, v in sub.items() if k not in names and not caching.rep_of(k, names)}
     return map_pipeline(level, map_id, sub, base, names, columns, nested.mode)
 
 
@@ -248,7 +258,7 @@ def map_level(
     started = step.map_started(level, map_id, total)
     outputs: list[dict[str, Any]] = []
     try:
-        if compiled.tight and not level.hooks:
+        if compiled.tight and not level.hooks and not level.run.cached:
             _plain_items(level, compiled.segments[0], base, names, found, total, outputs)
         else:
             source = inputs if inputs is not None else _items(base, names, found)

@@ -468,7 +468,10 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
         )
     report = level.run.report
     for record in result.records:
-        report.add(record)
+        # Made under the worker's local stand-in for the level's backend: name the backend
+        # the level runs under here.
+        label = _level_at(levels, level, record.levels).compiled.backend_label
+        report.add(record if record.backend == label else replace(record, backend=label))
     report.errors.extend(result.errors)
     report.abandoned_threads.extend(result.abandoned_threads)
     report.cache_hits += result.cache_hits

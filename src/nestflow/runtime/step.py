@@ -53,10 +53,25 @@ class Compiled:
     """A level plan compiled for one effective configuration; shared by every run."""
 
     __slots__ = (
-        "backend_label", "cache_label", "config", "flat", "handlers", "hooks", "inputs",
+        "backend_label",
+        "cache_label",
+        "caches",
+        "config",
+        "flat",
+        "handlers",
+        "hooks",
+        "inputs",
         "maps_sync",
-        "plain", "plan", "producers", "relay", "segments", "signatures", "signed", "steps",
-        "sync", "tight",
+        "plain",
+        "plan",
+        "producers",
+        "relay",
+        "segments",
+        "signatures",
+        "signed",
+        "steps",
+        "sync",
+        "tight",
     )  # fmt: skip
 
     def __init__(self, plan: LevelPlan, config: EffectiveConfig, relay: bool = False) -> None:
@@ -84,6 +99,10 @@ class Compiled:
             else:
                 steps.append(NestedStep(self, index, step))
         self.steps: tuple[NodeStep | NestedStep, ...] = tuple(steps)
+        self.caches: bool = config.cache is not None or any(
+            isinstance(s, NestedStep) and s.child.caches for s in steps
+        )
+        """A cache is in effect at this level or below: values may be unread."""
         signed = [s for s in steps if isinstance(s, NodeStep) and s.cached]
         for position, node_step in enumerate(signed):
             node_step.position = position
@@ -385,14 +404,18 @@ class NodeStep:
 
     # --- after the call ------------------------------------------------------------------------
 
-    def finish(self, attempt: Attempt, result: Any, batch: Batch | None = None) -> None:
-        """A call that returned: its result published under the node's output name(s) (a
-        tuple of the wrong arity fails the attempt), stored, recorded, ``on_node_end``."""
-        level, values, sig = attempt.level, attempt.values, attempt.sig
+    def publish(self, attempt: Attempt, result: Any) -> None:
+        """A call that returned: its result under the node's output name(s) (a tuple of the
+        wrong arity fails the attempt)."""
         if self.simple is not None:
-            values[self.spec.outs[0]] = result
+            attempt.values[self.spec.outs[0]] = result
         else:
-            self.spec.publish(result, values)
+            self.spec.publish(result, attempt.values)
+
+    def finish(self, attempt: Attempt, batch: Batch | None = None) -> None:
+        """A published execution: stored, recorded, ``on_node_end`` fired (a store that fails
+        is the cache's error, not the node's)."""
+        level, values, sig = attempt.level, attempt.values, attempt.sig
         duration = perf_counter() - attempt.started
         report = level.run.report
         if sig is not None:
@@ -409,7 +432,7 @@ class NodeStep:
         report.pending.append((level, self.id, "executed", duration, attempt.number, sig, None))
         if self.ends:
             outs = self.spec.outs
-            outputs = {outs[0]: result} if self.simple else {o: values[o] for o in outs}
+            outputs = {o: values[o] for o in outs}
             level.emit(
                 "on_node_end", self.id, outputs, duration, node_id=self.id, attempt=attempt.number
             )
