@@ -36,8 +36,12 @@ class Dispatcher:
             try:
                 handler(*args)
             except Exception as exc:  # a callback must never change a run's outcome
-                with self._lock:
-                    self._report(callback, hook, exc)
+                self.failed(callback, hook, exc)
+
+    def failed(self, callback: Any, hook: str, exc: Exception) -> None:
+        """Count a hook that raised; the first failure of each (callback, hook) is a warning."""
+        with self._lock:
+            self._report(callback, hook, exc)
 
     def listening(self, callbacks: Sequence[Any], hook: str) -> bool:
         """Whether any of ``callbacks`` implements ``hook`` (the base class's are no-ops)."""

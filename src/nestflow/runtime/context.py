@@ -333,7 +333,11 @@ class Level:
             return
         ctx = CallbackContext(self, node_id, error, attempt)
         # Every event of a run comes from the one thread coordinating it: no lock is needed.
-        self.run.dispatcher.call_alone(self.compiled.handlers[hook], hook, (*args, ctx))
+        for callback, handler in self.compiled.handlers[hook]:
+            try:
+                handler(*args, ctx)
+            except Exception as exc:  # a callback must never change a run's outcome
+                self.run.dispatcher.failed(callback, hook, exc)
 
     def path(self, node_id: str) -> str:
         """``outer > inner > node``."""

@@ -134,7 +134,7 @@ async def run_node(
     attempt = node.begin(level, values, sig)
     while True:
         try:
-            node.publish(attempt, await _call(node, attempt))
+            node.publish(values, await _call(node, attempt))
             break
         except Exception as exc:
             delay = node.failed(attempt, exc, blocked)
@@ -142,7 +142,7 @@ async def run_node(
                 return
         await asyncio.sleep(delay)
         node.again(attempt)
-    node.finish(attempt, batch)
+    node.finish(level, values, sig, attempt.started, attempt.number, batch)
 
 
 async def _call(node: NodeStep, attempt: Any) -> Any:

@@ -128,13 +128,20 @@ def run_node(
         sig = node.lookup(level, values, batch, item)
         if sig is HIT:
             return
+    if node.direct and level.executor is executors.INLINE and not node.is_async:
+        args, kwargs = node.arguments(level, values)
+        started = node.started(level, values)
+        try:
+            node.publish(values, node.spec.fn(*args, **kwargs))
+        except Exception as exc:
+            node.failed_directly(level, values, sig, started, exc, blocked)
+            return
+        node.finish(level, values, sig, started, 1, batch)
+        return
     attempt = node.begin(level, values, sig)
     while True:
         try:
-            if attempt.executor is executors.INLINE and not node.is_async:
-                node.publish(attempt, attempt.fn(*attempt.args, **attempt.kwargs))
-            else:
-                node.publish(attempt, _call(node, attempt))
+            node.publish(values, _call(node, attempt))
             break
         except Exception as exc:
             delay = node.failed(attempt, exc, blocked)
@@ -142,7 +149,7 @@ def run_node(
                 return
         time.sleep(delay)
         node.again(attempt)
-    node.finish(attempt, batch)
+    node.finish(level, values, sig, attempt.started, attempt.number, batch)
 
 
 def _call(node: NodeStep, attempt: Any) -> Any:

@@ -224,7 +224,8 @@ class NodeStep:
     """A function node of a compiled level."""
 
     __slots__ = (
-        "cached", "cached_hook", "continues", "ends", "errors", "id", "index", "is_async", "node",
+        "cached", "cached_hook", "continues", "direct", "ends", "errors", "id", "index",
+        "is_async", "node",
         "plain", "policy", "position", "simple", "spec", "starts", "step", "timeout", "traced",
         "wired",
     )  # fmt: skip
@@ -252,6 +253,8 @@ class NodeStep:
         self.errors = "on_error" in hooks
         self.cached_hook = "on_node_cached" in hooks
         self.traced = "carrier" in hooks
+        self.direct = not (self.traced or self.timeout is not None or self.policy.attempts)
+        """One attempt, nothing to wrap: a call in this thread needs no ``Attempt``."""
         self.plain = not (
             self.cached
             or self.starts
@@ -346,21 +349,45 @@ class NodeStep:
         caching.read(fresh, outs)
         return fresh[outs[0]] if len(outs) == 1 else tuple(fresh[o] for o in outs)
 
+    def arguments(self, level: Level, values: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """The call's arguments, unread inputs read first."""
+        if level.run.cached:
+            caching.read(values, self.spec.names)
+        if self.simple is not None:
+            return [values[name] for name in self.simple], {}
+        return self.spec.arguments(values)
+
     def begin(self, level: Level, values: dict[str, Any], sig: str | None) -> Attempt:
         """The first attempt: inputs read, arguments wired, ``on_node_start`` fired."""
-        spec = self.spec
-        if level.run.cached:
-            caching.read(values, spec.names)
-        attempt = Attempt(level, values, spec.fn, sig)
-        if self.simple is not None:
-            attempt.args = [values[name] for name in self.simple]
-        else:
-            attempt.args, attempt.kwargs = spec.arguments(values)
+        attempt = Attempt(level, values, self.spec.fn, sig)
+        attempt.args, attempt.kwargs = self.arguments(level, values)
         if self.timeout is not None:
             attempt.executor = executors.for_call(level.executor, self.timeout)
         if self.starts or self.traced:
             self._announce(attempt)
         return attempt
+
+    def started(self, level: Level, values: dict[str, Any]) -> float:
+        """``on_node_start`` of a direct call (``direct``); returns when the node started."""
+        started = perf_counter()
+        if self.starts:
+            inputs = self.spec.inputs(values)
+            level.emit("on_node_start", self.id, inputs, node_id=self.id)
+        return started
+
+    def failed_directly(
+        self,
+        level: Level,
+        values: dict[str, Any],
+        sig: str | None,
+        started: float,
+        exc: Exception,
+        blocked: Blocked,
+    ) -> None:
+        """``failed`` for a direct call: recorded and raised, or continued past."""
+        attempt = Attempt(level, values, self.spec.fn, sig)
+        attempt.started = started
+        self.failed(attempt, exc, blocked)
 
     def again(self, attempt: Attempt) -> None:
         """The next attempt of a retried node."""
@@ -404,19 +431,26 @@ class NodeStep:
 
     # --- after the call ------------------------------------------------------------------------
 
-    def publish(self, attempt: Attempt, result: Any) -> None:
+    def publish(self, values: dict[str, Any], result: Any) -> None:
         """A call that returned: its result under the node's output name(s) (a tuple of the
         wrong arity fails the attempt)."""
         if self.simple is not None:
-            attempt.values[self.spec.outs[0]] = result
+            values[self.spec.outs[0]] = result
         else:
-            self.spec.publish(result, attempt.values)
+            self.spec.publish(result, values)
 
-    def finish(self, attempt: Attempt, batch: Batch | None = None) -> None:
+    def finish(
+        self,
+        level: Level,
+        values: dict[str, Any],
+        sig: str | None,
+        started: float,
+        attempts: int = 1,
+        batch: Batch | None = None,
+    ) -> None:
         """A published execution: stored, recorded, ``on_node_end`` fired (a store that fails
         is the cache's error, not the node's)."""
-        level, values, sig = attempt.level, attempt.values, attempt.sig
-        duration = perf_counter() - attempt.started
+        duration = perf_counter() - started
         report = level.run.report
         if sig is not None:
             cache = level.config.cache
@@ -429,13 +463,10 @@ class NodeStep:
             report.cache_misses += 1
             if batch is not None:
                 batch.made.add(sig)
-        report.pending.append((level, self.id, "executed", duration, attempt.number, sig, None))
+        report.pending.append((level, self.id, "executed", duration, attempts, sig, None))
         if self.ends:
-            outs = self.spec.outs
-            outputs = {o: values[o] for o in outs}
-            level.emit(
-                "on_node_end", self.id, outputs, duration, node_id=self.id, attempt=attempt.number
-            )
+            outputs = {o: values[o] for o in self.spec.outs}
+            level.emit("on_node_end", self.id, outputs, duration, node_id=self.id, attempt=attempts)
 
     def failed(self, attempt: Attempt, exc: Exception, blocked: Blocked) -> float | None:
         """What a failed attempt means: the delay before a retry, ``None`` when the failure
