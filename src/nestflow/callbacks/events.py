@@ -155,7 +155,7 @@ class CallbackContext:
     fields are read from the level when a callback asks for them.
     """
 
-    __slots__ = ("_level", "attempt", "error", "node_id")
+    __slots__ = ("_level", "attempt", "error", "level_key", "node_id")
 
     def __init__(
         self, level: LevelView, node_id: str | None, error: BaseException | None, attempt: int
@@ -164,9 +164,9 @@ class CallbackContext:
         self.node_id = node_id
         self.error = error
         self.attempt = attempt
-
-    @property
-    def level_key(self) -> object:
+        # A nested level's ``entered`` tuple is made for that level of that run, and shared
+        # only by its map items; every root level has ``()``, so the run tells those apart.
+        self.level_key: object = level.entered or level.run
         """An object that is the same (``is``) for every event of one level of one run.
 
         The items of a map share their level's key. Compare keys with ``is``: it is one
@@ -175,10 +175,6 @@ class CallbackContext:
         never the same object. A level entered twice (a nested pipeline inside each item of
         a map) gets a key per entry; to name a level stably, use ``(run_id, *entered)``.
         """
-        level = self._level
-        # A nested level's ``entered`` tuple is made for that level of that run, and shared
-        # only by its map items; every root level has ``()``, so the run tells those apart.
-        return level.entered or level.run
 
     @property
     def run_id(self) -> str:

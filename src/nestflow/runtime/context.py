@@ -339,6 +339,26 @@ class Level:
             except Exception as exc:  # a callback must never change a run's outcome
                 self.run.dispatcher.failed(callback, hook, exc)
 
+    def notify(
+        self,
+        hook: str,
+        args: tuple[Any, ...],
+        node_id: str | None = None,
+        error: BaseException | None = None,
+        attempt: int = 1,
+    ) -> None:
+        """``emit`` for the events of every node and item: the arguments as one tuple, the
+        hook known to be listened to (``hook in self.hooks``)."""
+        if self.run.relayed is not None:
+            self.emit(hook, *args, node_id=node_id, error=error, attempt=attempt)
+            return
+        ctx = CallbackContext(self, node_id, error, attempt)
+        for callback, handler in self.compiled.handlers[hook]:
+            try:
+                handler(*args, ctx)
+            except Exception as exc:  # a callback must never change a run's outcome
+                self.run.dispatcher.failed(callback, hook, exc)
+
     def path(self, node_id: str) -> str:
         """``outer > inner > node``."""
         return " > ".join((*self.hierarchy, node_id))

@@ -319,7 +319,7 @@ async def run_item(
         await run_steps(level, values, batch, index)
         step.item_cached(level, map_id, batch.sigs[index][-1])
         return values
-    started = step.item_started(level, map_id, {name: values[name] for name in names})
+    started = step.item_started(level, map_id, values, names)
     error: BaseException | None = None
     try:
         await run_steps(level, values, batch, index)

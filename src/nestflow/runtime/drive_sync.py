@@ -129,10 +129,13 @@ def run_node(
         if sig is HIT:
             return
     if node.direct and level.executor is executors.INLINE and not node.is_async:
-        args, kwargs = node.arguments(level, values)
-        started = node.started(level, values)
+        args, kwargs, started = node.prepare(level, values)
         try:
-            node.publish(values, node.spec.fn(*args, **kwargs))
+            result = node.spec.fn(*args, **kwargs)
+            if node.simple is not None:
+                values[node.out] = result
+            else:
+                node.publish(values, result)
         except Exception as exc:
             node.failed_directly(level, values, sig, started, exc, blocked)
             return
@@ -328,7 +331,7 @@ def _item(
             node.lookup(level, values, batch, index)
         step.item_cached(level, map_id, batch.sigs[index][-1])
         return values
-    started = step.item_started(level, map_id, {name: values[name] for name in names})
+    started = step.item_started(level, map_id, values, names)
     error: BaseException | None = None
     try:
         run_steps(level, values, batch, index)

@@ -312,7 +312,7 @@ async def run_shipped(
     """One map item run whole in a worker, between item start and end events here."""
     from nestflow.runtime import step
 
-    started = step.item_started(level, map_id, {name: values[name] for name in names})
+    started = step.item_started(level, map_id, values, names)
     error: BaseException | None = None
     try:
         task = item_run(level, values, shared)
@@ -368,11 +368,11 @@ async def map_submitted(
         try:
             _dumps(item_level, task)
         except SerializationError as exc:  # nothing has started yet: fail on this item
-            started = step.item_started(item_level, map_id, item)
+            started = step.item_started(item_level, map_id, values, names)
             step.item_ended(item_level, map_id, started, exc)
             return [], {index: exc}
         batch_items.append((index, item_level, task, item))
-    starts = [step.item_started(lv, map_id, item) for _, lv, _, item in batch_items]
+    starts = [step.item_started(lv, map_id, task.inputs, names) for _, lv, task, _ in batch_items]
     session = _session(level)
     futures: list[Future[Any]] = session.submit_many([task for _, _, task, _ in batch_items])
     try:

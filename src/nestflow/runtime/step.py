@@ -225,7 +225,7 @@ class NodeStep:
 
     __slots__ = (
         "cached", "cached_hook", "continues", "direct", "ends", "errors", "id", "index",
-        "is_async", "node",
+        "is_async", "node", "out",
         "plain", "policy", "position", "simple", "spec", "starts", "step", "timeout", "traced",
         "wired",
     )  # fmt: skip
@@ -237,6 +237,8 @@ class NodeStep:
         self.index, self.id, self.step, self.node = index, step.id, step, node
         self.spec: CallSpec = call_spec(step.id, node)
         self.simple = self.spec.arg_names if self.spec.simple else None
+        self.out = self.spec.outs[0]
+        """The first (for a simple node, the only) output name."""
         self.timeout: float | None = config.timeout if node.timeout is UNSET else node.timeout
         self.policy = Retry.of(config.retries if node.retries is UNSET else node.retries)
         self.continues = node.on_error == "continue"
@@ -312,7 +314,7 @@ class NodeStep:
         report.cache_hits += 1
         report.pending.append((level, self.id, "cached", 0.0, 1, sig, None))
         if self.cached_hook:
-            level.emit("on_node_cached", self.id, sig, node_id=self.id)
+            level.notify("on_node_cached", (self.id, sig), self.id)
         return HIT
 
     def _publish_value(self, values: dict[str, Any], sig: str, value: Any) -> None:
@@ -367,13 +369,23 @@ class NodeStep:
             self._announce(attempt)
         return attempt
 
-    def started(self, level: Level, values: dict[str, Any]) -> float:
-        """``on_node_start`` of a direct call (``direct``); returns when the node started."""
+    def prepare(
+        self, level: Level, values: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any], float]:
+        """A direct call (``direct``): its arguments, ``on_node_start`` fired, and when the
+        node started."""
+        if level.run.cached:
+            caching.read(values, self.spec.names)
+        kwargs: dict[str, Any]
+        if self.simple is not None:
+            args, kwargs = [values[name] for name in self.simple], {}
+        else:
+            args, kwargs = self.spec.arguments(values)
         started = perf_counter()
         if self.starts:
             inputs = self.spec.inputs(values)
-            level.emit("on_node_start", self.id, inputs, node_id=self.id)
-        return started
+            level.notify("on_node_start", (self.id, inputs), self.id)
+        return args, kwargs, started
 
     def failed_directly(
         self,
@@ -466,7 +478,7 @@ class NodeStep:
         report.pending.append((level, self.id, "executed", duration, attempts, sig, None))
         if self.ends:
             outputs = {o: values[o] for o in self.spec.outs}
-            level.emit("on_node_end", self.id, outputs, duration, node_id=self.id, attempt=attempts)
+            level.notify("on_node_end", (self.id, outputs, duration), self.id, attempt=attempts)
 
     def failed(self, attempt: Attempt, exc: Exception, blocked: Blocked) -> float | None:
         """What a failed attempt means: the delay before a retry, ``None`` when the failure
@@ -680,10 +692,14 @@ def map_ended(level: Level, map_id: str, started: float) -> None:
         level.emit("on_map_end", map_id, perf_counter() - started)
 
 
-def item_started(level: Level, map_id: str, item: dict[str, Any]) -> float:
-    """``on_map_item_start`` for the item ``level`` runs; returns its start time."""
+def item_started(
+    level: Level, map_id: str, values: dict[str, Any], names: tuple[str, ...]
+) -> float:
+    """``on_map_item_start`` for the item ``level`` runs (its mapped ``names`` from ``values``);
+    returns its start time."""
     if "on_map_item_start" in level.hooks:
-        level.emit("on_map_item_start", map_id, level.item_path[-1], item)
+        item = {name: values[name] for name in names}
+        level.notify("on_map_item_start", (map_id, level.item_path[-1], item))
     return perf_counter()
 
 
@@ -691,7 +707,7 @@ def item_ended(level: Level, map_id: str, started: float, error: BaseException |
     """``on_map_item_end`` (also on failure, with the error)."""
     if "on_map_item_end" in level.hooks:
         took = perf_counter() - started
-        level.emit("on_map_item_end", map_id, level.item_path[-1], took, error=error)
+        level.notify("on_map_item_end", (map_id, level.item_path[-1], took), error=error)
 
 
 def item_cached(level: Level, map_id: str, sig: str) -> None:
