@@ -254,6 +254,8 @@ class Signer:
     def of(cls, level: Level) -> Signer:
         """The signer of ``level``'s compiled form in this run."""
         signers = level.run.signers
+        if signers is None:
+            signers = level.run.signers = {}
         key = id(level.compiled)
         found: Signer | None = signers.get(key)
         if found is None or found.hierarchy != level.hierarchy:

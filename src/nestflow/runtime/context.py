@@ -39,18 +39,22 @@ if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent
 
 def new_id() -> str:
     """A fresh 128-bit id as 32 hex characters (run ids, W3C trace ids)."""
-    return _ids.randbytes(16).hex()
+    return f"{_ids.getrandbits(128):032x}"
 
 
 def new_ids() -> tuple[str, str]:
     """Two fresh ids (a run's id and its trace id) in one draw."""
-    both = _ids.randbytes(32).hex()
+    both = f"{_ids.getrandbits(256):064x}"
     return both[:32], both[32:]
 
 
 def new_key() -> int:
     """A fresh 64-bit key for state shared with workers (unique across processes and hosts)."""
     return int.from_bytes(os.urandom(8), "big")
+
+
+_NO_CODES: dict[tuple[str, ...], bytes] = {}
+"""No code fingerprints were shipped with this run (never written: a worker's run replaces it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +75,9 @@ class RunState:
     """What the levels of one run share: ids, the report, the dispatcher and the callback store."""
 
     __slots__ = (
-        "_dispatcher", "_pools", "cached", "caches", "codes", "drivers", "flush_failure",
-        "metadata", "relayed", "report", "run_id", "sessions", "signers", "started", "store",
-        "warned",
+        "_dispatcher", "_pools", "_store", "cached", "caches", "codes", "drivers",
+        "flush_failure", "metadata", "relayed", "report", "run_id", "sessions", "signers",
+        "started", "warned",
     )  # fmt: skip
 
     def __init__(self, pipeline_name: str, relay: bool = False) -> None:
@@ -82,26 +86,45 @@ class RunState:
         self.report = RunReport(
             run_id=self.run_id, trace_id=trace_id, pipeline=pipeline_name, started_at=time()
         )
-        self.store: dict[str, Any] = {}
-        """The key-value store callbacks share (``ctx.get`` / ``ctx.set``)."""
-        self.metadata: dict[str, dict[str, Any]] = {}
-        self.sessions: list[Any] = []
         self.relayed: list[RelayedEvent] | None = [] if relay else None
         """In a worker: events recorded for the coordinator instead of dispatched."""
-        self.warned: set[str] = set()
         self.flush_failure: Exception | None = None
         """A strict cache that could not write at the end of the run (raised after delivery)."""
-        self.caches: dict[int, Any] = {}
-        """Caches written by this run, flushed when it finishes."""
-        self.codes: dict[tuple[str, ...], bytes] = {}
+        self.codes: dict[tuple[str, ...], bytes] = _NO_CODES
         """Code fingerprints made by the coordinator, by node path (in a worker's item run)."""
-        self.signers: dict[int, Any] = {}
-        """Each compiled level's signer, made once per run."""
         self.drivers: list[str] = []
         self.cached = False
         """Some level of this run has a cache: values may be unread, signatures kept."""
+        # Made when first needed: most runs use none of them.
+        self.metadata: dict[str, dict[str, Any]] | None = None
+        self.caches: dict[int, Any] | None = None
+        """Caches written by this run, flushed when it finishes."""
+        self.signers: dict[int, Any] | None = None
+        """Each compiled level's signer, made once per run."""
+        self.sessions: list[Any] | None = None
+        self.warned: set[str] | None = None
+        self._store: dict[str, Any] | None = None
         self._dispatcher: Dispatcher | None = None
         self._pools: ThreadPools | None = None
+
+    @property
+    def store(self) -> dict[str, Any]:
+        """The key-value store callbacks share (``ctx.get`` / ``ctx.set``)."""
+        if self._store is None:
+            self._store = {}
+        return self._store
+
+    def wrote(self, cache: Any) -> None:
+        """Note that this run wrote to ``cache`` (it is flushed when the run finishes)."""
+        if self.caches is None:
+            self.caches = {}
+        self.caches[id(cache)] = cache
+
+    def opened(self, session: Any) -> None:
+        """Note a backend session this run opened (closed when the run finishes)."""
+        if self.sessions is None:
+            self.sessions = []
+        self.sessions.append(session)
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -134,9 +157,9 @@ class RunState:
     def pipeline_metadata(self, pipeline_id: str) -> dict[str, Any]:
         """Metadata of a level that has started in this run."""
         try:
-            return self.metadata[pipeline_id]
+            return (self.metadata or {})[pipeline_id]
         except KeyError:
-            known = ", ".join(self.metadata) or "(none yet)"
+            known = ", ".join(self.metadata or ()) or "(none yet)"
             raise KeyError(
                 f"No pipeline `{pipeline_id}` has started in this run; known: {known}."
             ) from None
@@ -144,7 +167,7 @@ class RunState:
     def finish(self, error: BaseException | None) -> RunReport:
         """Close the report: duration, status, drivers and callback failures."""
         report = self.report
-        for cache in self.caches.values():
+        for cache in (self.caches or {}).values():
             try:
                 cache.flush()
             except Exception as exc:  # a strict cache: reported once the run is closed
@@ -161,7 +184,7 @@ class RunState:
             report.callback_failures = self._dispatcher.failures
         if self._pools is not None:
             self._pools.close()
-        for session in self.sessions:
+        for session in self.sessions or ():
             session.close()
         return report
 
@@ -198,11 +221,11 @@ class Level:
         level = cls.__new__(cls)
         level.run, level.compiled, level.plan = run, compiled, compiled.plan
         level.config = compiled.config
-        level.depth, level.hierarchy, level.entered = 0, (compiled.plan.name,), ()
+        level.depth, level.hierarchy, level.entered = 0, (compiled.name,), ()
         level.item_path, level.item_total, level.parent = (), None, None
         level.hooks = compiled.hooks
         level.offload = 0
-        level.executor = level._open_executor()
+        level.executor = executors.INLINE if compiled.inline else level._open_executor()
         if compiled.caches:
             run.cached = True
         if level.hooks:
@@ -232,7 +255,7 @@ class Level:
         level.run, level.compiled, level.plan = self.run, compiled, compiled.plan
         level.config = compiled.config
         level.depth = self.depth + 1
-        level.hierarchy = (*self.hierarchy, compiled.plan.name)
+        level.hierarchy = (*self.hierarchy, compiled.name)
         level.entered = (*self.entered, entered)
         level.item_path, level.item_total, level.parent = self.item_path, self.item_total, self
         level.hooks = compiled.hooks
@@ -270,7 +293,7 @@ class Level:
         backend = self.config.backend
         if not isinstance(backend, LocalBackend):  # a custom or dask backend always submits
             session = backend.open()
-            self.run.sessions.append(session)
+            self.run.opened(session)
             return executors.Sessions(session)
         mode = backend.node_execution
         if mode == "parallel" and not processes_available():
@@ -295,6 +318,8 @@ class Level:
         """Record this level's metadata for ``ctx.get_pipeline_metadata``."""
         steps = self.plan.steps
         cache = self.config.cache
+        if self.run.metadata is None:
+            self.run.metadata = {}
         self.run.metadata[self.plan.name] = {
             "total_nodes": len(self.plan.pipeline.nodes),
             "node_ids": self.plan.pipeline.execution_order(),
@@ -438,6 +463,8 @@ def pending_fallbacks() -> list[str]:
 
 def warn_once(run: RunState, message: str) -> None:
     """Emit ``message`` as a BackendWarning, once per run."""
+    if run.warned is None:
+        run.warned = set()
     if message in run.warned:
         return
     run.warned.add(message)

@@ -60,8 +60,10 @@ class Compiled:
         "flat",
         "handlers",
         "hooks",
+        "inline",
         "inputs",
         "maps_sync",
+        "name",
         "plain",
         "plan",
         "producers",
@@ -76,6 +78,10 @@ class Compiled:
 
     def __init__(self, plan: LevelPlan, config: EffectiveConfig, relay: bool = False) -> None:
         self.plan, self.config, self.relay = plan, config, relay
+        self.name = plan.name
+        backend = config.backend
+        self.inline = isinstance(backend, LocalBackend) and backend.node_execution == "sequential"
+        """Function calls of a level at the root run in this thread."""
         self.hooks = frozenset(
             hook
             for hook in _HOOKS
@@ -469,7 +475,7 @@ class NodeStep:
             outs = self.spec.outs
             value = values[outs[0]] if len(outs) == 1 else tuple(values[o] for o in outs)
             cache.store(sig, level.path(self.id), outs, value)
-            level.run.caches[id(cache)] = cache
+            level.run.wrote(cache)
             for out in outs:
                 values[REP + out] = caching.output_rep(sig, out)
             report.cache_misses += 1
