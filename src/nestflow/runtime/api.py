@@ -93,7 +93,10 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     try:
         if level.compiled.sync and forced.get() != "async":
             state.drivers.append("sync")
-            drive_sync.run_level(level, values)
+            if level.hooks or state.cached:
+                drive_sync.run_level(level, values)
+            else:  # nothing to announce, nothing unread: the level's steps alone
+                drive_sync.run_steps(level, values)
         else:
             state.drivers.append("async")
             run_sync(lambda: drive_async.run_level(level, values))
