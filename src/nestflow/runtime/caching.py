@@ -395,12 +395,9 @@ class Batch:
         held, entries, made = self.held, self.entries, self.made
         return all(sig in held or sig in entries or sig in made for sig in self.sigs[item])
 
-    def value(self, sig: str) -> Any:
-        """The value read with its entry, or ``_ABSENT``."""
-        return self.held.get(sig, _ABSENT)
-
 
 ABSENT = _ABSENT
+"""What ``Batch.held.get(sig, ABSENT)`` gives for a signature whose value was not read."""
 
 
 def code_fingerprints_below(

@@ -37,11 +37,6 @@ if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent
     os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 
 
-def new_id() -> str:
-    """A fresh 128-bit id as 32 hex characters (run ids, W3C trace ids)."""
-    return f"{_ids.getrandbits(128):032x}"
-
-
 def new_ids() -> tuple[str, str]:
     """Two fresh ids (a run's id and its trace id) in one draw."""
     both = f"{_ids.getrandbits(256):064x}"
