@@ -334,8 +334,21 @@ class Level:
         attempt: int = 1,
     ) -> None:
         """Fire ``hook`` on this level's callbacks with a context describing the event."""
+        if self.run.relayed is not None or hook in self.hooks:
+            self.notify(hook, args, node_id, error, attempt)
+
+    def notify(
+        self,
+        hook: str,
+        args: tuple[Any, ...],
+        node_id: str | None = None,
+        error: BaseException | None = None,
+        attempt: int = 1,
+    ) -> None:
+        """``emit`` with the arguments as one tuple, for a hook known to be listened to
+        (``hook in self.hooks``): the path of the events of every node and item."""
         relayed = self.run.relayed
-        if relayed is not None:
+        if relayed is not None:  # in a worker: recorded for the coordinator
             relayed.append(
                 RelayedEvent(
                     hook=hook,
@@ -349,30 +362,8 @@ class Level:
                 )
             )
             return
-        if hook not in self.hooks:
-            return
         ctx = CallbackContext(self, node_id, error, attempt)
         # Every event of a run comes from the one thread coordinating it: no lock is needed.
-        for callback, handler in self.compiled.handlers[hook]:
-            try:
-                handler(*args, ctx)
-            except Exception as exc:  # a callback must never change a run's outcome
-                self.run.dispatcher.failed(callback, hook, exc)
-
-    def notify(
-        self,
-        hook: str,
-        args: tuple[Any, ...],
-        node_id: str | None = None,
-        error: BaseException | None = None,
-        attempt: int = 1,
-    ) -> None:
-        """``emit`` for the events of every node and item: the arguments as one tuple, the
-        hook known to be listened to (``hook in self.hooks``)."""
-        if self.run.relayed is not None:
-            self.emit(hook, *args, node_id=node_id, error=error, attempt=attempt)
-            return
-        ctx = CallbackContext(self, node_id, error, attempt)
         for callback, handler in self.compiled.handlers[hook]:
             try:
                 handler(*args, ctx)
