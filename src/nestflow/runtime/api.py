@@ -7,13 +7,13 @@ one at a time), else the asynchronous one. Both run the same steps (``runtime/st
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nestflow.runtime import drive_async, drive_sync
 from nestflow.runtime.context import Level, RunState
 from nestflow.runtime.drivers import forced
+from nestflow.runtime.failure import cleaned
 from nestflow.runtime.inputs import (
     MAP_OPTIONS,
     RUN_OPTIONS,
@@ -102,7 +102,7 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
             run_sync(lambda: drive_async.run_level(level, values))
     except BaseException as exc:
         close(state, exc)
-        raise
+        raise cleaned(exc)  # noqa: B904 (it is the exception being handled: no chaining)
     close(state, None)
     return call.shape(values, state.report)
 
@@ -112,13 +112,17 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     call = _Call(pipeline, positional, kwargs, is_map=False)
     state, level = call.root()
     values = dict(call.values)
-    with closing(state):
+    try:
         if call.synchronous(level):
             state.uses("sync")
             drive_sync.run_level(level, values)
         else:
             state.uses("async")
             await drive_async.run_level(level, values)
+    except BaseException as exc:
+        close(state, exc)
+        raise cleaned(exc)  # noqa: B904
+    close(state, None)
     return call.shape(values, state.report)
 
 
@@ -129,19 +133,6 @@ def close(state: RunState, error: BaseException | None) -> None:
         raise state.flush_failure
 
 
-@contextmanager
-def closing(state: RunState) -> Iterator[None]:
-    """Close ``state`` when the block ends, with the exception that ended it, if any."""
-    error: BaseException | None = None
-    try:
-        yield
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        close(state, error)
-
-
 # --- map -------------------------------------------------------------------------------------
 
 
@@ -149,13 +140,17 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once per item; see ``Pipeline.map``."""
     call = _Call(pipeline, positional, kwargs, is_map=True)
     state, level = call.root()
-    with closing(state):
+    try:
         if call.synchronous(level):
             state.uses("sync")
             results = drive_sync.map_pipeline(level, *_map_args(call))
         else:
             state.uses("async")
             results = run_sync(lambda: _amap(level, call))
+    except BaseException as exc:
+        close(state, exc)
+        raise cleaned(exc)  # noqa: B904
+    close(state, None)
     return call.shape(results, state.report)
 
 
@@ -163,13 +158,17 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     """Map on the caller's event loop."""
     call = _Call(pipeline, positional, kwargs, is_map=True)
     state, level = call.root()
-    with closing(state):
+    try:
         if call.synchronous(level):
             state.uses("sync")
             results = drive_sync.map_pipeline(level, *_map_args(call))
         else:
             state.uses("async")
             results = await _amap(level, call)
+    except BaseException as exc:
+        close(state, exc)
+        raise cleaned(exc)  # noqa: B904
+    close(state, None)
     return call.shape(results, state.report)
 
 

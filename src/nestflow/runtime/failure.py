@@ -6,9 +6,15 @@ block of notes, added where the failure happened and never again on the way out.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import importlib.util
+import os
+import threading
 import traceback
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 _MARK = "nestflow: node "
@@ -60,6 +66,56 @@ def annotate(exc: BaseException, context: ErrorContext) -> None:
     # Exceptions with __slots__ cannot take the attribute; they keep just the notes.
     with contextlib.suppress(AttributeError, TypeError):
         exc.__nestflow__ = context  # type: ignore[attr-defined]
+
+
+def _folders() -> tuple[str, ...]:
+    """Where the code that runs a node but is not the node lives: nestflow, and the parts
+    of the standard library and of the engines that call a node."""
+    found = [
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+        os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep,
+        os.path.dirname(os.path.abspath(concurrent.futures.__file__)) + os.sep,
+        os.path.abspath(threading.__file__),
+        os.path.abspath(contextlib.__file__),
+    ]
+    for engine in ("distributed", "tornado"):  # found without importing them
+        spec = importlib.util.find_spec(engine)
+        if spec is not None and spec.submodule_search_locations:
+            found += [os.path.abspath(place) + os.sep for place in spec.submodule_search_locations]
+    return tuple(found)
+
+
+_MACHINERY = _folders()
+
+
+def _is_machinery(filename: str) -> bool:
+    return filename.startswith(_MACHINERY)
+
+
+def user_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` from its first frame outside nestflow and the engines that called the node.
+
+    ``None`` when every frame is machinery (the failure was raised by nestflow, or by a
+    node written in C): the frames of the call that raised it then tell the story alone.
+    """
+    while tb is not None and _is_machinery(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return tb
+
+
+def cleaned(exc: BaseException) -> BaseException:
+    """A node's failure ready to leave nestflow: its traceback starts at the user's frame,
+    and a context nestflow raised while handling it (not the user's own) is dropped."""
+    if not is_annotated(exc):
+        return exc
+    context = exc.__context__
+    if context is not None and context.__traceback__ is not None:
+        innermost = context.__traceback__
+        while innermost.tb_next is not None:
+            innermost = innermost.tb_next
+        if _is_machinery(innermost.tb_frame.f_code.co_filename):
+            exc.__context__ = None
+    return exc.with_traceback(user_traceback(exc.__traceback__))
 
 
 def context_of(exc: BaseException) -> ErrorContext | None:

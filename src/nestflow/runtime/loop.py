@@ -19,9 +19,9 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     the run's loop is hosted in a helper thread; the caller's context variables are
     copied there, so ``capture()`` and OpenTelemetry spans keep working.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    # Asked without an exception handler, so no failure of the run is raised "during
+    # handling" of the RuntimeError that means "no loop here".
+    if asyncio._get_running_loop() is None:
         return run_here(make())
     return _run_in_helper_thread(make)
 

@@ -34,7 +34,7 @@ from nestflow.runtime import caching, shipping, tracing
 from nestflow.runtime.caching import REP, Batch, Signer, Unread, UnreadPart
 from nestflow.runtime.calls import CallSpec, call_spec
 from nestflow.runtime.context import Level
-from nestflow.runtime.failure import annotate
+from nestflow.runtime.failure import annotate, user_traceback
 from nestflow.runtime.plan import LevelPlan, Step
 from nestflow.runtime.report import ErrorRecord
 from nestflow.runtime.settings import child_config
@@ -507,6 +507,7 @@ class NodeStep:
         report = level.run.report
         context = level.error_context(self.id, attempts)
         annotate(exc, context)
+        exc.__traceback__ = user_traceback(exc.__traceback__)
         text = f"{type(exc).__name__}: {exc}"
         report.pending.append((level, self.id, "failed", duration, attempts, None, text))
         report.errors.append(
