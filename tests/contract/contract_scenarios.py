@@ -816,20 +816,53 @@ def count_none(log: str) -> Node:
 
 
 @scenario(
-    run({"vs": [1, 3, 2]}),
+    run({"vs": [1, 2, 3]}),
+    outcomes=[gives({"w": [1, None, 3], "nones": 1})],
     run_status="partial",
 )
 def continue_mapped_node(ws: Workspace) -> Pipeline:
-    """`on_error="continue"` on a mapped node whose last item fails: the modes must agree.
-
-    The outputs are not pinned: SPEC 5.2 asks for per-item results (None at the failed
-    item's position, consumers running on the lists); the runtime continues past the whole
-    node. The matrix checks that every mode does the same.
-    """
+    """`on_error="continue"` on a mapped node applies per item (SPEC 5.2): every item runs,
+    the failed one gives None at its position, and the consumer runs on the list."""
     log = ws.log
     inner = Pipeline([fail_on(log, "check", "v", "w", bad=2)], name="inner")
     each = inner.as_node(map_over="vs", input_mapping={"vs": "v"}, on_error="continue", name="each")
     return Pipeline([each, count_none(log)], name="outer")
+
+
+@scenario(
+    mapped({"v": [2, 1, 3, 2]}, map_over="v", on_error="continue"),
+    outcomes=[gives({"u": [None, 1, 3, None], "w": [None, 2, 4, None]})],
+    run_status="partial",
+)
+def continue_root_map(ws: Workspace) -> Pipeline:
+    """`Pipeline.map(..., on_error="continue")`: failed items are None, the others computed."""
+    log = ws.log
+    return Pipeline(
+        [fail_on(log, "check", "v", "u", bad=2), add(log, "after", "u", "w")], name="items"
+    )
+
+
+@scenario(
+    run({"groups": [[1, 2], [3]]}),
+    outcomes=[gives({"u": [[1, None], [3]], "w": [[2, None], [4]]})],
+    run_status="partial",
+)
+def continue_inner_map_of_a_double_map(ws: Workspace) -> Pipeline:
+    """Per-item continue in the inner map of a double map: the outer items both succeed."""
+    log = ws.log
+    inner = Pipeline(
+        [fail_on(log, "check", "v", "u", bad=2), add(log, "bump", "u", "w")], name="inner"
+    )
+    mid = Pipeline(
+        [
+            inner.as_node(
+                map_over="vs", input_mapping={"vs": "v"}, name="per_v", on_error="continue"
+            )
+        ],
+        name="mid",
+    )
+    per_group = mid.as_node(map_over="groups", input_mapping={"groups": "vs"}, name="per_group")
+    return Pipeline([per_group], name="outer")
 
 
 # --- failures ----------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ SUBSET = [
     "cache_partly_warm_map",
     "retry_then_succeed",
     "failure_in_one_item_map",
+    "continue_mapped_node",
+    "continue_root_map",
 ]
 
 

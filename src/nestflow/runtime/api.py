@@ -18,10 +18,11 @@ from nestflow.runtime.inputs import (
     MAP_OPTIONS,
     RUN_OPTIONS,
     check_inputs,
+    on_error_option,
     requested_outputs,
     split_call,
 )
-from nestflow.runtime.items import collections, map_names
+from nestflow.runtime.items import MapCall, collections, map_names
 from nestflow.runtime.loop import run_sync
 from nestflow.runtime.plan import plan_for
 from nestflow.runtime.report import Outputs, RunReport, deliver
@@ -40,7 +41,7 @@ __all__ = [  # the configuration views are here for Pipeline, which imports only
 class _Call:
     """One validated call: the plan, the inputs and how to shape the result."""
 
-    __slots__ = ("bare", "is_map", "map_mode", "mapped", "pipeline", "plan", "values")
+    __slots__ = ("bare", "is_map", "map_mode", "mapped", "on_error", "pipeline", "plan", "values")
 
     def __init__(
         self, pipeline: Pipeline, positional: Any, kwargs: dict[str, Any], is_map: bool
@@ -54,6 +55,7 @@ class _Call:
         self.is_map = is_map
         self.mapped: tuple[str, ...] = ()
         self.map_mode = opts.get("map_mode", "zip")
+        self.on_error = on_error_option(opts.get("on_error", "raise"))
         if is_map:
             self.mapped = map_names(
                 opts.get("map_over"), pipeline.inputs, f"pipeline `{pipeline.name}`"
@@ -61,6 +63,16 @@ class _Call:
         check_inputs(pipeline, self.plan, values)
         bound = pipeline.bound_inputs
         self.values = {**bound, **values} if bound else values
+
+    def map_call(self) -> MapCall:
+        """The root map: the mapped inputs' collections are its items."""
+        columns = collections(self.values, self.mapped)
+        shown = {**self.values, **dict(zip(self.mapped, columns, strict=True))}
+        base = {k: v for k, v in self.values.items() if k not in self.mapped}
+        keep_going = self.on_error == "continue"
+        return MapCall(
+            self.pipeline.name, shown, base, self.mapped, columns, self.map_mode, keep_going
+        )
 
     def shape(self, values: Mapping[str, Any], report: RunReport) -> Any:
         if self.bare:
@@ -143,7 +155,7 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     try:
         if call.synchronous(level):
             state.uses("sync")
-            results = drive_sync.map_pipeline(level, *_map_args(call))
+            results = drive_sync.map_pipeline(level, call.map_call())
         else:
             state.uses("async")
             results = run_sync(lambda: _amap(level, call))
@@ -161,7 +173,7 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     try:
         if call.synchronous(level):
             state.uses("sync")
-            results = drive_sync.map_pipeline(level, *_map_args(call))
+            results = drive_sync.map_pipeline(level, call.map_call())
         else:
             state.uses("async")
             results = await _amap(level, call)
@@ -173,15 +185,4 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
 
 
 def _amap(level: Level, call: _Call) -> Coroutine[Any, Any, dict[str, Any]]:
-    return drive_async.map_pipeline(level, *_map_args(call))
-
-
-def _map_args(
-    call: _Call,
-) -> tuple[str, dict[str, Any], dict[str, Any], tuple[str, ...], list[Any], str]:
-    """The map's id, the inputs its start event shows, the shared inputs, the mapped names,
-    their collections and the mode."""
-    columns = collections(call.values, call.mapped)
-    shown = {**call.values, **dict(zip(call.mapped, columns, strict=True))}
-    base = {k: v for k, v in call.values.items() if k not in call.mapped}
-    return call.pipeline.name, shown, base, call.mapped, columns, call.map_mode
+    return drive_async.map_pipeline(level, call.map_call())

@@ -22,7 +22,7 @@ from nestflow.runtime import caching, remote, step
 from nestflow.runtime.caching import Batch
 from nestflow.runtime.context import Level, map_width
 from nestflow.runtime.drive_sync import columns_of
-from nestflow.runtime.items import collections, rows
+from nestflow.runtime.items import MapCall, rows
 from nestflow.runtime.step import HIT, Blocked, NestedStep, NodeStep
 
 
@@ -171,11 +171,7 @@ async def run_nested(
     inner: Blocked = {}
     try:
         if nested.mapped:
-            caching.read(values, nested.mapped)
-            columns = collections(values, nested.mapped)
-            names = nested.inner_mapped
-            base = {k: v for k, v in sub.items() if k not in names and not caching.rep_of(k, names)}
-            results = await map_pipeline(child, nested.id, sub, base, names, columns, nested.mode)
+            results = await map_pipeline(child, nested.map_call(values, sub))
         else:
             inner = await run_level(child, sub)
             results = sub
@@ -187,21 +183,13 @@ async def run_nested(
     nested.publish(values, results, inner, blocked)
 
 
-async def map_pipeline(
-    level: Level,
-    map_id: str,
-    shown: dict[str, Any],
-    base: dict[str, Any],
-    names: tuple[str, ...],
-    columns: list[Any],
-    mode: str,
-) -> dict[str, Any]:
+async def map_pipeline(level: Level, call: MapCall) -> dict[str, Any]:
     """A mapped level between its pipeline start and end events; one list per output."""
-    started = step.level_started(level, shown)
+    started = step.level_started(level, call.shown)
     error: BaseException | None = None
     results: dict[str, Any] = {}
     try:
-        results = await map_level(level, map_id, base, names, columns, mode)
+        results = await map_level(level, call)
     except BaseException as exc:
         error = exc
         raise
@@ -210,87 +198,78 @@ async def map_pipeline(
     return results
 
 
-async def map_level(
-    level: Level,
-    map_id: str,
-    base: dict[str, Any],
-    names: tuple[str, ...],
-    columns: list[Any],
-    mode: str,
-) -> dict[str, Any]:
+async def map_level(level: Level, call: MapCall) -> dict[str, Any]:
     """Every item, up to the backend's width at once, between map start and end events."""
-    total, found = rows(names, columns, mode)
+    base, names = call.base, call.names
+    total, found = rows(names, call.columns, call.mode)
     shipped = remote.ships_items(level)
     if shipped:  # values sent to workers are read here first
         caching.read(base, [k for k in base if k[:1] != caching.REP])
     inputs = [{**base, **dict(zip(names, row, strict=True))} for row in found]
     batch = step.sign_batch(level, inputs, plain_run=False)
     width = map_width(level, total)
-    started = step.map_started(level, map_id, total)
+    started = step.map_started(level, call.map_id, total)
     try:
         if width == 1 and not shipped:
-            outputs = [
-                await run_item(level.item(index, total), map_id, values, names, batch)
-                for index, values in enumerate(inputs)
-            ]
+            outputs, failures = await _in_order(level, call, inputs, batch)
+        elif shipped and remote.submits_many(level):
+            outputs, failures = await remote.map_submitted(level, call, inputs, batch)
         else:
-            outputs = await _map_concurrently(
-                level, map_id, inputs, names, total, width, batch, shipped
-            )
+            outputs, failures = await _gated(level, call, inputs, width, batch, shipped)
     finally:
-        step.map_ended(level, map_id, started)
+        step.map_ended(level, call.map_id, started)
+    if failures:
+        _settle(level, call, outputs, failures)
     return columns_of(level, outputs)
 
 
-async def _map_concurrently(
+def _settle(
     level: Level,
-    map_id: str,
-    inputs: list[dict[str, Any]],
-    names: tuple[str, ...],
-    total: int,
-    width: int,
-    batch: Batch | None,
-    shipped: bool,
-) -> list[dict[str, Any]]:
-    """Items as concurrent tasks, at most ``width`` at once; fail fast, lowest failed item wins."""
-    if shipped and remote.submits_many(level):
-        outputs, failures = await remote.map_submitted(level, map_id, inputs, names, batch)
-    else:
-        outputs, failures = await _gated(level, map_id, inputs, names, total, width, batch, shipped)
-    if failures:
-        first = min(failures)
-        error = failures[first]
-        others = sorted(i for i in failures if i != first)
-        if others:
-            error.add_note(
-                "nestflow: other items failed meanwhile: " + ", ".join(f"item {i}" for i in others)
-            )
-        raise error
-    return outputs
+    call: MapCall,
+    outputs: list[dict[str, Any]],
+    failures: dict[int, Exception],
+) -> None:
+    """Failed items: ``None`` outputs when the map keeps going; else the lowest failed
+    item's exception is raised, noting the others that failed meanwhile."""
+    total = len(outputs)
+    if call.keep_going:
+        for index, exc in failures.items():
+            outputs[index] = step.item_failed(level.item(index, total), exc)
+        return
+    first = min(failures)
+    error = failures[first]
+    others = sorted(i for i in failures if i != first)
+    if others:
+        error.add_note(
+            "nestflow: other items failed meanwhile: " + ", ".join(f"item {i}" for i in others)
+        )
+    raise error
 
 
 async def _gated(
     level: Level,
-    map_id: str,
+    call: MapCall,
     inputs: list[dict[str, Any]],
-    names: tuple[str, ...],
-    total: int,
     width: int,
     batch: Batch | None,
     shipped: bool,
-) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
+) -> tuple[list[dict[str, Any]], dict[int, Exception]]:
+    """Items as concurrent tasks, at most ``width`` at once; unless the map keeps going,
+    no new item starts after a failure (those started finish)."""
+    map_id, names, total = call.map_id, call.names, len(inputs)
     gate = asyncio.Semaphore(width)
     shared = remote.item_shared(level) if shipped else None
     backend = level.config.backend
     offload = 0
     if isinstance(backend, LocalBackend) and not shipped:
         offload = backend.workers(backend.map_execution)
-    failures: dict[int, BaseException] = {}
+    failures: dict[int, Exception] = {}
     outputs: list[dict[str, Any]] = [{} for _ in range(total)]
+    fail_fast = not call.keep_going
 
     async def one(index: int, values: dict[str, Any]) -> None:
         async with gate:
-            if failures:  # fail fast: started items finish, no new item starts
+            if failures and fail_fast:
                 return
             try:
                 item_level = level.item(index, total).offloaded(offload)
@@ -304,6 +283,24 @@ async def _gated(
                 failures[index] = exc
 
     await asyncio.gather(*(one(index, values) for index, values in enumerate(inputs)))
+    return outputs, failures
+
+
+async def _in_order(
+    level: Level, call: MapCall, inputs: list[dict[str, Any]], batch: Batch | None
+) -> tuple[list[dict[str, Any]], dict[int, Exception]]:
+    """Items one at a time on this task; unless the map keeps going, none after a failure."""
+    total = len(inputs)
+    outputs: list[dict[str, Any]] = [{} for _ in range(total)]
+    failures: dict[int, Exception] = {}
+    for index, values in enumerate(inputs):
+        try:
+            item = level.item(index, total)
+            outputs[index] = await run_item(item, call.map_id, values, call.names, batch)
+        except Exception as exc:
+            failures[index] = exc
+            if not call.keep_going:
+                break
     return outputs, failures
 
 

@@ -19,7 +19,7 @@ from nestflow.engines import executors
 from nestflow.runtime import caching, step
 from nestflow.runtime.caching import Batch
 from nestflow.runtime.context import Level
-from nestflow.runtime.items import collections, rows
+from nestflow.runtime.items import MapCall, rows
 from nestflow.runtime.loop import run_sync
 from nestflow.runtime.step import HIT, Blocked, NestedStep, NodeStep, Segment
 
@@ -189,7 +189,7 @@ def run_nested(level: Level, nested: NestedStep, values: dict[str, Any], blocked
     inner: Blocked = {}
     try:
         if nested.mapped:
-            results = run_mapped(child, nested.id, sub, nested, values)
+            results = map_pipeline(child, nested.map_call(values, sub))
         elif child.compiled.sync:
             inner = run_level(child, sub)
             results = sub
@@ -207,39 +207,18 @@ def run_nested(level: Level, nested: NestedStep, values: dict[str, Any], blocked
     nested.publish(values, results, inner, blocked)
 
 
-def run_mapped(
-    level: Level, map_id: str, sub: dict[str, Any], nested: NestedStep, outer: dict[str, Any]
-) -> dict[str, Any]:
-    """A ``map_over`` child: its items between the child's pipeline start and end events."""
-    caching.read(outer, nested.mapped)
-    columns = collections(outer, nested.mapped)
-    names = nested.inner_mapped
-    base = {k: v for k, v in sub.items() if k not in names and not caching.rep_of(k, names)}
-    return map_pipeline(level, map_id, sub, base, names, columns, nested.mode)
-
-
-def map_pipeline(
-    level: Level,
-    map_id: str,
-    shown: dict[str, Any],
-    base: dict[str, Any],
-    names: tuple[str, ...],
-    columns: list[Any],
-    mode: str,
-) -> dict[str, Any]:
+def map_pipeline(level: Level, call: MapCall) -> dict[str, Any]:
     """A mapped level between its pipeline start and end events; one list per output."""
     if not level.compiled.maps_sync:
         from nestflow.runtime import drive_async
 
         level.run.uses("async")
-        return run_sync(
-            lambda: drive_async.map_pipeline(level, map_id, shown, base, names, columns, mode)
-        )
-    started = step.level_started(level, shown)
+        return run_sync(lambda: drive_async.map_pipeline(level, call))
+    started = step.level_started(level, call.shown)
     error: BaseException | None = None
     results: dict[str, Any] = {}
     try:
-        results = map_level(level, map_id, base, names, columns, mode)
+        results = map_level(level, call)
         if level.depth == 0:
             caching.read(results, level.plan.outputs)
     except BaseException as exc:
@@ -250,33 +229,34 @@ def map_pipeline(
     return results
 
 
-def map_level(
-    level: Level,
-    map_id: str,
-    base: dict[str, Any],
-    names: tuple[str, ...],
-    columns: list[Any],
-    mode: str,
-) -> dict[str, Any]:
-    """Every item in order between map start and end events; fails at the first failure."""
-    total, found = rows(names, columns, mode)
+def map_level(level: Level, call: MapCall) -> dict[str, Any]:
+    """Every item in order between map start and end events; fails at the first failure
+    unless the map keeps going."""
+    base, names = call.base, call.names
+    total, found = rows(names, call.columns, call.mode)
     compiled = level.compiled
     batch = None
     inputs: list[dict[str, Any]] | None = None
     if compiled.flat and level.config.cache is not None:
         inputs = [{**base, **dict(zip(names, row, strict=True))} for row in found]
         batch = step.sign_batch(level, inputs, plain_run=False)
-    started = step.map_started(level, map_id, total)
+    started = step.map_started(level, call.map_id, total)
     outputs: list[dict[str, Any]] = []
     try:
-        if compiled.tight and not level.hooks and not level.run.cached:
+        if compiled.tight and not level.hooks and not level.run.cached and not call.keep_going:
             _plain_items(level, compiled.segments[0], base, names, found, total, outputs)
         else:
             source = inputs if inputs is not None else _items(base, names, found)
             for index, values in enumerate(source):
-                outputs.append(_item(level.item(index, total), map_id, values, names, batch))
+                item = level.item(index, total)
+                try:
+                    outputs.append(_item(item, call.map_id, values, names, batch))
+                except Exception as exc:
+                    if not call.keep_going:
+                        raise
+                    outputs.append(step.item_failed(item, exc))
     finally:
-        step.map_ended(level, map_id, started)
+        step.map_ended(level, call.map_id, started)
     return columns_of(level, outputs)
 
 

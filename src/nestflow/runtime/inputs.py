@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from nestflow.runtime.plan import LevelPlan
 
 RUN_OPTIONS = ("output_name", "output_nodes")
-MAP_OPTIONS = (*RUN_OPTIONS, "map_over", "map_mode")
+MAP_OPTIONS = (*RUN_OPTIONS, "map_over", "map_mode", "on_error")
 
 
 def _names(names: Any) -> str:
@@ -98,3 +98,13 @@ def check_inputs(pipeline: Pipeline, plan: LevelPlan, values: Mapping[str, Any])
             "or bind defaults with pipeline.bind(...).",
             missing={n: [" > ".join(p) for p in paths] for n, paths in missing.items()},
         )
+
+
+def on_error_option(value: Any) -> str:
+    """``map(on_error=...)``: ``"raise"`` or ``"continue"``."""
+    if value not in ("raise", "continue"):
+        raise ValueError(
+            f"on_error must be 'raise' (fail fast at the first failed item) or 'continue' (every "
+            f"item runs; a failed item gives None at its position), got {value!r}."
+        )
+    return str(value)

@@ -59,3 +59,33 @@ def rows(
         )
     total = len(columns[0]) if columns else 0
     return total, zip(*columns, strict=False)
+
+
+class MapCall:
+    """What one map is asked to do: its id, its inputs and how a failed item is treated.
+
+    ``shown`` is what the level's start event shows; ``base`` the inputs every item shares;
+    ``names`` the mapped inputs and ``columns`` their collections, paired by ``mode``. With
+    ``keep_going`` (``on_error="continue"``) every item runs and a failed item gives ``None``
+    at its position in every output; otherwise the map fails fast (SPEC 5.2).
+    """
+
+    __slots__ = ("base", "columns", "keep_going", "map_id", "mode", "names", "shown")
+
+    def __init__(
+        self,
+        map_id: str,
+        shown: dict[str, Any],
+        base: dict[str, Any],
+        names: tuple[str, ...],
+        columns: list[Any],
+        mode: str,
+        keep_going: bool,
+    ) -> None:
+        self.map_id = map_id
+        self.shown = shown
+        self.base = base
+        self.names = names
+        self.columns = columns
+        self.mode = mode
+        self.keep_going = keep_going

@@ -29,6 +29,7 @@ from nestflow.errors import RemoteExecutionError, SerializationError
 from nestflow.runtime import caching, context, tracing
 from nestflow.runtime.caching import Batch
 from nestflow.runtime.context import Level, RelayedEvent, RunState, new_key
+from nestflow.runtime.items import MapCall
 from nestflow.runtime.loop import run_here
 from nestflow.runtime.plan import LevelPlan, plan_for
 from nestflow.runtime.report import ErrorRecord, NodeRecord
@@ -341,23 +342,24 @@ def submits_many(level: Level) -> bool:
 
 async def map_submitted(
     level: Level,
-    map_id: str,
+    call: MapCall,
     inputs: list[dict[str, Any]],
-    names: tuple[str, ...],
     batch: Batch | None,
-) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
+) -> tuple[list[dict[str, Any]], dict[int, Exception]]:
     """Every item of a map handed to the session at once (``Session.submit_many``).
 
     The backend queues them (a dask scheduler does); results are absorbed as they
-    arrive. After the first failure the items not yet finished are cancelled.
-    Returns the outputs in item order and the failures by item index.
+    arrive. Unless the map keeps going, the items not yet finished are cancelled after
+    the first failure. Returns the outputs in item order and the failures by item index.
     """
     from nestflow.runtime import drive_async, step
 
+    map_id, names = call.map_id, call.names
     shared = item_shared(level)
     total = len(inputs)
     outputs: list[dict[str, Any]] = [{} for _ in range(total)]
     batch_items: list[tuple[int, Level, ItemRun, dict[str, Any]]] = []
+    unsent: dict[int, Exception] = {}
     for index, values in enumerate(inputs):
         item_level = level.item(index, total)
         if batch is not None and batch.complete(index):
@@ -367,27 +369,31 @@ async def map_submitted(
         item = {name: values[name] for name in names}
         try:
             _dumps(item_level, task)
-        except SerializationError as exc:  # nothing has started yet: fail on this item
+        except SerializationError as exc:
             started = step.item_started(item_level, map_id, values, names)
             step.item_ended(item_level, map_id, started, exc)
-            return [], {index: exc}
+            unsent[index] = exc
+            if not call.keep_going:  # nothing has started yet: fail on this item
+                return outputs, unsent
+            continue
         batch_items.append((index, item_level, task, item))
     starts = [step.item_started(lv, map_id, task.inputs, names) for _, lv, task, _ in batch_items]
     session = _session(level)
     futures: list[Future[Any]] = session.submit_many([task for _, _, task, _ in batch_items])
     try:
         done, failures = await _collect(
-            map_id, [lv for _, lv, _, _ in batch_items], futures, starts
+            map_id, [lv for _, lv, _, _ in batch_items], futures, starts, call.keep_going
         )
     finally:
         for future in futures:
             future.cancel()
     for (index, *_), values in zip(batch_items, done, strict=True):
         outputs[index] = values
-    return outputs, {batch_items[position][0]: exc for position, exc in failures.items()}
+    unsent.update((batch_items[position][0], exc) for position, exc in failures.items())
+    return outputs, unsent
 
 
-def _lost(exc: BaseException, level: Level) -> BaseException:
+def _lost(exc: BaseException, level: Level) -> Exception:
     from nestflow.errors import BackendError
 
     lost = BackendError(
@@ -400,8 +406,12 @@ def _lost(exc: BaseException, level: Level) -> BaseException:
 
 
 async def _collect(
-    map_id: str, levels: list[Level], futures: list[Future[Any]], starts: list[float]
-) -> tuple[list[dict[str, Any]], dict[int, BaseException]]:
+    map_id: str,
+    levels: list[Level],
+    futures: list[Future[Any]],
+    starts: list[float],
+    keep_going: bool,
+) -> tuple[list[dict[str, Any]], dict[int, Exception]]:
     from nestflow.runtime import step
 
     loop = asyncio.get_running_loop()
@@ -413,7 +423,7 @@ async def _collect(
     for index, future in enumerate(futures):
         future.add_done_callback(notify(index))
     outputs: list[dict[str, Any]] = [{} for _ in futures]
-    failures: dict[int, BaseException] = {}
+    failures: dict[int, Exception] = {}
     for _ in futures:
         index = await arrived.get()
         error: BaseException | None = None
@@ -426,8 +436,9 @@ async def _collect(
                 error = exc  # cancelled here after another item failed
         except Exception as exc:
             error = failures[index] = exc
-            for future in futures:
-                future.cancel()
+            if not keep_going:
+                for future in futures:
+                    future.cancel()
         step.item_ended(levels[index], map_id, starts[index], error)
     return outputs, failures
 

@@ -34,7 +34,8 @@ from nestflow.runtime import caching, shipping, tracing
 from nestflow.runtime.caching import REP, Batch, Signer, Unread, UnreadPart
 from nestflow.runtime.calls import CallSpec, call_spec
 from nestflow.runtime.context import Level
-from nestflow.runtime.failure import annotate, user_traceback
+from nestflow.runtime.failure import annotate, is_annotated, user_traceback
+from nestflow.runtime.items import MapCall, collections
 from nestflow.runtime.plan import LevelPlan, Step
 from nestflow.runtime.report import ErrorRecord
 from nestflow.runtime.settings import child_config
@@ -590,6 +591,14 @@ class NestedStep:
                 sub[inner] = values[outer]
         return sub
 
+    def map_call(self, values: dict[str, Any], sub: dict[str, Any]) -> MapCall:
+        """The child's map: the outer collections (read) become items of the inner names."""
+        caching.read(values, self.mapped)
+        columns = collections(values, self.mapped)
+        names = self.inner_mapped
+        base = {k: v for k, v in sub.items() if k not in names and not caching.rep_of(k, names)}
+        return MapCall(self.id, sub, base, names, columns, self.mode, self.continues)
+
     def level(self, level: Level) -> Level:
         """The child level under ``level``, made after the fact (records, failures)."""
         return level.child(self.child, entered=self.id, mapped=False, replay=True)
@@ -626,6 +635,7 @@ class NestedStep:
         """
         if not self.continues:
             raise exc
+        recorded(level, level.path(self.id), exc)
         outs = self.step.outs
         values.update(dict.fromkeys(outs))
         context = getattr(exc, "__nestflow__", None)
@@ -715,6 +725,30 @@ def item_ended(level: Level, map_id: str, started: float, error: BaseException |
     if "on_map_item_end" in level.hooks:
         took = perf_counter() - started
         level.notify("on_map_item_end", (map_id, level.item_path[-1], took), error=error)
+
+
+def item_failed(level: Level, exc: Exception) -> dict[str, Any]:
+    """A failed item of a map that keeps going: its outputs ``None``, and its error on
+    record (a node's failure is recorded by the node; a failure to ship or to finish the
+    item as a whole is recorded here)."""
+    recorded(level, " > ".join(level.hierarchy), exc)
+    return dict.fromkeys(level.plan.outputs)
+
+
+def recorded(level: Level, path: str, exc: Exception) -> None:
+    """Put a failure continued past on record, unless the node that raised it did."""
+    if is_annotated(exc):
+        return
+    level.run.report.errors.append(
+        ErrorRecord(
+            node_path=path,
+            exception_type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            item_path=level.item_path,
+            attempts=1,
+        )
+    )
 
 
 def item_cached(level: Level, map_id: str, sig: str) -> None:
