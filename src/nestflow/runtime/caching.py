@@ -244,7 +244,8 @@ class Signer:
             made = []
             for step, code in zip(self.nodes, self.codes, strict=True):
                 prefix = _node_state(head, step.node.cache_version, code, step.spec.outs)
-                wired = [(n, REP + n, n.encode() + b"\0", d) for n, d in step.wired]
+                # Keyed by parameter, so rewiring a node (``with_inputs``) keeps its entries.
+                wired = [(w, REP + w, p.encode() + b"\0", d) for p, w, d in step.wired]
                 outs = [(REP + out, out.encode()) for out in step.spec.outs]
                 made.append((prefix, wired, outs))
             self._signing = made
@@ -301,7 +302,7 @@ class Signer:
         if name in values:
             rep = values[REP + name] = b"v" + self.fingerprint(step, name, values[name])
             return rep
-        return b"d" + self.fingerprint(step, name, default)
+        return b"v" + self.fingerprint(step, name, default)  # as if passed explicitly
 
     def sign_item(self, values: dict[str, Any]) -> list[str]:
         """Every node's signature for one item of a flat level, before anything runs."""
@@ -344,7 +345,7 @@ class Signer:
         return [
             fingerprint(default)
             for step in self.nodes
-            for wired, default in step.wired
+            for _, wired, default in step.wired
             if wired == name
         ]
 

@@ -38,7 +38,7 @@ class CallSpec:
         return (
             len(self.outs) == 1
             and not self.keyword
-            and all(d is _REQUIRED for _, d in self.positional)
+            and all(d is REQUIRED for _, d in self.positional)
         )
 
     def arguments(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -62,7 +62,8 @@ class CallSpec:
         values.update(zip(self.outs, unpack(self.node_id, self.outs, result), strict=True))
 
 
-_REQUIRED: Any = object()
+REQUIRED: Any = object()
+"""The default of a parameter that has none."""
 
 
 def call_spec(node_id: str, node: Node) -> CallSpec:
@@ -70,7 +71,7 @@ def call_spec(node_id: str, node: Node) -> CallSpec:
     positional, keyword = [], []
     for param in node.params:
         wired = node.input_sources[param]
-        default = node.defaults.get(param, _REQUIRED)
+        default = node.defaults.get(param, REQUIRED)
         if param in node.keyword_params:
             keyword.append((param, wired, default))
         else:

@@ -32,7 +32,7 @@ from nestflow.engines.protocol import NodeCall
 from nestflow.errors import NodeTimeoutError
 from nestflow.runtime import caching, shipping, tracing
 from nestflow.runtime.caching import REP, Batch, Signer, Unread, UnreadPart
-from nestflow.runtime.calls import CallSpec, call_spec
+from nestflow.runtime.calls import REQUIRED, CallSpec, call_spec
 from nestflow.runtime.context import Level
 from nestflow.runtime.failure import annotate, is_annotated, user_traceback
 from nestflow.runtime.items import MapCall, collections
@@ -253,10 +253,11 @@ class NodeStep:
         self.cached = config.cache is not None and node.cache
         self.position = -1
         """Index among the level's signed nodes (cached ones)."""
-        self.wired = sorted(
-            [*self.spec.positional, *((n, d) for _, n, d in self.spec.keyword)],
-            key=lambda pair: pair[0],
+        self.wired: list[tuple[str, str, Any]] = sorted(
+            (param, node.input_sources[param], node.defaults.get(param, REQUIRED))
+            for param in node.params
         )
+        """(parameter, wired name, default) by parameter name: what a signature reads."""
         self.starts = "on_node_start" in hooks
         self.ends = "on_node_end" in hooks
         self.errors = "on_error" in hooks
