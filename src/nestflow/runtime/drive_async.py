@@ -134,7 +134,7 @@ async def run_node(
     attempt = node.begin(level, values, sig)
     while True:
         try:
-            node.publish(values, await _call(node, attempt))
+            node.publish(values, node.in_time(attempt, await _call(node, attempt)))
             break
         except Exception as exc:
             delay = node.failed(attempt, exc, blocked)

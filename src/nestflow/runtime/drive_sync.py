@@ -145,7 +145,7 @@ def run_node(
     attempt = node.begin(level, values, sig)
     while True:
         try:
-            node.publish(values, _call(node, attempt))
+            node.publish(values, node.in_time(attempt, _call(node, attempt)))
             break
         except Exception as exc:
             delay = node.failed(attempt, exc, blocked)

@@ -214,7 +214,10 @@ def compiled(plan: LevelPlan, config: EffectiveConfig, relay: bool = False) -> C
 class Attempt:
     """One node execution in flight: its arguments, attempt number and signature."""
 
-    __slots__ = ("args", "executor", "fn", "kwargs", "level", "number", "sig", "started", "values")
+    __slots__ = (
+        "args", "called", "executor", "fn", "kwargs", "level", "number", "sig", "started",
+        "values",
+    )  # fmt: skip
 
     def __init__(
         self, level: Level, values: dict[str, Any], fn: Callable[..., Any], sig: str | None
@@ -224,6 +227,8 @@ class Attempt:
         self.kwargs: dict[str, Any] = {}
         self.number = 1
         self.started = perf_counter()
+        self.called = self.started
+        """When this attempt's call was made (the deadline counts from here)."""
         self.executor: executors.Executor = level.executor
 
 
@@ -375,6 +380,7 @@ class NodeStep:
             attempt.executor = executors.for_call(level.executor, self.timeout)
         if self.starts or self.traced:
             self._announce(attempt)
+        attempt.called = perf_counter()
         return attempt
 
     def prepare(
@@ -413,6 +419,7 @@ class NodeStep:
         """The next attempt of a retried node."""
         attempt.number += 1
         self._announce(attempt)
+        attempt.called = perf_counter()
 
     def _announce(self, attempt: Attempt) -> None:
         level = attempt.level
@@ -450,6 +457,23 @@ class NodeStep:
         return None if attempt.executor.kind == "processes" else self.timeout
 
     # --- after the call ------------------------------------------------------------------------
+
+    def in_time(self, attempt: Attempt, result: Any) -> Any:
+        """``result``, unless the call returned after its deadline.
+
+        A thread cannot be interrupted, and a node that holds the GIL (one long C call) or
+        blocks the event loop keeps even the wait for it from ending on time: such a call
+        returns late, and its result is discarded as a timeout (never published or cached).
+        Worker processes are stopped at the deadline and need no such check.
+        """
+        if self.timeout is not None and attempt.executor.kind != "processes":
+            took = perf_counter() - attempt.called
+            if took > self.timeout:
+                raise executors.CallTimeout(
+                    f"it returned only after {took:.2f} s (it could not be interrupted), so "
+                    "its result was discarded"
+                )
+        return result
 
     def publish(self, values: dict[str, Any], result: Any) -> None:
         """A call that returned: its result under the node's output name(s) (a tuple of the
