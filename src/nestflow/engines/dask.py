@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -50,8 +51,69 @@ class Task(Protocol):
 
 
 def _run_task(task: Task) -> Any:
-    """What every dask task runs: a NodeCall or a whole map item."""
-    return task.run()
+    """What every dask task runs: a NodeCall or a whole map item.
+
+    A task that leaves a thread running in this worker (a call inside it abandoned at
+    its deadline) hands its outcome back in a ``_Replace``: the coordinator restarts the
+    worker once it has the outcome, so the thread cannot hold the worker.
+    """
+    from nestflow.engines import executors
+
+    try:
+        value = task.run()
+    except BaseException as exc:
+        if executors.runaway():
+            return _Replace(_distributed().get_worker().address, exc, failed=True)
+        raise
+    if executors.runaway():
+        return _Replace(_distributed().get_worker().address, value)
+    return value
+
+
+class _Replace:
+    """A task's outcome, and the worker to restart because a thread still runs there."""
+
+    def __init__(self, address: str, outcome: Any, failed: bool = False) -> None:
+        self.address = address
+        self.outcome = outcome
+        self.failed = failed
+
+
+def _still_running(key: Any, dask_worker: Any = None) -> bool:
+    """On a worker (``Client.run``): whether a thread there still runs task ``key``."""
+    state = dask_worker.state.tasks.get(key) if dask_worker is not None else None
+    return state is not None and state.state in ("executing", "long-running", "cancelled")
+
+
+def restart_worker(client: Any, address: str | None = None, key: Any = None) -> None:
+    """Restart a worker (through its nanny): the one at ``address``, or the one still
+    running task ``key``. A worker without a nanny cannot be restarted: it is left, with
+    a warning, and keeps the thread until the call ends."""
+    try:
+        if address is None:
+            found = client.run(_still_running, key)
+            address = next((where for where, running in found.items() if running), None)
+            if address is None:
+                return
+        client.restart_workers([address], raise_for_error=True)
+    except Exception as exc:
+        warnings.warn(
+            f"A call past its deadline still runs on dask worker {address or '(unknown)'}, "
+            f"which could not be restarted ({type(exc).__name__}: {exc}); it stays busy until "
+            "the call ends. Start workers with a nanny (the default of `dask worker` and "
+            "LocalCluster) so that nestflow can restart them.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def _restart_later(client: Any, address: str | None = None, key: Any = None) -> None:
+    threading.Thread(
+        target=restart_worker,
+        args=(client, address, key),
+        name="nestflow-dask-restart",
+        daemon=True,
+    ).start()
 
 
 class DaskBackend:
@@ -182,6 +244,7 @@ class DaskSession:
         self.in_task = _worker_client() is not None
         self.client = backend.client
         self._threads: int | None = None
+        self._remotes: weakref.WeakKeyDictionary[Future[Any], Any] = weakref.WeakKeyDictionary()
 
     def submit(self, task: Task) -> Future[Any]:
         """One dask task, placed by the backend's resources."""
@@ -189,7 +252,16 @@ class DaskSession:
             _secede_once()
         resources = self.backend.resources or None
         remote = self.client.submit(_run_task, task, resources=resources, pure=False)
-        return _bridge(remote)
+        local = _bridge(self.client, remote)
+        self._remotes[local] = remote.key
+        return local
+
+    def stop(self, future: Future[Any]) -> None:
+        """The task of ``future`` ran past its deadline: restart the worker running it
+        (a thread cannot be stopped; the worker's nanny starts a fresh process)."""
+        key = self._remotes.pop(future, None)
+        if key is not None:
+            _restart_later(self.client, key=key)
 
     def submit_many(self, tasks: Sequence[Task]) -> list[Future[Any]]:
         """Many tasks in one message to the scheduler: each is still its own dask task."""
@@ -278,19 +350,38 @@ def _deliver(client: Any, remotes: list[Any], local: list[Future[Any]]) -> None:
             except Exception:  # lost data and the like: settle them one by one below
                 finished, values = [], []
         for remote, value in zip(finished, values, strict=True):
-            _settle(local[position[remote.key]], True, value)
+            _settle(local[position[remote.key]], True, value, client, remote)
         settled = {remote.key for remote in finished}
         for remote in batch:
             if remote.key in settled:
                 continue
             target = local[position[remote.key]]
             try:
-                _settle(target, True, remote.result())
+                _settle(target, True, remote.result(), client, remote)
             except BaseException as exc:
                 _settle(target, False, exc)
 
 
-def _settle(local: Future[Any], ok: bool, value: Any) -> None:
+def _settle(
+    local: Future[Any], ok: bool, value: Any, client: Any = None, remote: Any = None
+) -> None:
+    if ok and isinstance(value, _Replace):
+        # The outcome is here: the worker can go (its copy released first, so the
+        # scheduler does not compute it again), and the task settles once it is gone.
+        if remote is not None:
+            remote.release()
+        replace = value
+
+        def restart_then_settle() -> None:
+            try:
+                restart_worker(client, address=replace.address)
+            finally:
+                _settle(local, not replace.failed, replace.outcome)
+
+        threading.Thread(
+            target=restart_then_settle, name="nestflow-dask-restart", daemon=True
+        ).start()
+        return
     # Cancelled here (after a timeout or another item's failure): the result is discarded.
     with contextlib.suppress(InvalidStateError):
         (local.set_result if ok else local.set_exception)(value)
@@ -304,7 +395,7 @@ def _canceller(remote: Any) -> Callable[[Future[Any]], None]:
     return cancel_remote
 
 
-def _bridge(remote: Any) -> Future[Any]:
+def _bridge(client: Any, remote: Any) -> Future[Any]:
     local: Future[Any] = Future()
 
     def settle(done: Any) -> None:
@@ -313,7 +404,7 @@ def _bridge(remote: Any) -> Future[Any]:
         except BaseException as exc:
             _settle(local, False, exc)
         else:
-            _settle(local, True, value)
+            _settle(local, True, value, client, remote)
 
     remote.add_done_callback(settle)
     local.add_done_callback(_canceller(remote))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -91,9 +92,29 @@ class Threads:
 
 
 class Deadline:
-    """A timed call in a daemon thread of its own, abandoned (not stopped) at its deadline."""
+    """A timed call in a daemon thread of its own, abandoned (not stopped) at its deadline.
+
+    The threads of abandoned calls are remembered: a worker process (a map item's, or a
+    dask worker) that still runs one after its task is replaced (``runaway``).
+    """
 
     kind = "deadline"
+
+    def __init__(self) -> None:
+        self._threads: weakref.WeakKeyDictionary[Future[Any], threading.Thread] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._abandoned: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+    def abandon(self, future: Future[Any]) -> None:
+        """The call of ``future`` ran past its deadline: its thread is left running."""
+        thread = self._threads.pop(future, None)
+        if thread is not None and thread.is_alive():
+            self._abandoned.add(thread)
+
+    def runaway(self) -> int:
+        """How many abandoned calls still run in this process."""
+        return sum(1 for thread in list(self._abandoned) if thread.is_alive())
 
     def submit(self, call: NodeCall) -> Future[Any]:
         future: Future[Any] = Future()
@@ -110,7 +131,9 @@ class Deadline:
                 future.set_result(outcome)
 
         name = f"nestflow-{call.node_path.rsplit(' > ', 1)[-1]}"
-        threading.Thread(target=work, name=name, daemon=True).start()
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        self._threads[future] = thread
+        thread.start()
         return future
 
     def call(self, call: NodeCall) -> Any:
@@ -159,6 +182,13 @@ class Sessions:
     def call(self, call: NodeCall) -> Any:
         return wait(self, self.submit(call), call.timeout)
 
+    def abandon(self, future: Future[Any]) -> None:
+        """The call of ``future`` ran past its deadline: the session frees what runs it,
+        when it can (``Session.stop``, optional: dask restarts the worker)."""
+        stop = getattr(self.session, "stop", None)
+        if stop is not None:
+            stop(future)
+
 
 STOPPED = {
     "inline": "its thread was abandoned",
@@ -175,12 +205,24 @@ def timed_out(executor: Executor) -> CallTimeout:
     return CallTimeout(STOPPED[kind], abandoned=kind in ("inline", "deadline", "threads"))
 
 
+def runaway() -> int:
+    """How many calls abandoned at their deadline still run threads in this process."""
+    return DEADLINE.runaway()
+
+
+def _abandon(executor: Executor, future: Future[Any]) -> None:
+    abandon = getattr(executor, "abandon", None)
+    if abandon is not None:
+        abandon(future)
+    future.cancel()
+
+
 def wait(executor: Executor, future: Future[Any], timeout: float | None) -> Any:
     """The result of ``future``, or ``CallTimeout`` after ``timeout`` seconds."""
     try:
         return future.result(timeout)
     except FutureTimeout:
-        future.cancel()
+        _abandon(executor, future)
         raise timed_out(executor) from None
     except processes.WorkerTimeout:
         raise timed_out(executor) from None
@@ -191,7 +233,7 @@ async def settle(executor: Executor, future: Future[Any], timeout: float | None)
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
     except TimeoutError:
-        future.cancel()
+        _abandon(executor, future)
         raise timed_out(executor) from None
     except processes.WorkerTimeout:
         raise timed_out(executor) from None
