@@ -52,6 +52,13 @@ HIERARCHY: dict[str, tuple[str, type[BaseException] | None]] = {
     "CallCycleError": ("ServiceError", None),
 }
 
+# Classes under the tree of SPEC 10.1 for mistakes Python reports as TypeError: each keeps
+# its parent's ValueError and adds TypeError, so either `except` catches it.
+TYPE_ERROR_LEAVES: dict[str, str] = {
+    "InvalidOptionError": "DefinitionError",
+    "InvalidCallError": "InputError",
+}
+
 WARNINGS = ("CacheWarning", "CallbackWarning", "BackendWarning", "MemoryWarning")
 
 ERROR_NAMES = sorted(HIERARCHY)
@@ -68,7 +75,19 @@ def _defined_in_errors(base: type) -> set[str]:
 
 
 def test_a10_6_every_exception_in_errors_is_one_of_spec_10_1() -> None:
-    assert _defined_in_errors(BaseException) - _defined_in_errors(Warning) == set(HIERARCHY)
+    defined = _defined_in_errors(BaseException) - _defined_in_errors(Warning)
+    assert defined == set(HIERARCHY) | set(TYPE_ERROR_LEAVES)
+
+
+@pytest.mark.parametrize("name", sorted(TYPE_ERROR_LEAVES))
+def test_type_error_leaves_are_their_parent_and_a_type_error(name: str) -> None:
+    error_class = getattr(errors, name)
+    assert issubclass(error_class, getattr(errors, TYPE_ERROR_LEAVES[name]))
+    assert issubclass(error_class, ValueError)
+    assert issubclass(error_class, TypeError)
+    assert name in errors.__all__
+    with pytest.raises(TypeError):
+        raise error_class("boom")
 
 
 def test_a10_6_every_warning_in_errors_is_one_of_spec_10_1() -> None:
@@ -125,7 +144,9 @@ def test_warning_subclasses_nestflow_warning(name: str) -> None:
         warnings.warn(warning("careful"), stacklevel=1)
 
 
-@pytest.mark.parametrize("name", [*ERROR_NAMES, "NestflowWarning", *WARNINGS])
+@pytest.mark.parametrize(
+    "name", [*ERROR_NAMES, *TYPE_ERROR_LEAVES, "NestflowWarning", *WARNINGS]
+)
 def test_error_is_re_exported_from_nestflow(name: str) -> None:
     assert getattr(nestflow, name) is getattr(errors, name)
     assert name in nestflow.__all__
@@ -158,5 +179,5 @@ def test_circular_dependency_error_carries_the_chain() -> None:
 
 def test_errors_module_docstring_draws_the_tree() -> None:
     assert errors.__doc__ is not None
-    for name in ERROR_NAMES:
+    for name in [*ERROR_NAMES, *TYPE_ERROR_LEAVES]:
         assert name in errors.__doc__

@@ -35,6 +35,8 @@ DOCUMENTED_ERRORS = (
     "DependencyError",
     "InvalidNameError",
     "InvalidNodeError",
+    "InvalidOptionError",
+    "InvalidCallError",
     "MappingError",
     "ChainError",
     "InputError",

@@ -2,7 +2,10 @@
 
 Each class also subclasses the built-in a caller would naturally catch, so
 ``except ValueError`` keeps working around pipeline construction and
-``except TimeoutError`` around a run that hit a node timeout::
+``except TimeoutError`` around a run that hit a node timeout. The two classes marked
+``(TypeError)`` below are mistakes Python itself reports as ``TypeError`` (a wrong
+argument type, a keyword given twice or in the wrong place); they are also the
+``ValueError`` of their parent, so either ``except`` catches them::
 
     NestflowError(Exception)
     ├─ DefinitionError(ValueError)        problems found when building pipelines
@@ -10,13 +13,15 @@ Each class also subclasses the built-in a caller would naturally catch, so
     │  ├─ DependencyError                 duplicate producers
     │  ├─ InvalidNameError
     │  ├─ InvalidNodeError                unsupported function signature
+    │  ├─ InvalidOptionError(TypeError)   a keyword option of the wrong type, value or place
     │  ├─ MappingError                    as_node mapping / map_over problems
     │  └─ ChainError                      chain builder wiring
     ├─ InputError(ValueError)             problems with the values given to run/map
     │  ├─ MissingInputError               .missing: {name: [node paths]}
     │  ├─ UnknownInputError
     │  ├─ UnknownOutputError
-    │  └─ MapInputError                   zip length mismatch, non-collection, bad map_over
+    │  ├─ MapInputError                   zip length mismatch, non-collection, bad map_over
+    │  └─ InvalidCallError(TypeError)     run/map called with arguments of the wrong shape
     ├─ NodeOutputError(TypeError)         tuple-output arity mismatch
     ├─ NodeTimeoutError(TimeoutError)
     ├─ SerializationError(TypeError)      value cannot travel to a worker
@@ -68,8 +73,10 @@ __all__ = [
     "GuardError",
     "ImportReferenceError",
     "InputError",
+    "InvalidCallError",
     "InvalidNameError",
     "InvalidNodeError",
+    "InvalidOptionError",
     "MapInputError",
     "MappingError",
     "MemoryLimitError",
@@ -127,6 +134,14 @@ class InvalidNodeError(DefinitionError):
     """A function's signature cannot be used as a node (``*args``, ``**kwargs``)."""
 
 
+class InvalidOptionError(DefinitionError, TypeError):
+    """A keyword option of ``@node``, ``Pipeline``, ``as_node`` or a backend is unusable.
+
+    Its type or value is wrong (``timeout=-1``, ``cache="path"``), or it belongs somewhere
+    else (``Pipeline(on_error=...)``: failure handling is set per node).
+    """
+
+
 class MappingError(DefinitionError):
     """An ``as_node`` mapping or ``map_over`` names something that does not exist."""
 
@@ -160,6 +175,14 @@ class UnknownOutputError(InputError):
 
 class MapInputError(InputError):
     """A mapped input is not a collection, or zipped collections differ in length."""
+
+
+class InvalidCallError(InputError, TypeError):
+    """``run`` or ``map`` was called with arguments of the wrong shape.
+
+    A positional argument that is not a mapping, a name given twice, or a keyword that is
+    set elsewhere (``run(on_error=...)``).
+    """
 
 
 # --- execution -------------------------------------------------------------------------------

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import keyword
+from typing import Final
 
 RULE = "names must be Python identifiers that are not keywords and do not start with '__'"
+
+CALL_KEYWORDS: Final = ("output_name", "output_nodes", "map_over", "map_mode")
+"""Keywords of ``run``/``map`` themselves; an input so named could never be passed by keyword."""
 
 
 def name_problem(name: object) -> str | None:
@@ -18,3 +22,13 @@ def name_problem(name: object) -> str | None:
     if name.startswith("__"):
         return f"`{name}` starts with '__'"
     return None
+
+
+def input_name_problem(name: object) -> str | None:
+    """``name_problem`` for an input, which also may not be a keyword of ``run``/``map``."""
+    if name in CALL_KEYWORDS:
+        return (
+            f"`{name}` is a keyword of run()/map() themselves ({', '.join(CALL_KEYWORDS)}), "
+            f"so run({name}=...) could never pass it as an input; rename it"
+        )
+    return name_problem(name)

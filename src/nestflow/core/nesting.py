@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from nestflow.core.names import RULE, name_problem
+from nestflow.core.names import RULE, input_name_problem, name_problem
 from nestflow.core.node import OnError
-from nestflow.errors import InvalidNameError, MappingError
+from nestflow.core.options import on_error_problem
+from nestflow.errors import InvalidNameError, InvalidOptionError, MappingError
 
 if TYPE_CHECKING:
     from nestflow.core.pipeline import Pipeline
@@ -67,8 +68,8 @@ class PipelineNode:
         visible = out_map if out_map is not None else {o: o for o in pipeline.outputs}
         mapped = _map_over_names(map_over)
         _check_map_over(node_name, mapped, inputs, map_mode)
-        if on_error not in ("raise", "continue"):
-            raise ValueError(f"on_error= must be 'raise' or 'continue', got {on_error!r}.")
+        if (problem := on_error_problem(on_error)) is not None:
+            raise InvalidOptionError(f"Invalid on_error= of nested node `{node_name}`: {problem}")
         self.__dict__.update(
             pipeline=pipeline,
             name=node_name,
@@ -125,7 +126,7 @@ def _check_input_mapping(node_name: str, pipeline: Pipeline, mapping: dict[str, 
     inner_inputs = pipeline.inputs
     problems = []
     for outer, inner in mapping.items():
-        if (problem := name_problem(outer)) is not None:
+        if (problem := input_name_problem(outer)) is not None:
             problems.append(f"outer name {problem}")
         if inner not in inner_inputs:
             line = (

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from nestflow.core.config import UNSET
-from nestflow.core.names import RULE, name_problem
+from nestflow.core.names import RULE, input_name_problem, name_problem
+from nestflow.core.options import check_node_options, misplaced_options
 from nestflow.errors import InvalidNameError, InvalidNodeError
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class Node:
         params = tuple(signature.parameters)
         outputs = _outputs_of(output_name, func_name, name)
         sources = dict(input_sources or {})
-        _check_options(func_name, cache, timeout, retries, on_error)
+        check_node_options(name or func_name, cache, timeout, retries, on_error)
         _check_names(name if name is not None else func_name, outputs, sources, params)
         fields: dict[str, Any] = {
             "func": func,
@@ -138,12 +139,8 @@ class Node:
 
     def with_options(self, **options: Any) -> Node:
         """A copy with some decorator options changed (same keywords as ``@node``)."""
-        unknown = sorted(set(options) - set(_OPTION_NAMES))
-        if unknown:
-            raise TypeError(
-                f"with_options() got unknown option(s) {', '.join(unknown)}; "
-                f"expected some of: {', '.join(_OPTION_NAMES)}."
-            )
+        unknown = {k: v for k, v in options.items() if k not in _OPTION_NAMES}
+        misplaced_options("with_options()", unknown, _OPTION_NAMES)
         merged = self._options()
         if "name" not in options and merged["name"] is None:
             merged.pop("name")
@@ -175,6 +172,13 @@ def _signature_of(func: Callable[..., Any], func_name: str) -> inspect.Signature
     variadic = [
         p.name for p in signature.parameters.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
+    if _is_async_generator(func):
+        raise InvalidNodeError(
+            f"Function `{func_name}` is an async generator (async def with yield); a node "
+            "returns one value per call, and a generator would reach downstream nodes as an "
+            "unconsumed async_generator object. Collect the items and return them, for "
+            "example `return [item async for item in source()]`, or return instead of yield."
+        )
     if variadic:
         raise InvalidNodeError(
             f"Function `{func_name}` takes variadic parameter(s) {', '.join(variadic)} "
@@ -213,9 +217,8 @@ def _check_names(
         hint = " Give it one with name='...'." if name == "<lambda>" else ""
         problems.append(f"node name: {problem}.{hint}")
     problems += [f"output name: {p}." for o in outputs if (p := name_problem(o)) is not None]
-    problems += [
-        f"input name: {p}." for s in sources.values() if (p := name_problem(s)) is not None
-    ]
+    wired = dict.fromkeys(sources.get(p, p) for p in params)
+    problems += [f"input name: {p}." for s in wired if (p := input_name_problem(s)) is not None]
     if len(set(outputs)) != len(outputs):
         problems.append(f"output names repeat: {outputs!r}.")
     unknown = sorted(set(sources) - set(params))
@@ -229,28 +232,9 @@ def _check_names(
         )
 
 
-def _check_options(
-    name: str, cache: object, timeout: object, retries: object, on_error: object
-) -> None:
-    if not isinstance(cache, bool):
-        raise TypeError(f"cache= of node `{name}` must be True or False, got {cache!r}.")
-    if timeout is not UNSET and timeout is not None and _not_positive_number(timeout):
-        raise ValueError(
-            f"timeout= of node `{name}` must be a positive number of seconds, None (no "
-            f"limit) or UNSET (inherit), got {timeout!r}."
-        )
-    if isinstance(retries, bool) or (isinstance(retries, int) and retries < 0):
-        raise ValueError(
-            f"retries= of node `{name}` must be an int >= 0 or a Retry(...), got {retries!r}."
-        )
-    if on_error not in ("raise", "continue"):
-        raise ValueError(
-            f"on_error= of node `{name}` must be 'raise' or 'continue', got {on_error!r}."
-        )
-
-
-def _not_positive_number(value: object) -> bool:
-    return isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+def _is_async_generator(func: Callable[..., Any]) -> bool:
+    call = vars(type(func)).get("__call__")
+    return inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(call)
 
 
 def _is_async(func: Callable[..., Any]) -> bool:

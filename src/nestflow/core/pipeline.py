@@ -7,13 +7,14 @@ pipeline may be shared by many parents and many concurrent runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Never, overload
 
 from nestflow.core.config import ASPECTS, UNSET
 from nestflow.core.names import RULE, name_problem
 from nestflow.core.nesting import MapMode, PipelineNode
 from nestflow.core.node import Node, OnError
+from nestflow.core.options import checked_config, misplaced_options
 from nestflow.errors import (
     CycleError,
     DependencyError,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from nestflow.runtime.report import Outputs
 
 AnyNode = Node | PipelineNode
+_AS_NODE_KEYWORDS = ("input_mapping", "output_mapping", "map_over", "map_mode", "name", "on_error")
 
 
 class Pipeline:
@@ -69,7 +71,9 @@ class Pipeline:
         callbacks: Sequence[PipelineCallback] | Unset | None = UNSET,
         timeout: float | Unset | None = UNSET,
         retries: int | Retry | Unset = UNSET,
+        **misplaced: Never,
     ) -> None:
+        misplaced_options("Pipeline()", misplaced, ("name", *ASPECTS))
         pipeline_name = "pipeline" if name is None else name
         if (problem := name_problem(pipeline_name)) is not None:
             raise InvalidNameError(f"Invalid pipeline name ({RULE}): {problem}.")
@@ -77,8 +81,13 @@ class Pipeline:
         ids = _assign_ids(members)
         graph = analyse([Shape(i, n.inputs, n.outputs) for i, n in zip(ids, members, strict=True)])
         _check_graph(pipeline_name, graph)
-        config = _checked_config(
-            backend=backend, cache=cache, callbacks=callbacks, timeout=timeout, retries=retries
+        config = checked_config(
+            f"pipeline `{pipeline_name}`",
+            backend=backend,
+            cache=cache,
+            callbacks=callbacks,
+            timeout=timeout,
+            retries=retries,
         )
         self.__dict__.update(nodes=members, node_ids=ids, name=pipeline_name, graph=graph)
         self.__dict__.update(config, bound_inputs={}, _memo={})
@@ -171,23 +180,23 @@ class Pipeline:
 
     def with_backend(self, backend: Backend | Unset) -> Pipeline:
         """A copy with another backend (``UNSET`` to inherit)."""
-        return self._copy(**_checked_config(backend=backend))
+        return self._copy(**checked_config(f"pipeline `{self.name}`", backend=backend))
 
     def with_cache(self, cache: Cache | Unset | None) -> Pipeline:
         """A copy with another cache (``None`` disables, ``UNSET`` inherits)."""
-        return self._copy(**_checked_config(cache=cache))
+        return self._copy(**checked_config(f"pipeline `{self.name}`", cache=cache))
 
     def with_callbacks(self, callbacks: Sequence[PipelineCallback] | Unset | None) -> Pipeline:
         """A copy with other callbacks (``[]`` disables, ``UNSET`` inherits)."""
-        return self._copy(**_checked_config(callbacks=callbacks))
+        return self._copy(**checked_config(f"pipeline `{self.name}`", callbacks=callbacks))
 
     def with_timeout(self, timeout: float | Unset | None) -> Pipeline:
         """A copy with another per-node timeout in seconds (``None`` for no limit)."""
-        return self._copy(**_checked_config(timeout=timeout))
+        return self._copy(**checked_config(f"pipeline `{self.name}`", timeout=timeout))
 
     def with_retries(self, retries: int | Retry | Unset) -> Pipeline:
         """A copy with another retry policy (``0`` disables, ``UNSET`` inherits)."""
-        return self._copy(**_checked_config(retries=retries))
+        return self._copy(**checked_config(f"pipeline `{self.name}`", retries=retries))
 
     def bind(self, **values: Any) -> Pipeline:
         """A copy with default values for some inputs; values given at run time still win."""
@@ -226,8 +235,10 @@ class Pipeline:
         map_mode: MapMode = "zip",
         name: str | None = None,
         on_error: OnError = "raise",
+        **misplaced: Never,
     ) -> PipelineNode:
         """This pipeline as a node of another, with renamed inputs/outputs and an optional map."""
+        misplaced_options("as_node()", misplaced, _AS_NODE_KEYWORDS)
         return PipelineNode(
             self,
             input_mapping=input_mapping,
@@ -439,64 +450,3 @@ def _check_graph(pipeline_name: str, graph: Graph) -> None:
     if kind is CycleError:
         raise CycleError(message, cycle=tuple(ids[i] for i in graph.cycle))
     raise kind(message)
-
-
-def _checked_config(**given: Any) -> dict[str, Any]:
-    """Check the configuration keywords given; ``UNSET`` is always accepted (inherit)."""
-    checks: dict[str, Callable[[Any], str | None]] = {
-        "backend": _backend_problem,
-        "cache": _cache_problem,
-        "callbacks": _callbacks_problem,
-        "timeout": _timeout_problem,
-        "retries": _retries_problem,
-    }
-    for aspect, value in given.items():
-        if value is not UNSET and (problem := checks[aspect](value)) is not None:
-            raise TypeError(f"Invalid {aspect}=: {problem}")
-    if given.get("callbacks", UNSET) is not UNSET:
-        given["callbacks"] = tuple(given["callbacks"] or ())
-    return given
-
-
-def _backend_problem(value: Any) -> str | None:
-    if all(hasattr(value, a) for a in ("label", "node_execution", "map_execution")):
-        return None
-    return (
-        f"expected a backend such as LocalBackend(...) or DaskBackend(...), got "
-        f"{type(value).__name__}: {value!r}."
-    )
-
-
-def _cache_problem(value: Any) -> str | None:
-    if value is None or hasattr(value, "label"):
-        return None
-    return f"expected a cache such as DiskCache(path) or None, got {type(value).__name__}."
-
-
-def _callbacks_problem(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        return f"expected a list of callbacks (or [] to disable), got {type(value).__name__}."
-    bad = [type(c).__name__ for c in value if not hasattr(c, "on_pipeline_start")]
-    if bad:
-        return f"expected PipelineCallback instances, got {', '.join(bad)}."
-    return None
-
-
-def _timeout_problem(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        return f"expected a positive number of seconds or None, got {value!r}."
-    return None
-
-
-def _retries_problem(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return f"expected an int >= 0 or Retry(...), got {value!r}."
-    if isinstance(value, int):
-        return None if value >= 0 else f"expected an int >= 0, got {value}."
-    if hasattr(value, "attempts"):
-        return None
-    return f"expected an int >= 0 or Retry(...), got {type(value).__name__}."

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Final, Literal
 
+from nestflow.errors import InvalidOptionError
+
 if TYPE_CHECKING:
     from nestflow.engines.local import LocalSession
 
@@ -14,7 +16,7 @@ MODES: Final = ("sequential", "threaded", "async", "parallel")
 
 def _check_mode(dimension: str, mode: object) -> None:
     if mode not in MODES:
-        raise ValueError(
+        raise InvalidOptionError(
             f"Unknown {dimension} mode {mode!r}. Expected one of: {', '.join(MODES)}; "
             f"for example LocalBackend({dimension}='threaded')."
         )
@@ -44,7 +46,7 @@ class LocalBackend:
         if max_workers is not None and (
             isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
         ):
-            raise ValueError(
+            raise InvalidOptionError(
                 f"max_workers must be an int >= 1 or None (a default per pool), got "
                 f"{max_workers!r}."
             )

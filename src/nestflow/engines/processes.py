@@ -12,6 +12,8 @@ import atexit
 import multiprocessing
 import os
 import queue
+import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -26,6 +28,16 @@ from nestflow.errors import BackendError
 
 IN_WORKER = False
 """True inside a nestflow worker process (daemonic: it cannot start processes of its own)."""
+
+WORKER_NAME = "nestflow-worker"
+"""The name of every worker process; a spawned child knows it is one while it starts."""
+
+UNGUARDED_EXIT = 78
+"""A worker's exit code when importing the main module made it start workers of its own
+(sysexits' EX_CONFIG: the script, not the call, needs fixing)."""
+
+_main_unguarded = False
+"""Set once a worker exited with ``UNGUARDED_EXIT``: no later worker can start either."""
 
 
 class WorkerTimeout(Exception):
@@ -127,28 +139,36 @@ class _Worker:
     def _start(self) -> Connection:
         pipe: tuple[Connection, Connection] = self._context.Pipe()
         parent, child = pipe
-        process = self._context.Process(target=_worker_main, args=(child,), daemon=True)
+        process = self._context.Process(
+            target=_worker_main, args=(child,), daemon=True, name=WORKER_NAME
+        )
         process.start()
         child.close()
         self._process, self._conn = process, parent
         return parent
 
     def call(self, payload: bytes, timeout: float | None) -> bytes:
+        if _main_unguarded:
+            raise unguarded_main_error()
         conn = self._conn if self._process is not None and self._process.is_alive() else None
         conn = conn or self._start()
-        conn.send_bytes(payload)
-        if not conn.poll(timeout):
-            self.stop()
-            raise WorkerTimeout
         try:
+            conn.send_bytes(payload)
+            if not conn.poll(timeout):
+                self.stop()
+                raise WorkerTimeout
             return conn.recv_bytes()
-        except EOFError:
-            code = self._process.exitcode if self._process is not None else None
-            self.stop()
-            raise BackendError(
-                f"A worker process died while running a call (exit code {code}). The pool "
-                "replaced it; the call itself is lost."
-            ) from None
+        except (EOFError, OSError):
+            raise self._lost() from None
+
+    def _lost(self) -> BackendError:
+        """The error for a worker that died: how it ended, read once it has been reaped."""
+        code = None
+        if self._process is not None:
+            self._process.join(5)
+            code = self._process.exitcode
+        self.stop()
+        return worker_lost(code)
 
     def stop(self) -> None:
         if self._process is not None:
@@ -163,6 +183,7 @@ class ProcessPool:
     """``size`` worker processes fed from one queue; a timed-out call kills only its worker."""
 
     def __init__(self, size: int) -> None:
+        _stop_if_bootstrapping()
         if IN_WORKER:
             raise BackendError("worker processes cannot start worker processes of their own")
         self.size = size
@@ -203,6 +224,64 @@ class ProcessPool:
             thread.join(10)
 
 
+def _stop_if_bootstrapping() -> None:
+    """In a worker still importing the main module, exit at once with ``UNGUARDED_EXIT``.
+
+    Spawned workers import the main module again; a script that runs its pipelines at
+    import time, with no ``if __name__ == "__main__":`` guard, would make every worker
+    start workers of its own. The parent reads the exit code and explains the guard;
+    a traceback printed here would be repeated by every worker.
+    """
+    process = multiprocessing.current_process()
+    if getattr(process, "_inheriting", False) and process.name == WORKER_NAME:
+        os._exit(UNGUARDED_EXIT)
+
+
+def worker_lost(code: int | None) -> BackendError:
+    """The error for a worker that died while running a call, from its exit code."""
+    global _main_unguarded
+    if code == UNGUARDED_EXIT:
+        _main_unguarded = True
+        return unguarded_main_error()
+    if code is not None and code < 0:
+        how = f"was killed by {_signal_name(-code)}"
+    else:
+        how = "ended" if code is None else f"exited with code {code}"
+    hint = (
+        " SIGKILL usually comes from the system's out-of-memory killer (or kill -9): check "
+        "the memory the node needs, or run fewer workers (LocalBackend(max_workers=...))."
+        if code == -signal.SIGKILL
+        else ""
+    )
+    return BackendError(
+        f"A worker process {how} while running a call. The pool replaced it; the call "
+        f"itself is lost.{hint}"
+    )
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def unguarded_main_error() -> BackendError:
+    """Worker processes cannot start because the main module runs pipelines on import."""
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    where = f"`{os.path.basename(script)}`" if script else "the main module"
+    return BackendError(
+        f"Worker processes cannot start: {where} runs a pipeline when it is imported. "
+        "'parallel' execution (LocalBackend(node_execution='parallel') or "
+        "map_execution='parallel') starts worker processes, and each one imports the main "
+        "module again, which would start the run again. Put the code that runs pipelines "
+        f'under a guard at the end of {where}:\n\n    if __name__ == "__main__":\n'
+        "        main()  # or the run itself\n\n"
+        "Nodes and pipelines may still be defined at module level. Or use 'threaded' "
+        "instead of 'parallel'."
+    )
+
+
 _pools: dict[int, ProcessPool] = {}
 _pools_lock = threading.Lock()
 
@@ -234,6 +313,10 @@ def decoded(reply: Future[bytes]) -> Future[Any]:
     def settle(done: Future[bytes]) -> None:
         try:
             result.set_result(decode(done.result()))
+        except BackendError as exc:
+            # A lost worker is reported by nestflow itself; the frames of the pool's feeder
+            # thread would only push the message further from the user's own call.
+            result.set_exception(exc.with_traceback(None))
         except BaseException as exc:
             result.set_exception(exc)
 

@@ -15,8 +15,6 @@ from nestflow.runtime.context import Level, RunState
 from nestflow.runtime.drivers import forced
 from nestflow.runtime.failure import cleaned
 from nestflow.runtime.inputs import (
-    MAP_OPTIONS,
-    RUN_OPTIONS,
     check_inputs,
     on_error_option,
     requested_outputs,
@@ -44,11 +42,10 @@ class _Call:
     __slots__ = ("bare", "is_map", "map_mode", "mapped", "on_error", "pipeline", "plan", "values")
 
     def __init__(
-        self, pipeline: Pipeline, positional: Any, kwargs: dict[str, Any], is_map: bool
+        self, pipeline: Pipeline, positional: Any, kwargs: dict[str, Any], method: str
     ) -> None:
-        values, opts = split_call(
-            pipeline, positional, dict(kwargs), MAP_OPTIONS if is_map else RUN_OPTIONS
-        )
+        is_map = method in ("map", "amap")
+        values, opts = split_call(pipeline, method, positional, dict(kwargs))
         requested, self.bare = requested_outputs(opts)
         self.pipeline = pipeline
         self.plan = plan_for(pipeline, requested)
@@ -60,7 +57,7 @@ class _Call:
             self.mapped = map_names(
                 opts.get("map_over"), pipeline.inputs, f"pipeline `{pipeline.name}`"
             )
-        check_inputs(pipeline, self.plan, values)
+        check_inputs(pipeline, method, self.plan, values)
         bound = pipeline.bound_inputs
         self.values = {**bound, **values} if bound else values
 
@@ -98,7 +95,7 @@ class _Call:
 
 def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once; see ``Pipeline.run``."""
-    call = _Call(pipeline, positional, kwargs, is_map=False)
+    call = _Call(pipeline, positional, kwargs, "run")
     state = RunState(pipeline.name)
     level = Level.root(state, compiled(call.plan, root_config(pipeline)))
     values = dict(call.values)
@@ -121,7 +118,7 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
 
 async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once on the caller's event loop."""
-    call = _Call(pipeline, positional, kwargs, is_map=False)
+    call = _Call(pipeline, positional, kwargs, "arun")
     state, level = call.root()
     values = dict(call.values)
     try:
@@ -150,7 +147,7 @@ def close(state: RunState, error: BaseException | None) -> None:
 
 def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once per item; see ``Pipeline.map``."""
-    call = _Call(pipeline, positional, kwargs, is_map=True)
+    call = _Call(pipeline, positional, kwargs, "map")
     state, level = call.root()
     try:
         if call.synchronous(level):
@@ -168,7 +165,7 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
 
 async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Map on the caller's event loop."""
-    call = _Call(pipeline, positional, kwargs, is_map=True)
+    call = _Call(pipeline, positional, kwargs, "amap")
     state, level = call.root()
     try:
         if call.synchronous(level):

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from nestflow.errors import InputError, MissingInputError, UnknownInputError
+from nestflow.core import calls
+from nestflow.core.calls import MAP_KEYWORDS, RUN_KEYWORDS
+from nestflow.errors import InputError, InvalidCallError, MissingInputError, UnknownInputError
 
 if TYPE_CHECKING:
     from nestflow.core.pipeline import Pipeline
     from nestflow.runtime.plan import LevelPlan
-
-RUN_OPTIONS = ("output_name", "output_nodes")
-MAP_OPTIONS = (*RUN_OPTIONS, "map_over", "map_mode", "on_error")
 
 
 def _names(names: Any) -> str:
@@ -21,27 +20,26 @@ def _names(names: Any) -> str:
 
 def split_call(
     pipeline: Pipeline,
+    method: str,
     positional: Mapping[str, Any] | None,
     kwargs: dict[str, Any],
-    options: tuple[str, ...],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Merge the positional mapping, ``inputs=`` and keyword inputs; split off the options."""
-    opts = {key: kwargs.pop(key) for key in options if key in kwargs}
+    """Merge the positional mapping, ``inputs=`` and keyword inputs; split off the
+    call's own keywords (``calls.RUN_KEYWORDS``, ``calls.MAP_KEYWORDS``)."""
+    keywords = MAP_KEYWORDS if method in ("map", "amap") else RUN_KEYWORDS
+    opts = {key: kwargs.pop(key) for key in keywords if key in kwargs}
     given_as_keyword = "inputs" in kwargs and "inputs" not in pipeline.inputs
     if given_as_keyword and isinstance(kwargs["inputs"], Mapping):
         if positional is not None:
-            raise TypeError("Inputs given twice: as a positional mapping and as inputs=.")
+            raise InvalidCallError(calls.inputs_twice(method))
         positional = kwargs.pop("inputs")
     if positional is None:
         return dict(kwargs), opts
     if not isinstance(positional, Mapping):
-        raise TypeError(
-            f"Inputs must be a mapping of names to values, got {type(positional).__name__}. "
-            "Call run({'x': 1}), run(x=1) or run(inputs={'x': 1})."
-        )
-    twice = sorted(set(positional) & set(kwargs))
+        raise InvalidCallError(calls.not_a_mapping(pipeline, method, positional))
+    twice = [name for name in kwargs if name in positional]
     if twice:
-        raise TypeError(f"Input(s) {_names(twice)} given twice: in the mapping and as keywords.")
+        raise InvalidCallError(calls.given_twice(method, twice))
     return {**positional, **kwargs}, opts
 
 
@@ -50,7 +48,10 @@ def requested_outputs(opts: Mapping[str, Any]) -> tuple[tuple[str, ...] | None, 
     output_name = opts.get("output_name")
     output_nodes = opts.get("output_nodes")
     if output_name is not None and output_nodes is not None:
-        raise TypeError("Give output_name or output_nodes, not both.")
+        raise InvalidCallError(
+            "Give output_name or output_nodes, not both: output_name='out' returns the "
+            "bare value, output_name=[...] or output_nodes=[...] a mapping of those outputs."
+        )
     if isinstance(output_name, str):
         return (output_name,), True
     chosen = output_name if output_name is not None else output_nodes
@@ -61,16 +62,18 @@ def requested_outputs(opts: Mapping[str, Any]) -> tuple[tuple[str, ...] | None, 
     try:
         names = tuple(chosen)
     except TypeError:
-        raise TypeError(
+        raise InvalidCallError(
             f"output_name/output_nodes take a name or a list of names, got {chosen!r}."
         ) from None
     bad = [n for n in names if not isinstance(n, str)]
     if bad or not names:
-        raise TypeError(f"output names must be a non-empty list of str, got {chosen!r}.")
+        raise InvalidCallError(f"output names must be a non-empty list of str, got {chosen!r}.")
     return tuple(dict.fromkeys(names)), False
 
 
-def check_inputs(pipeline: Pipeline, plan: LevelPlan, values: Mapping[str, Any]) -> None:
+def check_inputs(
+    pipeline: Pipeline, method: str, plan: LevelPlan, values: Mapping[str, Any]
+) -> None:
     """Reject published names, unknown names and missing required inputs, all levels at once."""
     published = [n for n in values if n in pipeline.graph.producers]
     if published:
@@ -82,6 +85,9 @@ def check_inputs(pipeline: Pipeline, plan: LevelPlan, values: Mapping[str, Any])
         raise InputError("\n".join(lines))
     unknown = [n for n in values if n not in pipeline.inputs]
     if unknown:
+        elsewhere = calls.misplaced(pipeline, method, unknown)
+        if elsewhere is not None:
+            raise InvalidCallError(elsewhere)
         raise UnknownInputError(
             f"No node of pipeline `{pipeline.name}` consumes {_names(unknown)}. "
             f"Its inputs are: {_names(pipeline.inputs)}. Check the spelling."
@@ -103,7 +109,7 @@ def check_inputs(pipeline: Pipeline, plan: LevelPlan, values: Mapping[str, Any])
 def on_error_option(value: Any) -> str:
     """``map(on_error=...)``: ``"raise"`` or ``"continue"``."""
     if value not in ("raise", "continue"):
-        raise ValueError(
+        raise InvalidCallError(
             f"on_error must be 'raise' (fail fast at the first failed item) or 'continue' (every "
             f"item runs; a failed item gives None at its position), got {value!r}."
         )

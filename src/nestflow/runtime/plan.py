@@ -8,15 +8,21 @@ pulls in only their ancestors.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node
-from nestflow.errors import UnknownOutputError
+from nestflow.errors import RecursionDepthError, UnknownOutputError
 
 if TYPE_CHECKING:
     from nestflow.core.pipeline import Pipeline
+
+MAX_NESTING_DEPTH = 100
+"""The deepest nested level a run may have (the root is depth 0). Compiling a level for a
+run (``runtime/step.py``) and running it still recurse once per level, so far deeper
+nesting would exhaust the interpreter's recursion limit mid-run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,8 @@ class LevelPlan:
     needs: dict[str, tuple[tuple[str, ...], ...]]
     """Required external input -> node paths (pipeline names then node id) that need it."""
     function_count: int
+    nesting: int = 0
+    """Levels of nested pipelines below this one, along its deepest chain (0: none)."""
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -60,11 +68,34 @@ class LevelPlan:
 
 def plan_for(pipeline: Pipeline, requested: tuple[str, ...] | None = None) -> LevelPlan:
     """The memoised plan computing ``requested`` (``None``: every output)."""
-    key = ("plan", requested)
-    found = pipeline.memo.get(key)
-    if found is None:
-        found = pipeline.memo[key] = _compile(pipeline, requested)
-    assert isinstance(found, LevelPlan)
+    found = _memoised(pipeline, requested)
+    if found is not None:
+        return found
+    # A level's plan needs the plans of its nested pipelines first. They are compiled with
+    # an explicit stack of suspended compilations rather than by recursion, so that the
+    # depth of nesting is bounded by memory, not by the interpreter's recursion limit.
+    stack = [(pipeline, requested, _compile(pipeline, requested))]
+    reply: LevelPlan | None = None
+    while stack:
+        level, wanted, compiling = stack[-1]
+        try:
+            child, child_wanted = compiling.send(reply)
+        except StopIteration as finished:
+            stack.pop()
+            if finished.value.nesting > MAX_NESTING_DEPTH:
+                raise _too_deep([p for p, _, _ in stack], finished.value) from None
+            reply = level.memo[("plan", wanted)] = finished.value
+            continue
+        reply = _memoised(child, child_wanted)
+        if reply is None:
+            stack.append((child, child_wanted, _compile(child, child_wanted)))
+    assert reply is not None
+    return reply
+
+
+def _memoised(pipeline: Pipeline, requested: tuple[str, ...] | None) -> LevelPlan | None:
+    found = pipeline.memo.get(("plan", requested))
+    assert found is None or isinstance(found, LevelPlan)
     return found
 
 
@@ -85,7 +116,12 @@ def check_outputs(pipeline: Pipeline, requested: tuple[str, ...]) -> None:
     raise UnknownOutputError("\n".join(lines) + f"\nAvailable outputs: {available}.")
 
 
-def _compile(pipeline: Pipeline, requested: tuple[str, ...] | None) -> LevelPlan:
+Compiling = Generator[tuple["Pipeline", tuple[str, ...]], "LevelPlan | None", "LevelPlan"]
+"""A level's compilation: it yields each nested (pipeline, outputs) it needs a plan for, is
+sent that plan back, and returns its own plan."""
+
+
+def _compile(pipeline: Pipeline, requested: tuple[str, ...] | None) -> Compiling:
     outputs = pipeline.outputs if requested is None else requested
     check_outputs(pipeline, outputs)
     assert pipeline.graph.order is not None
@@ -95,18 +131,25 @@ def _compile(pipeline: Pipeline, requested: tuple[str, ...] | None) -> LevelPlan
         member, node_id = pipeline.nodes[index], pipeline.node_ids[index]
         if not wanted.intersection(member.outputs):
             continue
-        step = _step(node_id, member, wanted)
+        if isinstance(member, Node):
+            step = Step(id=node_id, node=member, args=member.inputs, outs=member.outputs)
+        else:
+            child_outputs = tuple((i, o) for i, o in member.to_outer.items() if o in wanted)
+            child = yield member.pipeline, tuple(i for i, _ in child_outputs)
+            assert child is not None
+            step = _nested_step(node_id, member, child, child_outputs)
         wanted.update(step.args)
         steps.append(step)
     steps.reverse()
     return _level(pipeline, tuple(steps), tuple(outputs))
 
 
-def _step(node_id: str, member: Node | PipelineNode, wanted: set[str]) -> Step:
-    if isinstance(member, Node):
-        return Step(id=node_id, node=member, args=member.inputs, outs=member.outputs)
-    child_outputs = tuple((i, o) for i, o in member.to_outer.items() if o in wanted)
-    child = plan_for(member.pipeline, tuple(i for i, _ in child_outputs))
+def _nested_step(
+    node_id: str,
+    member: PipelineNode,
+    child: LevelPlan,
+    child_outputs: tuple[tuple[str, str], ...],
+) -> Step:
     to_outer = {inner: outer for outer, inner in member.to_inner.items()}
     child_inputs = tuple((to_outer[i], i) for i in child.inputs)
     # A mapped name is always consumed: it decides how many items there are.
@@ -141,6 +184,29 @@ def _level(pipeline: Pipeline, steps: tuple[Step, ...], outputs: tuple[str, ...]
         inputs=tuple(inputs),
         needs={name: tuple(paths) for name, paths in needs.items()},
         function_count=sum(1 for s in steps if s.is_function),
+        nesting=max((s.child.nesting + 1 for s in steps if s.child is not None), default=0),
+    )
+
+
+def _too_deep(outer: list[Pipeline], plan: LevelPlan) -> RecursionDepthError:
+    """The error for ``plan``, nested under the ``outer`` pipelines, being nested too deeply."""
+    chain = [p.name for p in outer]
+    level: LevelPlan | None = plan
+    while level is not None:
+        chain.append(level.name)
+        deepest = max(
+            (s.child for s in level.steps if s.child is not None),
+            key=lambda child: child.nesting,
+            default=None,
+        )
+        level = deepest
+    shown = chain if len(chain) <= 7 else [*chain[:3], "...", *chain[-3:]]
+    return RecursionDepthError(
+        f"Pipeline `{chain[0]}` nests pipelines {len(chain) - 1} levels deep "
+        f"({' > '.join(shown)}); a run supports nesting down to depth {MAX_NESTING_DEPTH} "
+        "(the root is depth 0). Flatten the structure: put the nodes of an inner pipeline "
+        "directly in its parent, Pipeline([*inner.nodes, ...]), instead of wrapping "
+        "pipelines in pipelines."
     )
 
 
