@@ -7,6 +7,7 @@ its result is discarded: ``NodeTimeoutError``, never published, never cached.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -95,3 +96,29 @@ def test_a_call_within_its_limit_is_kept() -> None:
         x=1
     )
     assert out["z"] == 2
+
+
+def test_a_worker_process_left_running_a_call_is_replaced(tmp_path: Path) -> None:
+    """A map item in a worker process whose node was abandoned at its deadline leaves a
+    thread there: the worker ends after sending the item back, and the next item gets a
+    fresh process, so the runaway call neither finishes nor holds the pool."""
+    started = tmp_path / "started"
+    finished = tmp_path / "finished"
+
+    @node(output_name="pid", timeout=0.3)
+    def work(x: int) -> int:
+        if x == 0:
+            started.write_text(str(os.getpid()))
+            time.sleep(20)
+            finished.write_text("the abandoned call finished")
+        return os.getpid()
+
+    backend = LocalBackend(map_execution="parallel", max_workers=1)
+    out = Pipeline([work], name="p", backend=backend).map(
+        x=[0, 1, 2], map_over="x", on_error="continue"
+    )
+    first = int(started.read_text())
+    assert out["pid"][0] is None
+    assert out["pid"][1] != first, "the item after the runaway call ran in a new process"
+    assert out["pid"][1] == out["pid"][2], "a worker without a runaway call is kept"
+    assert not finished.exists()

@@ -53,15 +53,28 @@ class RemoteFailure:
     traceback: str
 
 
+RETIRING = b"\0retiring"
+"""Sent before a reply by a worker that ends after it: a call it ran was abandoned at its
+deadline and still runs a thread there (``executors.runaway``). No reply (a pickle) is
+ever equal to it."""
+
+
 def _worker_main(conn: Connection) -> None:
     global IN_WORKER
     IN_WORKER = True
+    from nestflow.engines import executors
+
     while True:
         try:
             payload = conn.recv_bytes()
         except EOFError:
             return
-        conn.send_bytes(_execute(payload))
+        reply = _execute(payload)
+        if executors.runaway():
+            conn.send_bytes(RETIRING)
+            conn.send_bytes(reply)
+            return  # the runaway thread ends with this process; the pool starts another
+        conn.send_bytes(reply)
 
 
 def _execute(payload: bytes) -> bytes:
@@ -79,6 +92,8 @@ def _execute(payload: bytes) -> bytes:
 
 
 def _dump_error(exc: BaseException, result_type: str | None = None) -> bytes:
+    if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
+        exc.__traceback__ = exc.__traceback__.tb_next  # from the called function on
     text = "".join(traceback.format_exception(exc))
     if result_type is not None:
         failure = RemoteFailure("SerializationError", f"result of type {result_type}: {exc}", text)
@@ -108,8 +123,21 @@ def decode(message: bytes) -> Any:
         except Exception:
             error = None
         if isinstance(error, BaseException):
+            if error.__cause__ is None:  # the worker's frames, as concurrent.futures shows them
+                error.__cause__ = RemoteTraceback(failure.traceback)
             raise error
     raise _Unrebuildable(failure)
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (its ``__cause__``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
 
 
 class _Unsendable(Exception):
@@ -157,7 +185,11 @@ class _Worker:
             if not conn.poll(timeout):
                 self.stop()
                 raise WorkerTimeout
-            return conn.recv_bytes()
+            reply = conn.recv_bytes()
+            if reply == RETIRING:  # the worker ends after this reply; the next call starts one
+                reply = conn.recv_bytes()
+                self.stop()
+            return reply
         except (EOFError, OSError):
             raise self._lost() from None
 
