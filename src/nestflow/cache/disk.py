@@ -4,6 +4,8 @@ Layout of ``path``::
 
     cache.sqlite3             entries (signature -> CacheEntry), blobs (key -> bytes <= 64 KiB)
     blobs/<2 hex>/<key>       values over 64 KiB, one file each (the key's last two digits)
+    generation                a token renewed by clear, prune and repair (see ``folder``)
+    cache.sqlite3.corrupt-*   damaged databases set aside (see ``sqlite``), kept for a look
 
 Deliberate deviation from SPEC 8.5, which puts every blob in a file: values of at most 64 KiB
 are stored inline, in a ``blobs`` table of the same database, written in the same transaction
@@ -110,6 +112,8 @@ class DiskMetaStore:
             conn.executemany(_PUT_ENTRY, [_entry_row(entry) for entry in entries])
 
     def delete(self, signature: str) -> None:
+        if self.database.read_only:  # the damaged entry stays; nothing here can remove it
+            return
         with self.database.transaction() as conn:
             conn.execute(
                 "DELETE FROM entries WHERE id = ? AND signature = ?",
@@ -119,6 +123,11 @@ class DiskMetaStore:
     def clear(self) -> None:
         with self.database.transaction() as conn:
             conn.execute("DELETE FROM entries")
+        self.database.renew_generation()
+
+    def generation(self) -> str:
+        """The cache folder's generation token (``Cache.refresh`` reads it once per run)."""
+        return self.database.generation()
 
     def stats(self) -> dict[str, int]:
         rows = self.database.query("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries")
@@ -184,6 +193,8 @@ class DiskBlobStore:
                     raise
 
     def delete(self, key: str) -> None:
+        if self.database.read_only:
+            return
         with self.database.transaction() as conn:
             conn.execute("DELETE FROM blobs WHERE key = ?", (key,))
         with self.database.failures("delete a value file"):
@@ -233,7 +244,7 @@ class CodeAnalyses:
         """Write the analyses made since the last flush."""
         with self._lock:
             new, self._new = self._new, {}
-        if not new:
+        if not new or self.database.read_only:
             return
         with suppress(CacheStoreError, sqlite3.Error), self.database.transaction() as conn:
             conn.executemany(_PUT_CODE, list(new.items()))
@@ -336,9 +347,15 @@ class DiskCache(Cache):
             with suppress(CacheMiss):
                 values[signature] = self.read_apart(signature, blob_key)
 
-    def _write(self, batch: list[tuple[CacheEntry, bytes]]) -> None:
+    def _write(self, batch: list[tuple[CacheEntry, bytes]]) -> bool:
         # Files first, then inline values and entries in one transaction: a crash at any
         # point leaves either no entry or an entry whose value is complete.
+        database = self._database
+        database.connection()  # opened first: a read-only folder shows before any file write
+        if database.read_only:  # said once, when opened; strict callers get an error
+            if self.strict:
+                raise database.read_only_error("store values")
+            return False
         blobs = self._blobs
         assert isinstance(blobs, DiskBlobStore)
         blobs.write_files([(e.blob_key, data) for e, data in batch if len(data) > INLINE_LIMIT])
@@ -346,6 +363,7 @@ class DiskCache(Cache):
         with self._database.transaction() as conn:
             conn.executemany(_PUT_BLOB, inline)
             conn.executemany(_PUT_ENTRY, [_entry_row(entry) for entry, _ in batch])
+        return True
 
     def prune(self, older_than: float | None = None, max_bytes: int | None = None) -> int:
         """Remove entries, oldest first; returns how many were removed.
@@ -372,6 +390,8 @@ class DiskCache(Cache):
             files = conn.execute("SELECT blob_key FROM entries WHERE size > ?", (INLINE_LIMIT,))
             referenced = {key for (key,) in files}
         self._remove_files([row[1] for row in doomed], referenced)
+        if doomed:  # other processes may remember removed entries: they drop them next run
+            self._database.renew_generation()
         with self._lock:
             self._known.clear()
         return len(doomed)

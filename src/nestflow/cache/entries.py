@@ -16,12 +16,16 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+from nestflow.errors import CacheStoreError
+
 __all__ = [
     "PICKLE_PROTOCOL",
     "BlobStore",
     "CacheEntry",
     "CacheMiss",
+    "Generations",
     "MetaStore",
+    "StoreReplaced",
     "blob_problem",
     "checksum_of",
     "new_blob_key",
@@ -52,6 +56,14 @@ class CacheMiss(Exception):
     """Internal signal: the entry cannot be used (it was reported and deleted); recompute."""
 
 
+class StoreReplaced(CacheStoreError):
+    """Internal signal: the store found its storage damaged, set it aside and started afresh.
+
+    Raised by a write that met the damage; the operation may be retried at once, on the fresh
+    storage. Anyone not expecting it sees a ``CacheStoreError`` that says what happened.
+    """
+
+
 class MetaStore(Protocol):
     """Signature -> :class:`CacheEntry`; consulted for every hit/miss decision, so batched."""
 
@@ -69,6 +81,21 @@ class MetaStore(Protocol):
 
     def stats(self) -> dict[str, int]:
         """``{"entries": count, "bytes": total blob size}``."""
+
+
+class Generations(Protocol):
+    """Optional for a MetaStore that other processes can clear, replace or evict from.
+
+    ``Cache`` keeps a memory front (entries known to be present, small values written lately)
+    that is only right while the store keeps what it had. Once per run, ``Cache.refresh`` asks
+    the store for its generation and drops the front when it changed, so a store cleared
+    elsewhere gives misses and re-stores in every process from the next run on.
+    """
+
+    def generation(self) -> str:
+        """A token that changes whenever stored entries may have gone (cleared, replaced,
+        evicted); ``clear()`` changes it once everything is gone. Read once per run: keep it
+        to one cheap read."""
 
 
 class BlobStore(Protocol):

@@ -10,10 +10,14 @@ __all__ = ["MemoryBlobStore", "MemoryMetaStore"]
 
 
 class MemoryMetaStore:
-    """A MetaStore in a dict: for tests and caches that live as long as one process."""
+    """A MetaStore in a dict: for tests and caches that live as long as one process.
+
+    Several ``Cache`` objects may share one; ``generation`` tells them when another cleared it.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[str, CacheEntry] = {}
+        self._generation = 0
 
     def get_many(self, signatures: Sequence[str]) -> dict[str, CacheEntry]:
         entries = self._entries
@@ -27,6 +31,11 @@ class MemoryMetaStore:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._generation += 1
+
+    def generation(self) -> str:
+        """How many times the store was cleared, as a token."""
+        return str(self._generation)
 
     def stats(self) -> dict[str, int]:
         entries = list(self._entries.values())

@@ -1,13 +1,20 @@
 """RedisCache: entries and values as strings in a Redis server (extra ``redis``).
 
 Keys live under a prefix: ``<prefix>:entry:<signature>`` holds an entry's fields as a JSON
-list and ``<prefix>:blob:<key>`` its value. A flush writes each chunk of entries in one
-MULTI/EXEC transaction, every value before its entry, so a reader never sees an entry without
-its value; ``ttl`` (seconds) applies to both. A lookup is one MGET per chunk of 500
-signatures: one command to pack and one array to parse, where a hash per entry cost a command
-each. Any Redis error becomes a ``CacheStoreError``, which ``Cache`` turns into one warning
-and misses (or raises, with ``strict=True``). The extra installs ``hiredis``, which parses
-replies in C.
+list, ``<prefix>:blob:<key>`` its value, and ``<prefix>:generation`` a token that ``clear``
+renews. A flush writes each chunk of entries in one MULTI/EXEC transaction, every value
+before its entry, so a reader never sees an entry without its value; ``ttl`` (seconds)
+applies to both. A lookup is one MGET per chunk of 500 signatures: one command to pack and
+one array to parse, where a hash per entry cost a command each. Any Redis error becomes a
+``CacheStoreError``, which ``Cache`` turns into one warning and misses (or raises, with
+``strict=True``). The extra installs ``hiredis``, which parses replies in C.
+
+A Redis server drops keys by itself (``maxmemory`` eviction, ``ttl`` expiry, ``FLUSHALL``), so
+the generation ``Cache.refresh`` reads once per run (one round trip) is the token together
+with the server's count of evicted keys (and of expired ones when the cache has a ttl): any
+of them moving makes every process drop what it remembers. A token gone is made anew, which
+reads as a change. A value missing under a present entry is counted, not warned about one by
+one: ``Cache.end_run`` gives one summary per run.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ T = TypeVar("T")
 CHUNK = 500
 _GLOB = re.compile(r"([*?\[\]\\])")
 _ENTRY = "entry"  # the key kind of entries (``<prefix>:entry:<signature>``)
+
+
+def _new_token() -> str:
+    return os.urandom(8).hex()
 
 
 def _import_redis() -> Any:
@@ -94,6 +105,14 @@ class RedisConnection:
         redis = _import_redis()
         try:
             return call(self._client_here())
+        except redis.exceptions.OutOfMemoryError as exc:
+            raise CacheStoreError(
+                f"RedisCache could not {action} at {self.safe_url}: the server is full "
+                f"({type(exc).__name__}: {exc}). Expected room for new values: a server at its "
+                "maxmemory refuses writes unless its maxmemory-policy evicts. Fix: raise "
+                "maxmemory, or set maxmemory-policy to allkeys-lru (evicted values are then "
+                "recomputed, with one warning per run), or set ttl= on the cache."
+            ) from exc
         except redis.RedisError as exc:
             raise CacheStoreError(
                 f"RedisCache could not {action} at {self.safe_url}: {type(exc).__name__}: {exc}. "
@@ -115,6 +134,7 @@ class _Keys:
         self.prefix = prefix
         self.ttl_ms = None if ttl is None else max(1, round(ttl * 1000))
         self.pattern = _GLOB.sub(r"\\\1", prefix)  # the prefix, escaped for SCAN MATCH
+        self.generation = f"{prefix}:generation"
 
     def meta(self, signature: str) -> str:
         return f"{self.prefix}:{_ENTRY}:{signature}"
@@ -162,6 +182,14 @@ def _entry(signature: str, packed: bytes | None) -> CacheEntry | None:
         return None
 
 
+def _dropped(stats: object, expiring: bool) -> str:
+    """The server's counts of keys it dropped by itself, from INFO stats ("?" if refused)."""
+    if not isinstance(stats, dict):
+        return "?"
+    evicted = stats.get("evicted_keys", "?")
+    return f"{evicted}/{stats.get('expired_keys', '?')}" if expiring else f"{evicted}"
+
+
 class RedisMetaStore:
     """Entries as strings ``<prefix>:entry:<signature>`` (a JSON list of the fields)."""
 
@@ -203,6 +231,28 @@ class RedisMetaStore:
     def clear(self) -> None:
         self.keys.delete_matching(_ENTRY)
         self.keys.delete_matching("meta")  # entries kept as hashes by earlier versions
+        key = self.keys.generation
+        self.keys.connection.run("renew the cache generation", lambda c: c.set(key, _new_token()))
+
+    def generation(self) -> str:
+        """The token and the server's eviction count, read in one round trip (once per run)."""
+        key, expiring = self.keys.generation, self.keys.ttl_ms is not None
+
+        def read(client: Any) -> str:
+            pipe = client.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.info("stats")  # may be refused (a renamed command): then the token alone
+            token, stats = pipe.execute(raise_on_error=False)
+            if isinstance(token, Exception):
+                raise token
+            if token is None:  # never made, or gone: FLUSHALL, a restart, evicted
+                made = _new_token()
+                token = made if client.set(key, made, nx=True) else client.get(key) or made
+            if isinstance(token, bytes):
+                token = token.decode("ascii", "replace")
+            return f"{token} {_dropped(stats, expiring)}"
+
+        return self.keys.connection.run("read the cache generation", read)
 
     def stats(self) -> dict[str, int]:
         def count(client: Any) -> dict[str, int]:
@@ -291,6 +341,8 @@ class RedisCache(Cache):
         per outage and running without the cache.
     """
 
+    evicts = True  # maxmemory eviction and ttl expiry drop values: one summary per run
+
     def __init__(
         self,
         url: str = "redis://localhost:6379/0",
@@ -312,7 +364,7 @@ class RedisCache(Cache):
             label=f"RedisCache({keys.connection.safe_url})",
         )
 
-    def _write(self, batch: list[tuple[CacheEntry, bytes]]) -> None:
+    def _write(self, batch: list[tuple[CacheEntry, bytes]]) -> bool:
         meta, blobs = self._meta, self._blobs
         assert isinstance(meta, RedisMetaStore)
         assert isinstance(blobs, RedisBlobStore)
@@ -326,3 +378,4 @@ class RedisCache(Cache):
                 pipe.execute()
 
         meta.keys.connection.run("write entries", write)
+        return True

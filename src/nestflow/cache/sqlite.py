@@ -2,7 +2,20 @@
 
 Connections are opened in WAL mode with a busy timeout, prepared (tables created) with
 retries while other processes open the same file, reopened after a fork (inherited ones are
-parked, never closed), and closed with their thread. Errors become ``CacheStoreError``.
+parked, never closed), and closed with their thread. Errors become ``CacheStoreError``, except
+for three kinds of trouble, which heal:
+
+* A damaged file (SQLite says "file is not a database" or "database disk image is
+  malformed": a bad header, garbage, truncation) is moved aside to
+  ``cache.sqlite3.corrupt-<time>`` with one ``CacheWarning`` naming it, and a fresh database
+  takes its place. A read that met the damage is retried on it; a write raises
+  ``StoreReplaced``, which ``Cache`` retries.
+* A folder this process cannot write to is opened read-only, with one ``CacheWarning`` saying
+  nothing will be stored: ``mode=ro`` while a writer's ``-shm`` index exists, else
+  ``immutable=1`` (the file is complete). A read-only connection is reopened once per run,
+  so a writer that started, or write access given back, shows from the next run on.
+* When the folder's generation marker changes (cleared, or the file replaced, elsewhere),
+  every thread reconnects at its next use, so no connection stays on a moved or deleted file.
 """
 
 from __future__ import annotations
@@ -12,19 +25,33 @@ import re
 import sqlite3
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from nestflow.errors import CacheStoreError
+from nestflow.cache.entries import StoreReplaced
+from nestflow.cache.folder import (
+    folder_lock,
+    move_aside,
+    read_generation,
+    renew_generation,
+    unwritable,
+)
+from nestflow.errors import CacheStoreError, CacheWarning
 
-__all__ = ["BUSY_TIMEOUT", "SqliteDatabase"]
+__all__ = ["BUSY_TIMEOUT", "DATABASE", "SqliteDatabase"]
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another one
 MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: pages are the file's, shared
+DATABASE = "cache.sqlite3"
+RETIRED_KEPT = 4  # sets of replaced connections kept until their threads close them
 _KEY = re.compile(r"[0-9A-Za-z_][0-9A-Za-z_.-]*")
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+# What a read-only open of a WAL database says when there is no -shm index and none can be made.
+_NO_INDEX = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -60,13 +87,42 @@ def _prepare(conn: sqlite3.Connection, deadline: float) -> None:
             time.sleep(0.005)
 
 
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code of ``exc`` (0 when it has none)."""
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` is now (device, inode), or None when it is missing."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _connect(database: str | Path, *, uri: bool = False) -> sqlite3.Connection:
+    return sqlite3.connect(
+        database,
+        timeout=BUSY_TIMEOUT,
+        isolation_level=None,
+        check_same_thread=False,  # closed from other threads by close() and GC
+        uri=uri,
+    )
+
+
 class _Handle:
-    """Owns one thread's connection, so it closes when the thread's local storage goes away."""
+    """Owns one thread's connection, so it closes when the thread's local storage goes away.
 
-    __slots__ = ("__weakref__", "conn")
+    ``identity`` is the file the connection opened: a damaged file is moved aside only while
+    it is still the one at the database's path (another thread or process may have moved it).
+    """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    __slots__ = ("__weakref__", "conn", "identity")
+
+    def __init__(self, conn: sqlite3.Connection, identity: tuple[int, int] | None) -> None:
         self.conn: sqlite3.Connection | None = conn
+        self.identity = identity
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
@@ -82,19 +138,28 @@ class SqliteDatabase:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self.path = self.root / DATABASE
+        self._told_read_only = False
         self._reset()
 
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._local = threading.local()
+        self._retired: list[threading.local] = []  # connections of files since replaced
         self._handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
         self._handles_lock = threading.Lock()
+        self._salvage_lock = threading.Lock()
+        self._token: str | None = None
+        self.read_only = False
+        """Whether the last connection opened is read-only (the folder cannot be written)."""
 
     def __getstate__(self) -> dict[str, Path]:
         return {"root": self.root}
 
     def __setstate__(self, state: dict[str, Path]) -> None:
         self.root = state["root"]
+        self.path = self.root / DATABASE
+        self._told_read_only = False
         self._reset()
 
     def connection(self) -> sqlite3.Connection:
@@ -108,37 +173,173 @@ class SqliteDatabase:
         current: _Handle | None = getattr(self._local, "handle", None)
         conn = None if current is None else current.conn
         if conn is None:
-            conn = self._open()
-            current = _Handle(conn)
-            self._local.handle = current
-            with self._handles_lock:
-                self._handles.add(current)
+            conn = self._connect_here()
         return conn
 
-    def _open(self) -> sqlite3.Connection:
+    def _connect_here(self) -> sqlite3.Connection:
+        for retired in self._retired:  # this thread's connection to a file since replaced
+            old: _Handle | None = getattr(retired, "handle", None)
+            if old is not None:
+                old.close()
+        conn, identity = self._open()
+        current = _Handle(conn, identity)
+        self._local.handle = current
+        with self._handles_lock:
+            self._handles.add(current)
+        return conn
+
+    def _open(self) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
         with self.failures("open its database"):
             self.root.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.root / "cache.sqlite3",
-                timeout=BUSY_TIMEOUT,
-                isolation_level=None,
-                check_same_thread=False,  # closed from other threads by close() and GC
-            )
+            reason = unwritable(self.root, self.path)
+            if reason is not None:
+                return self._open_read_only(reason), None
+            self.read_only = False
+            identity = _identity(self.path)
             try:
-                conn.execute("PRAGMA synchronous = NORMAL")
-                # Reads through a memory map: lookups spread over a big cache stay cheap.
-                conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-                _prepare(conn, time.monotonic() + BUSY_TIMEOUT)
-            except BaseException:
-                conn.close()
-                raise
+                return self._open_prepared(), identity or _identity(self.path)
+            except sqlite3.DatabaseError as exc:
+                if _code(exc) not in _DAMAGED:
+                    raise
+                self._salvage(identity, exc)
+            return self._open_prepared(), _identity(self.path)
+
+    def _open_prepared(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # Reads through a memory map: lookups spread over a big cache stay cheap.
+            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+            _prepare(conn, time.monotonic() + BUSY_TIMEOUT)
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _open_read_only(self, reason: str) -> sqlite3.Connection:
+        self.read_only = True
+        if not self.path.exists():
+            self._tell_read_only(f"{reason}, and it holds no database yet, so every lookup misses")
+            conn = _connect(":memory:")
+            conn.executescript(_SCHEMA)
+            return conn
+        self._tell_read_only(reason)
+        uri = self.path.absolute().as_uri()
+        conn = _connect(f"{uri}?mode=ro", uri=True)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the WAL index
+            return conn
+        except sqlite3.Error as exc:
+            conn.close()
+            if _code(exc) in _DAMAGED:
+                self._salvage(None, exc)
+            if _code(exc) not in _NO_INDEX:
+                raise
+        # No writer has it open (no -shm) and none can be made here: read the file as it is,
+        # which is complete unless its log holds writes not yet copied into it.
+        log = Path(f"{self.path}-wal")
+        if log.exists() and log.stat().st_size > 0:
+            raise CacheStoreError(
+                f"DiskCache at '{self.root}' cannot read its database read-only: '{log.name}' "
+                "holds writes that only a process able to write the folder can apply. Expected "
+                "a database closed cleanly before the folder was made read-only. Fix: run "
+                "anything on the cache once with write access, then make it read-only again."
+            )
+        return _connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+    def read_only_error(self, action: str) -> CacheStoreError:
+        """The error saying that ``action`` is impossible in a read-only folder."""
+        return CacheStoreError(
+            f"DiskCache at '{self.root}' could not {action}: it is read-only for this process. "
+            "Expected a folder this process can write to. Fix: make the folder and its files "
+            "writable, or point the cache at a writable folder."
+        )
+
+    def _tell_read_only(self, reason: str) -> None:
+        with self._handles_lock:
+            told, self._told_read_only = self._told_read_only, True
+        if not told:
+            warnings.warn(
+                CacheWarning(
+                    f"DiskCache at '{self.root}' is read-only for this process ({reason}): "
+                    "cached values are served, but nothing new will be stored. Expected a "
+                    "folder this process can write to. Fix: make the folder and its files "
+                    "writable (or mount it read-write) to store again, or point the cache at "
+                    "a writable folder."
+                ),
+                stacklevel=2,
+            )
+
+    # --- healing ---------------------------------------------------------------------------
+
+    def generation(self) -> str:
+        """The folder's generation token. When it changed, every thread reconnects; so does a
+        read-only connection, which may have frozen the file (``immutable``) or outlived the
+        folder's being read-only."""
+        token = read_generation(self.root)
+        if (token != self._token and self._token is not None) or self.read_only:
+            self._retire()
+        self._token = token
+        return token
+
+    def renew_generation(self) -> None:
+        """Give the folder a new generation: other processes drop what they remember of it."""
+        with self.failures("renew its generation marker"):
+            self._token = renew_generation(self.root)
+
+    def _retire(self) -> None:
+        """Make every thread open a new connection at its next use (the file was replaced).
+
+        Each thread closes its old connection when it opens the new one. Older sets are let
+        go (their idle connections close with them): a query in progress holds a connection
+        of the latest set, never of one retired several runs ago.
+        """
+        with self._handles_lock:
+            self._retired = [*self._retired[-RETIRED_KEPT + 1 :], self._local]
+            self._local = threading.local()
+
+    def _salvage_here(self, exc: sqlite3.Error) -> None:
+        current: _Handle | None = getattr(self._local, "handle", None)
+        identity = None if current is None else current.identity
+        if current is not None:
+            current.close()
+        self._salvage(identity, exc)
+
+    def _salvage(self, identity: tuple[int, int] | None, exc: sqlite3.Error) -> None:
+        """Move the damaged database aside (once across threads and processes) and say so."""
+        if self.read_only:
+            raise CacheStoreError(
+                f"DiskCache at '{self.root}' found its database damaged ({type(exc).__name__}: "
+                f"{exc}) and cannot set it aside: the folder is read-only for this process. "
+                f"Expected a valid SQLite database at '{self.path}'. Fix: delete that file, or "
+                "make the folder writable so the cache can move it aside and start afresh."
+            ) from exc
+        moved = None
+        aside = self.failures("set its damaged database aside")
+        with self._salvage_lock, aside, folder_lock(self.root):
+            if identity is not None and _identity(self.path) == identity:
+                moved = move_aside(self.path)
+                self._token = renew_generation(self.root)
+        self._retire()
+        if moved is not None:
+            warnings.warn(
+                CacheWarning(
+                    f"DiskCache at '{self.root}': its database was damaged "
+                    f"({type(exc).__name__}: {exc}) and was moved aside to '{moved}'; a fresh, "
+                    "empty database replaces it, so values cached before are recomputed and "
+                    f"stored again. Expected a valid SQLite database at '{self.path}'. Fix: "
+                    "nothing is needed to go on; check the disk (or whatever else writes into "
+                    "the cache folder), and delete the moved file when done with it."
+                ),
+                stacklevel=2,
+            )
 
     def close(self) -> None:
         """Close every connection of this process; the next use opens new ones."""
         if self._pid == os.getpid():
             with self._handles_lock:
                 handles = list(self._handles)
+                self._retired.clear()
             for handle in handles:
                 handle.close()
 
@@ -162,25 +363,47 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken up front so concurrent writers queue instead of failing."""
+        """One write transaction, taken up front so concurrent writers queue instead of failing.
+
+        Raises ``StoreReplaced`` when it met a damaged file (moved aside by then): the caller
+        may retry at once, on the fresh database.
+        """
         conn = self.connection()
+        if self.read_only:
+            raise self.read_only_error("write")
         with self.failures("write"):
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # A failed COMMIT (disk full, I/O error) can leave the transaction open,
-                # holding the write lock: roll back so the connection stays usable.
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT (disk full, I/O error) can leave the transaction open,
+                    # holding the write lock: roll back so the connection stays usable.
+                    if conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            conn.rollback()
+                    raise
+            except sqlite3.DatabaseError as exc:
+                if _code(exc) not in _DAMAGED:
+                    raise
+                self._salvage_here(exc)
+                raise StoreReplaced(
+                    f"DiskCache at '{self.root}' could not write: its database was damaged and "
+                    "has been replaced by a fresh one. Retry the write."
+                ) from exc
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        """Rows of one read statement."""
+        """Rows of one read statement; a damaged file is set aside and the read retried."""
         conn = self.connection()
         try:  # not `with self.failures(...)`: this runs for every lookup, and try is cheaper
             return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            if _code(exc) not in _DAMAGED:
+                raise self.error("read", exc) from exc
+            self._salvage_here(exc)
+        try:
+            return self.connection().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self.error("read", exc) from exc
 

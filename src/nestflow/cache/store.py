@@ -10,7 +10,9 @@ when a value is needed. :class:`Cache` adds what every pair of stores needs, wri
   at a missing blob and a store pays one round trip per batch instead of one per value;
 * an in-process index of entries known to be present (this process's writes and earlier hits),
   so a warm run asks the store only about signatures it has not seen yet (an entry another
-  process removed meanwhile then shows up as a missing value: one warning and a recompute);
+  process removed meanwhile then shows up as a missing value: one warning and a recompute).
+  This memory front is checked once per run by :meth:`Cache.refresh`: a store cleared,
+  replaced or evicted from elsewhere changes its generation, and the front is dropped;
 * degraded operation: when a store cannot be reached, every operation becomes a miss or a no-op
   with one ``CacheWarning`` per failure episode, or raises ``CacheStoreError`` with
   ``strict=True``.
@@ -34,11 +36,13 @@ from nestflow.cache.entries import (
     CacheEntry,
     CacheMiss,
     MetaStore,
+    StoreReplaced,
     blob_problem,
     checksum_of,
     new_blob_key,
     serialize,
 )
+from nestflow.cache.evictions import EvictionTally
 from nestflow.errors import CacheStoreError, CacheWarning
 
 __all__ = [
@@ -69,10 +73,16 @@ class Cache:
     first use. ``clock`` (default ``time.time``) stamps entries and ``retry_interval`` (seconds)
     is how long an unreachable store is left alone before the next attempt; both can be set
     per instance.
+
+    The runtime calls :meth:`refresh` once per run before the first lookup, and
+    :meth:`end_run` once the run is over.
     """
 
     clock: Callable[[], float] = time.time
     retry_interval: float = 1.0
+    evicts: bool = False
+    """Whether the store drops values by design (memory limits, expiry): a value missing under
+    a present entry is then counted into one summary per run instead of warned about alone."""
 
     def __init__(
         self,
@@ -103,6 +113,8 @@ class Cache:
         self._recent_bytes = 0
         self._failing = False
         self._retry_at = 0.0
+        self._generation: str | None = None
+        self._evicted = EvictionTally()
 
     @property
     def meta(self) -> MetaStore:
@@ -116,6 +128,45 @@ class Cache:
 
     def __repr__(self) -> str:
         return self.label
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Called by the runtime once per run, before the first lookup; drops the memory front
+        if the store was cleared elsewhere.
+
+        The front (entries known to be present, small values written lately) spares the
+        store a question per lookup, and holds only while the store keeps what it had. A
+        MetaStore offering ``generation()`` (see :class:`~nestflow.cache.entries.Generations`)
+        is asked once; when the answer differs from the last one, the front is dropped, so a
+        store cleared, replaced or evicted from elsewhere gives misses and re-stores. Costs
+        one cheap store read (DiskCache: one small file; RedisCache: one round trip). Also
+        gives the summary of evicted values that no :meth:`end_run` collected.
+        """
+        self.end_run()
+        read = getattr(self._meta, "generation", None)
+        if read is None or self._failing:
+            return  # a failing store dropped the front already; a lookup ends the episode
+        current: str | None = self._guarded(read, None)
+        with self._lock:
+            if current is None or current == self._generation:
+                return  # unreachable (the front was dropped then) or unchanged
+            self._generation = current
+            self._forget_locked()
+
+    def end_run(self) -> None:
+        """Called by the runtime once per run, after its last lookup: one ``CacheWarning``
+        summing up the values the store had dropped on its own (evicted or expired), if any.
+        """
+        with self._lock:
+            message = self._evicted.summary(self.label)
+        if message is not None:
+            warnings.warn(CacheWarning(message), stacklevel=2)
+
+    def _forget_locked(self) -> None:
+        self._known.clear()
+        self._recent.clear()
+        self._recent_bytes = 0
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -161,7 +212,7 @@ class Cache:
                 return pickle.loads(data)  # type: ignore[arg-type]  # None ruled out above
             except Exception as exc:  # unpickling runs arbitrary reducers: anything can fail
                 problem = f"its stored value cannot be unpickled ({type(exc).__name__}: {exc})"
-        self._discard(entry, problem)
+        self._discard(entry, problem, missing=data is None)
         raise CacheMiss(problem)
 
     def load_many(self, entries: Sequence[CacheEntry]) -> dict[str, Any]:
@@ -199,7 +250,7 @@ class Cache:
                     continue
                 except Exception as exc:
                     problem = f"its stored value cannot be unpickled ({type(exc).__name__}: {exc})"
-            self._discard(entry, problem)
+            self._discard(entry, problem, missing=data is None)
         return values
 
     def read_values(self, signatures: Sequence[str]) -> dict[str, Any]:
@@ -243,15 +294,19 @@ class Cache:
             raise CacheMiss(f"{self.label} is unavailable")
         return data
 
-    def _discard(self, entry: CacheEntry, problem: str) -> None:
-        warnings.warn(
-            CacheWarning(
-                f"{self.label}: the cached value of node '{entry.node}' (signature "
-                f"{entry.signature[:12]}) is unusable: {problem}. The entry was deleted; the "
-                "node will be recomputed and stored again."
-            ),
-            stacklevel=3,
-        )
+    def _discard(self, entry: CacheEntry, problem: str, missing: bool = False) -> None:
+        if missing and self.evicts:
+            with self._lock:
+                self._evicted.add(entry.node)
+        else:
+            warnings.warn(
+                CacheWarning(
+                    f"{self.label}: the cached value of node '{entry.node}' (signature "
+                    f"{entry.signature[:12]}) is unusable: {problem}. The entry was deleted; "
+                    "the node will be recomputed and stored again."
+                ),
+                stacklevel=3,
+            )
         with self._lock:
             self._known.pop(entry.signature, None)
             dropped = self._recent.pop(entry.blob_key, None)
@@ -324,13 +379,17 @@ class Cache:
                 self._settle(batch, written)
 
     def _written(self, batch: list[tuple[CacheEntry, bytes]]) -> bool:
-        self._write(batch)
-        return True
+        return self._write(batch)
 
-    def _write(self, batch: list[tuple[CacheEntry, bytes]]) -> None:
-        """Persist a batch; stores that can write blob and meta in one transaction override it."""
+    def _write(self, batch: list[tuple[CacheEntry, bytes]]) -> bool:
+        """Persist a batch; stores that can write blob and meta in one transaction override it.
+
+        Returns whether it was persisted: a store that cannot take writes (a read-only
+        folder) returns False, and the batch is dropped without being remembered.
+        """
         self._blobs.write_many([(entry.blob_key, data) for entry, data in batch])
         self._meta.put_many([entry for entry, _ in batch])
+        return True
 
     def _settle(self, batch: list[tuple[CacheEntry, bytes]], written: bool) -> None:
         # Entries leave the buffer only now, so concurrent lookups never see a gap; a value
@@ -359,13 +418,16 @@ class Cache:
     # --- management ------------------------------------------------------------------------
 
     def clear(self) -> None:
-        """Remove every entry and value, including pending ones."""
+        """Remove every entry and value, including pending ones.
+
+        The store's generation changes, so other processes drop what they remember of it at
+        their next run (:meth:`refresh`).
+        """
         with self._flush_lock, self._lock:
             self._pending.clear()
             self._pending_bytes = 0
-            self._known.clear()
-            self._recent.clear()
-            self._recent_bytes = 0
+            self._forget_locked()
+            self._generation = None
 
         def clear_stores() -> None:
             self._meta.clear()
@@ -379,8 +441,12 @@ class Cache:
         return self._guarded(self._meta.stats, {"entries": 0, "bytes": 0})
 
     def close(self) -> None:
-        """Flush, then release connections; the cache reconnects if it is used again."""
+        """Flush, then release connections; the cache reconnects if it is used again.
+
+        Also gives the summary of evicted values that no :meth:`end_run` collected.
+        """
         self.flush()
+        self.end_run()
         for store in (self._meta, self._blobs):
             closer = getattr(store, "close", None)
             if callable(closer):
@@ -414,7 +480,10 @@ class Cache:
         if self._retry_at and not self.strict and time.monotonic() < self._retry_at:
             return default
         try:
-            result = call()
+            try:
+                result = call()
+            except StoreReplaced:  # reported by the store; the fresh storage takes the retry
+                result = call()
         except OSError as exc:  # CacheStoreError is an OSError; stores convert their own errors
             return self._degrade(exc, default)
         self._failing = False
@@ -435,9 +504,7 @@ class Cache:
         if not self._failing:
             self._failing = True
             with self._lock:  # the store may come back without what it held (a restart)
-                self._known.clear()
-                self._recent.clear()
-                self._recent_bytes = 0
+                self._forget_locked()
             warnings.warn(
                 CacheWarning(
                     f"{error} Caching is off until the store answers again: lookups miss and "

@@ -231,6 +231,7 @@ class Signer:
         compiled = level.compiled
         self.plan = level.plan
         self.cache = level.config.cache
+        level.run.looks_up(self.cache)
         self.hierarchy = level.hierarchy
         self.nodes: tuple[NodeStep, ...] = compiled.signed
         self._memo: dict[Any, list[str]] = compiled.signatures

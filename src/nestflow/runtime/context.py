@@ -71,8 +71,8 @@ class RunState:
 
     __slots__ = (
         "_dispatcher", "_pools", "_store", "cached", "caches", "codes", "drivers",
-        "flush_failure", "metadata", "relayed", "report", "run_id", "sessions", "signers",
-        "started", "warned",
+        "flush_failure", "metadata", "refreshed", "relayed", "report", "run_id", "sessions",
+        "signers", "started", "warned",
     )  # fmt: skip
 
     def __init__(self, pipeline_name: str, relay: bool = False) -> None:
@@ -96,6 +96,8 @@ class RunState:
         """Caches written by this run, flushed when it finishes."""
         self.signers: dict[int, Any] | None = None
         """Each compiled level's signer, made once per run."""
+        self.refreshed: dict[int, Any] | None = None
+        """Caches this run looks up in, each asked once whether it was cleared elsewhere."""
         self.sessions: list[Any] | None = None
         self.warned: set[str] | None = None
         self._store: dict[str, Any] | None = None
@@ -114,6 +116,18 @@ class RunState:
         if self.caches is None:
             self.caches = {}
         self.caches[id(cache)] = cache
+
+    def looks_up(self, cache: Any) -> None:
+        """Before the first lookup of this run in ``cache``: let it drop what it remembers
+        if the store was cleared or damaged elsewhere (``Cache.refresh``), once per run."""
+        refreshed = self.refreshed
+        if refreshed is None:
+            refreshed = self.refreshed = {}
+        if id(cache) not in refreshed:
+            refreshed[id(cache)] = cache
+            refresh = getattr(cache, "refresh", None)  # custom stores may have no front
+            if refresh is not None:
+                refresh()
 
     def opened(self, session: Any) -> None:
         """Note a backend session this run opened (closed when the run finishes)."""
@@ -159,14 +173,22 @@ class RunState:
                 f"No pipeline `{pipeline_id}` has started in this run; known: {known}."
             ) from None
 
-    def finish(self, error: BaseException | None) -> RunReport:
-        """Close the report: duration, status, drivers and callback failures."""
-        report = self.report
+    def _close_caches(self) -> None:
+        """Flush what the run wrote; each cache it looked up in sums up what it saw."""
         for cache in (self.caches or {}).values():
             try:
                 cache.flush()
             except Exception as exc:  # a strict cache: reported once the run is closed
                 self.flush_failure = self.flush_failure or exc
+        for cache in (self.refreshed or {}).values():
+            end_run = getattr(cache, "end_run", None)
+            if end_run is not None:
+                end_run()
+
+    def finish(self, error: BaseException | None) -> RunReport:
+        """Close the report: duration, status, drivers and callback failures."""
+        report = self.report
+        self._close_caches()
         if self.flush_failure is not None and error is None:
             error = self.flush_failure
         report.duration_s = perf_counter() - self.started
