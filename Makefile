@@ -1,34 +1,49 @@
-# Every public target sets up what it needs first: a fresh clone needs only `make demo` or `make test`.
+# Every public target sets up what it needs first: a fresh clone needs only `make demo`,
+# `make check` or `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The demo needs the package with the extras examples/retrieval.py uses, and no dev tools.
+DEMO_EXTRAS := progress,viz
+DEMO_STAMP := $(VENV)/.demo-installed
+# Tests and checks need every extra (each optional module is tested with its extra; the
+# packaging tests check that every extra installs) and the dev tools.
+DEV_EXTRAS := dev,all,bench
 DEV_STAMP := $(VENV)/.dev-installed
-BENCH_STAMP := $(VENV)/.bench-installed
 # Run apt-get as root directly, otherwise through sudo when there is one.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
 
-.PHONY: demo test check bench lint format typecheck imports clean system-deps
+.PHONY: demo test check bench lint format typecheck imports clean system-deps graphviz redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+$(DEMO_STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(DEMO_EXTRAS)]"
+	touch $@
+
 $(DEV_STAMP): pyproject.toml Makefile | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask,redis,viz,progress,otel]"
+	$(BIN)/python -m pip install --quiet -e ".[$(DEV_EXTRAS)]"
 	touch $@
 
-$(BENCH_STAMP): pyproject.toml $(DEV_STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask,redis,viz,progress,otel,bench]"
-	touch $@
-
-# The RedisCache tests start a real redis-server; graphviz renders pipeline diagrams.
-system-deps:
-	@command -v redis-server >/dev/null 2>&1 && command -v dot >/dev/null 2>&1 || { \
-		echo "Installing redis-server and graphviz with apt-get"; \
+# Debian packages: graphviz's `dot` renders pipeline pictures (the demo draws one); the
+# RedisCache tests start a real redis-server.
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+		echo "Installing graphviz with apt-get"; \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server graphviz; }
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz; }
 
-demo: $(DEV_STAMP) system-deps
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "Installing redis-server with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+system-deps: graphviz redis-server
+
+demo: $(DEMO_STAMP) graphviz
 	$(BIN)/python examples/retrieval.py
 
 test: $(DEV_STAMP) system-deps
@@ -50,7 +65,7 @@ typecheck: $(DEV_STAMP)
 imports: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
-bench: $(BENCH_STAMP) system-deps
+bench: $(DEV_STAMP) system-deps
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -144,9 +144,7 @@ def test_warning_subclasses_nestflow_warning(name: str) -> None:
         warnings.warn(warning("careful"), stacklevel=1)
 
 
-@pytest.mark.parametrize(
-    "name", [*ERROR_NAMES, *TYPE_ERROR_LEAVES, "NestflowWarning", *WARNINGS]
-)
+@pytest.mark.parametrize("name", [*ERROR_NAMES, *TYPE_ERROR_LEAVES, "NestflowWarning", *WARNINGS])
 def test_error_is_re_exported_from_nestflow(name: str) -> None:
     assert getattr(nestflow, name) is getattr(errors, name)
     assert name in nestflow.__all__

@@ -42,8 +42,8 @@ def test_a9_11_json_records_carry_depth_path_and_item_index(
     found = records(caplog)
     ends = [r for r in found if r["event"] == "node_end" and r["node"] == "show"]
     assert [(r["path"], r["depth"], r["item_index"]) for r in ends] == [
-        ("outer > inner > show", 1, 0),
-        ("outer > inner > show", 1, 1),
+        ("outer > per_x > show", 1, 0),
+        ("outer > per_x > show", 1, 1),
     ]
     assert all(r["duration_s"] >= 0 for r in ends)
     assert all(r["run_id"] == found[0]["run_id"] for r in found)
@@ -83,6 +83,6 @@ def test_readable_lines_are_indented_by_depth(caplog: pytest.LogCaptureFixture) 
     nested(LoggingCallback(logger, level=logging.DEBUG, structured=False)).run(xs=[5])
     lines = [r.getMessage() for r in caplog.records if r.name == "nestflow.readable"]
     assert lines[0] == "pipeline_start outer"
-    shown = next(line for line in lines if line.startswith("  node_end outer > inner > show"))
+    shown = next(line for line in lines if line.startswith("  node_end outer > per_x > show"))
     assert "[item 0]" in shown
     assert shown.endswith(" ms")

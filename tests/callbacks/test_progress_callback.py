@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from rich.console import Console
@@ -170,7 +171,7 @@ def test_a_second_quick_run_is_drawn_without_a_live_display(tmp_path: Path) -> N
     assert buffer.getvalue().count("quick") == 3
 
 
-def test_steps_are_drawn_before_they_run_and_the_ones_never_run_stay_at_zero() -> None:
+def test_steps_are_drawn_before_they_run_and_the_ones_never_run_are_skipped() -> None:
     @node(output_name="checked")
     def check(loaded: int) -> int:
         raise RuntimeError("stop here")
@@ -185,13 +186,14 @@ def test_steps_are_drawn_before_they_run_and_the_ones_never_run_stay_at_zero() -
         Pipeline([load, check, save], name="steps", callbacks=[callback]).run(x=1)
     lines = console.export_text().splitlines()
     assert [line.split()[:2] for line in lines] == [
-        ["steps", "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━"],
+        ["steps", "✗"],
         ["├─", "load"],
         ["├─", "check"],
         ["└─", "save"],
     ]
     assert "100%" in lines[1]
     assert "✗ RuntimeError" in lines[2]
+    assert "└─ save skipped" in lines[3]
     assert lines[3].rstrip().endswith("0% 0:00:00"), "never started: nothing done, no time"
 
 
@@ -274,3 +276,150 @@ def test_the_final_tree_respects_quiet_consoles_and_captures() -> None:
     assert "captured" in text
     assert "load" in text
     assert buffer.getvalue() == "", "captured output stays in the capture"
+
+
+# --- a failed or partly failed run shows how far it got ---------------------------------------
+
+
+@node(output_name="checked")
+def check(loaded: int) -> int:
+    raise RuntimeError("stop here")
+
+
+@node(output_name="saved")
+def save(checked: int) -> int:
+    return checked
+
+
+@node(output_name="reported")
+def report_on(saved: int) -> int:
+    return saved
+
+
+def drawn(pipeline: Pipeline, error: type[Exception] | None = None, **inputs: object) -> str:
+    """The final tree of one run of ``pipeline`` (whose callbacks are set here)."""
+    console = Console(record=True, width=200, file=io.StringIO())
+    callback = ProgressCallback(console=console, show_config=False, get_time=Clock())
+    if error is None:
+        pipeline.with_callbacks([callback]).run(**inputs)
+    else:
+        with pytest.raises(error):
+            pipeline.with_callbacks([callback]).run(**inputs)
+    return console.export_text()
+
+
+def row(text: str, name: str) -> str:
+    """The line of ``name`` in the tree ``text``."""
+    for line in text.splitlines():
+        words = [w for w in line.split() if w not in ("│", "├─", "└─")]
+        if words and words[0] == name:
+            return line
+    raise AssertionError(f"no line for {name!r} in:\n{text}")
+
+
+def test_a_failed_run_is_not_drawn_complete_and_its_unreached_steps_are_skipped() -> None:
+    inner = Pipeline([load, check, save], name="inner")
+    text = drawn(Pipeline([inner.as_node(name="sub"), report_on], name="outer"),
+                 RuntimeError, x=1)  # fmt: skip
+    assert row(text, "outer").startswith("outer ✗ RuntimeError")
+    assert "100%" not in row(text, "outer"), "the root of a failed run is not complete"
+    assert row(text, "sub").startswith("├─ sub ✗ RuntimeError")
+    assert "100%" not in row(text, "sub")
+    assert "check ✗ RuntimeError" in row(text, "check")
+    assert "save skipped" in row(text, "save")
+    assert "└─ report_on skipped" in row(text, "report_on")
+    for name in ("save", "report_on"):
+        assert row(text, name).rstrip().endswith("0% 0:00:00"), "never started: no time"
+
+
+def test_a_failed_map_counts_only_its_finished_items_and_is_not_complete() -> None:
+    embed_all = Pipeline([embed], name="embedder").as_node(
+        name="embed_all", map_over="items", input_mapping={"items": "item"}
+    )
+    text = drawn(Pipeline([load, embed_all], name="ingest"), ValueError, x=1,
+                 items=[1, 99, 3, 4])  # fmt: skip
+    assert "embed_all ✗ ValueError map 2/4" in row(text, "embed_all"), "items 2 and 3 never ran"
+    assert "failed 1" in text
+    assert "100%" not in row(text, "ingest")
+    assert "100%" not in row(text, "embed_all")
+
+
+def test_a_failed_map_whose_items_all_finished_is_not_drawn_complete() -> None:
+    embed_all = Pipeline([embed], name="embedder").as_node(
+        name="embed_all", map_over="items", input_mapping={"items": "item"}
+    )
+    backend = LocalBackend(map_execution="threaded", max_workers=4)
+    pipeline = Pipeline([load, embed_all], name="ingest", backend=backend)
+    text = drawn(pipeline, ValueError, x=1, items=[1, 99, 3, 4])
+    assert "failed 1" in text, "the failing node and its item's end report one failed item"
+    for name in ("ingest", "embed_all", "embed"):
+        assert "100%" not in row(text, name), name
+
+
+def test_the_bars_of_failed_lines_are_red() -> None:
+    console = Console(record=True, width=200, file=io.StringIO())
+    callback = ProgressCallback(console=console, show_config=False, get_time=Clock())
+    embed_all = Pipeline([embed], name="embedder").as_node(
+        name="embed_all", map_over="items", input_mapping={"items": "item"}
+    )
+    with pytest.raises(ValueError):
+        Pipeline([load, embed_all], name="ingest", callbacks=[callback]).run(
+            x=1, items=[1, 2, 3, 99]
+        )
+    text = callback.render()
+    red = {text.plain[span.start : span.end] for span in text.spans if span.style == "red"}
+    bars = {piece for piece in red if piece and set(piece) == {"━"}}
+    assert bars, "the failed node's and the map's filled bars are drawn red"
+    green = [text.plain[s.start : s.end] for s in text.spans if s.style == "green"]
+    assert green == ["━" * 30], "only `load`, which succeeded, is complete"
+
+
+MapMode = Literal["sequential", "threaded"]
+
+
+@node(output_name="embedded", on_error="continue")
+def embed_or_continue(item: int) -> int:
+    if item == 99:
+        raise ValueError("bad item")
+    return item * 2
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threaded"])
+def test_items_whose_node_continued_past_a_failure_count_as_failed(mode: MapMode) -> None:
+    embed_all = Pipeline([embed_or_continue], name="embedder").as_node(
+        name="embed_all", map_over="items", input_mapping={"items": "item"}
+    )
+    backend = LocalBackend(map_execution=mode, max_workers=2)
+    pipeline = Pipeline([embed_all], name="ingest", backend=backend)
+    text = drawn(pipeline, items=[1, 99, 3, 99])
+    assert "embed_or_continue ✗ ValueError" in text
+    assert "failed 2" in text, "the map line counts the items its child failed in"
+    assert "map 4/4" in text
+
+
+def test_a_failure_deeper_inside_an_item_counts_that_item_on_the_map() -> None:
+    deeper = Pipeline([Pipeline([embed_or_continue], name="leaf")], name="middle")
+    each = deeper.as_node(name="each", map_over="items", input_mapping={"items": "item"})
+    groups = Pipeline([each], name="group").as_node(
+        name="groups", map_over="batches", input_mapping={"batches": "items"}
+    )
+    text = drawn(Pipeline([groups], name="top"), batches=[[1, 99], [3], [99, 99]])
+    assert "failed 2" in row_after(text, "groups"), "batches 0 and 2 had a failed item"
+    assert "failed 3" in row_after(text, "each"), "three items failed, counted once each"
+
+
+def row_after(text: str, name: str) -> str:
+    """The statistics line under the map line ``name``."""
+    lines = text.splitlines()
+    return lines[lines.index(row(text, name)) + 1]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "threaded"])
+def test_per_item_continue_counts_each_failed_item_once(mode: MapMode) -> None:
+    embed_all = Pipeline([embed], name="embedder").as_node(
+        name="embed_all", map_over="items", input_mapping={"items": "item"}, on_error="continue"
+    )
+    backend = LocalBackend(map_execution=mode, max_workers=2)
+    text = drawn(Pipeline([embed_all], name="ingest", backend=backend), items=[1, 99, 3, 99])
+    assert "failed 2" in text
+    assert "100%" not in row(text, "embed_all"), "two of four items failed"

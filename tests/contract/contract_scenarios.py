@@ -935,7 +935,7 @@ def failure_in_one_item_map(ws: Workspace) -> Pipeline:
         raises(
             ValueError,
             "check rejects 4",
-            "nestflow: node outer > mid > inner > check (depth 2)",
+            "nestflow: node outer > per_group > per_v > check (depth 2)",
             "nestflow: map item 1 of 2 (item path 1 > 1)",
         )
     ],

@@ -216,7 +216,7 @@ def test_a_sequential_custom_backend_is_handed_the_calls_of_a_mapped_child() -> 
     backend = RecordingBackend()
     pipeline = _mapped_child(backend)
     assert pipeline.run(x=[1, 2]) == {"a": [2, 3], "b": [4, 6]}
-    expected = ["outer > inner > inc", "outer > inner > double"] * 2
+    expected = ["outer > per_x > inc", "outer > per_x > double"] * 2
     assert backend.submitted == expected, (
         f"the session was handed {backend.submitted}, expected {expected}"
     )

@@ -301,7 +301,7 @@ def test_stats_by_node_counts_executions_per_node_path() -> None:
 
     stats = report.stats(by="node")
 
-    assert set(stats) == {"outer > inner > double", "outer > inner > add_one"}
+    assert set(stats) == {"outer > each > double", "outer > each > add_one"}
     for row in stats.values():
         assert row["executed"] == 3
         assert row["cached"] == 0

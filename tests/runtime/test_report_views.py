@@ -130,3 +130,53 @@ def test_two_nodes_nesting_one_pipeline_are_two_branches_of_the_tree() -> None:
     assert "├─ per_item [map ×2: 2 executed]" in text
     assert "└─ single [pipeline]" in text
     assert [r.levels for r in report.records] == [("per_item",), ("per_item",), ("single",)]
+
+
+def test_a_mapped_node_alone_in_its_pipeline_is_drawn_as_the_map() -> None:
+    each = Pipeline([embed], name="embedder").as_node(
+        name="each", map_over="items", input_mapping={"items": "item"}
+    )
+    lines = Pipeline([each], name="outer").run(items=[1, 2, 3, 4]).report.tree().splitlines()
+    assert lines[1].startswith("outer ")
+    assert "[" not in lines[1], "the root ran once"
+    assert lines[2].startswith("└─ each [map ×4: 4 executed] ")
+    assert lines[3].startswith("   └─ embed [×4: 4 executed] ")
+
+
+def test_a_mapped_node_alone_in_a_nested_pipeline_is_drawn_as_the_map() -> None:
+    each = Pipeline([embed], name="embedder").as_node(
+        name="each", map_over="items", input_mapping={"items": "item"}
+    )
+    stage = Pipeline([each], name="stage")
+    text = Pipeline([load, stage], name="outer").run(x=1, items=[1, 2]).report.tree()
+    assert "└─ stage [pipeline] " in text
+    assert "   └─ each [map ×2: 2 executed] " in text
+
+
+def test_a_mapped_root_whose_only_node_maps_is_two_maps() -> None:
+    each = Pipeline([embed], name="embedder").as_node(name="each", map_over="item")
+    report = Pipeline([each], name="outer").map(item=[[1, 2], [3]], map_over="item").report
+    lines = report.tree().splitlines()
+    assert lines[1].startswith("outer [map ×2: 2 executed] ")
+    assert lines[2].startswith("└─ each [map ×3: 3 executed] ")
+
+
+def test_a_run_that_says_its_root_was_mapped_is_drawn_so() -> None:
+    # A map over a root whose only node nests a pipeline, and a run whose only node is a
+    # mapped nested pipeline, leave the same records: only the report's `mapped` tells.
+    nested = Pipeline([Pipeline([embed], name="embedder")], name="outer")
+    report = nested.map(item=[1, 2], map_over="item").report
+    report.mapped = True
+    lines = report.tree().splitlines()
+    assert lines[1].startswith("outer [map ×2: 2 executed] ")
+    assert lines[2].startswith("└─ embedder [pipeline] ")
+    report.mapped = False
+    assert report.tree().splitlines()[2].startswith("└─ embedder [map ×2: 2 executed] ")
+
+
+def test_whether_the_root_was_mapped_is_saved_and_loaded(tmp_path: Path) -> None:
+    report = Pipeline([embed], name="em").map(item=[1, 2], map_over="item").report
+    report.mapped = True
+    loaded = RunReport.load(report.save(tmp_path))
+    assert loaded.mapped is True
+    assert loaded.tree() == report.tree()

@@ -17,6 +17,8 @@ class LoggingCallback(PipelineCallback):
     ``path``, ``depth``, ``item_index``, ``duration_s``, ``cached``, ``signature`` (12 hex
     characters), ``attempt``, ``error_type`` and ``error_message``; the same dict is attached
     to the log record as ``record.nestflow`` for handlers that want fields, not text.
+    ``path`` is the root pipeline, the ids of the nested nodes that entered each level and
+    the node (``retrieval > encode_corpus > embed``); ``pipeline`` is the level's pipeline.
     Failures are logged at ``ERROR``, everything else at ``level``.
     """
 
@@ -34,7 +36,11 @@ class LoggingCallback(PipelineCallback):
         self, event: str, ctx: CallbackContext, node: str | None = None, **fields: Any
     ) -> None:
         error = fields.pop("error", None) or ctx.error
-        where = ctx.node_path if node is not None and ctx.node_path else ctx.hierarchy_path
+        # Levels are named by the ids of the nodes that entered them: one pipeline nested by
+        # two nodes would otherwise log both under the same path.
+        where = (ctx.hierarchy_path[0], *ctx.entered)
+        if ctx.node_id is not None:  # a node's event (a map's names the level it maps)
+            where = (*where, ctx.node_id)
         record: dict[str, Any] = {
             "event": event,
             "run_id": ctx.run_id,

@@ -69,6 +69,8 @@ class ProgressCallback(PipelineCallback):
         """Node lines by level key, then node id: one lookup per event, no tuple built."""
         self._last: tuple[object, tuple[str, ...], dict[str, Line]] = (None, (), {})
         """The ``level_key`` of the last event's level, that level's line key and node lines."""
+        self._maps: dict[tuple[str, ...], tuple[int, set[tuple[int, ...]]]] = {}
+        """Per map line: how many indices an item's path has, and the failed items' paths."""
         self._roots: list[tuple[str, ...]] = []
         """Root lines of the runs on display; runs sharing this callback get a tree each."""
         self._active = 0
@@ -182,6 +184,7 @@ class ProgressCallback(PipelineCallback):
                 if first:  # a new display: the trees of earlier runs are gone
                     self._lines.clear()
                     self._nodes.clear()
+                    self._maps.clear()
                     self._last = (None, (), {})
                     self._roots.clear()
                 self._active += 1
@@ -200,7 +203,12 @@ class ProgressCallback(PipelineCallback):
         last = False
         with self._lock:
             line = self._level(ctx)
-            if not line.mapped or ctx.item_index is None:
+            if ctx.error is not None:
+                # Marked, and its clock stopped; nothing more is done, and the step after
+                # it never starts: a failed run's bars show how far it got.
+                line.error = line.error or type(ctx.error).__name__
+                line.ended = self.get_time()
+            elif not line.mapped or ctx.item_index is None:
                 line.ended = self.get_time()
                 line.done = line.total
                 if line.next is not None and line.next.started is None:
@@ -241,16 +249,37 @@ class ProgressCallback(PipelineCallback):
     def on_error(self, node_id: str, error: BaseException, ctx: CallbackContext) -> None:
         line = self._counted(node_id, ctx)
         if line is not None:
+            now = self.get_time()
             if line.started is None:
-                line.started = self.get_time()
+                line.started = now
             line.failed += 1
             line.error = type(error).__name__
+            line.ended = now
+        if ctx.item_path:  # also when the node continues past it: the item counts as failed
+            with self._lock:
+                self._item_failed(self._where(ctx)[0], ctx.item_path)
+
+    def _item_failed(self, key: tuple[str, ...], item_path: tuple[int, ...]) -> None:
+        """Count the item at ``item_path`` as failed on the map lines from ``key`` up.
+
+        Once per item: a failing node and the end of its item both report it.
+        """
+        for end in range(len(key), 1, -1):
+            found = self._maps.get(key[:end])
+            if found is None:
+                continue
+            depth, failed = found
+            item = item_path[:depth]
+            if len(item) == depth and item not in failed:
+                failed.add(item)
+                self._lines[key[:end]].failed += 1
 
     def on_map_start(self, node_id: str, total_items: int, ctx: CallbackContext) -> None:
         with self._lock:
             line = self._level(ctx)
             line.mapped, line.total, line.started = True, total_items, self.get_time()
             line.workers = _workers(ctx.config)
+            self._maps.setdefault(line.key, (len(ctx.item_path) + 1, set()))
             for child in self._where(ctx)[1].values():  # nodes drawn before the map started
                 child.total = total_items
 
@@ -260,7 +289,8 @@ class ProgressCallback(PipelineCallback):
         line = self._map_line(ctx)
         line.done += 1
         if ctx.error is not None:
-            line.failed += 1
+            with self._lock:
+                self._item_failed(line.key, ctx.item_path)
 
     def _map_line(self, ctx: CallbackContext) -> Line:
         last = self._current(ctx)

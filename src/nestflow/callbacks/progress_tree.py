@@ -13,8 +13,9 @@ from typing import Any
 BAR = 30
 """Width of a progress bar, in characters."""
 
-Rows = list[tuple[list[tuple[str, str]], float | None, str]]
-"""Per row: its (text, style) parts, the bar's fraction (None: no bar) and the clock."""
+Rows = list[tuple[list[tuple[str, str]], float | None, str, bool]]
+"""Per row: its (text, style) parts, the bar's fraction (None: no bar), the clock, and
+whether it failed (a red bar)."""
 
 
 class Line:
@@ -54,12 +55,12 @@ def pieces(
             _rows(lines, now, rows, root, "", "")
     widths = [
         sum(len(piece) if piece.isascii() else cell_len(piece) for piece, _ in parts)
-        for parts, _, _ in rows
+        for parts, _, _, _ in rows
     ]
-    drawn = [w for w, (_, fraction, _) in zip(widths, rows, strict=True) if fraction is not None]
+    drawn = [w for w, row in zip(widths, rows, strict=True) if row[1] is not None]
     width = max(drawn, default=0)
     found: list[tuple[str, str]] = []
-    for number, (parts, fraction, clock) in enumerate(rows):
+    for number, (parts, fraction, clock, failed) in enumerate(rows):
         if number:
             found.append(("\n", ""))
         found += parts
@@ -67,7 +68,7 @@ def pieces(
             continue
         filled = int(BAR * fraction)
         found.append((" " * (width - widths[number] + 1), ""))
-        found.append(("━" * filled, "green" if fraction >= 1 else "magenta"))
+        found.append(("━" * filled, "red" if failed else "green" if fraction >= 1 else "magenta"))
         found.append(("─" * (BAR - filled), "grey37"))
         found.append((f" {int(100 * fraction):>3d}% {clock}", ""))
     return found
@@ -103,7 +104,14 @@ def _rows(
     key: tuple[str, ...],
     lead: str,
     pad: str,
+    halted: float | None = None,
 ) -> None:
+    """The rows of ``key``'s line and of the lines below it.
+
+    ``halted`` is when the level above stopped after a failure (its own, or a step's it
+    continued past): a step of it that never ran is shown skipped, and a clock still
+    running stops there.
+    """
     line = lines[key]
     now = now_of()
     parts = [(lead, ""), (line.name, "bold" if not line.is_node else "")]
@@ -113,24 +121,43 @@ def _rows(
         parts.append((" ⚡ CACHED", "yellow"))
     if line.error:
         parts.append((f" ✗ {line.error}", "red"))
+    elif halted is not None and not (line.done or line.failed or line.cached):
+        parts.append((" skipped", "dim"))
     if line.mapped:
         parts.append((f" map {line.done}/{line.total}", ""))
-    elapsed = (line.ended or now) - (now if line.started is None else line.started)
+    start = line.started
+    elapsed = 0.0 if start is None else (line.ended or halted or now) - start
     hits_only = line.is_node and line.cached and line.cached == line.done  # no work: no time
     shown = "0:00:00" if hits_only else _clock(elapsed)
-    rows.append((parts, _fraction(lines, line), shown))
+    failed = bool(line.error or line.failed)
+    rows.append((parts, _fraction(lines, line), shown, failed))
     if line.mapped:
-        rows.append(([(pad + "   " + _map_stats(line, elapsed), "dim")], None, ""))
+        rows.append(([(pad + "   " + _map_stats(line, elapsed), "dim")], None, "", False))
+    below = _halted(lines, line)
     for position, child in enumerate(line.children):
         last = position == len(line.children) - 1
         branch = "└─ " if last else "├─ "
-        _rows(lines, now_of, rows, child, pad + branch, pad + ("   " if last else "│  "))
+        _rows(lines, now_of, rows, child, pad + branch, pad + ("   " if last else "│  "), below)
+
+
+def _halted(lines: dict[tuple[str, ...], Line], line: Line) -> float | None:
+    """When the level ``line`` ended after a failure of its own or of a step; else None."""
+    if line.is_node or line.ended is None:
+        return None
+    if line.error or any(lines[key].error for key in line.children):
+        return line.ended
+    return None
 
 
 def _fraction(lines: dict[tuple[str, ...], Line], line: Line) -> float:
-    """How much of a line is done: its own count, or (a running level) its children's."""
-    if line.is_node or line.mapped or line.ended is not None or not line.children:
-        return min(line.done, line.total) / line.total if line.total else 1.0
+    """How much of a line is done well: its own count (a map's failed items are finished,
+    not done), or (a level running, or stopped by a failure) its children's."""
+    if not line.total:
+        return 1.0
+    if line.mapped:
+        return max(0, min(line.done - line.failed, line.total)) / line.total
+    if line.is_node or line.done >= line.total or not line.children:
+        return min(line.done, line.total) / line.total
     parts = [_fraction(lines, lines[key]) for key in line.children]
     return sum(parts) / len(parts)
 

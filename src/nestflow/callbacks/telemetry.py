@@ -75,7 +75,9 @@ class TelemetryCallback(PipelineCallback):
         span = self.tracer.start_span(name, context=parent)
         span.set_attribute("nestflow.run_id", ctx.run_id)
         span.set_attribute("nestflow.pipeline", ctx.current_pipeline_id)
-        span.set_attribute("nestflow.path", " > ".join(ctx.node_path or ctx.hierarchy_path))
+        where = (ctx.hierarchy_path[0], *ctx.entered)  # nested node ids: levels told apart
+        node = () if ctx.node_id is None else (ctx.node_id,)
+        span.set_attribute("nestflow.path", " > ".join((*where, *node)))
         span.set_attribute("nestflow.depth", ctx.depth)
         span.set_attribute("nestflow.backend", ctx.config.backend.label)
         if ctx.item_index is not None:

@@ -393,8 +393,9 @@ class Level:
                 self.run.dispatcher.failed(callback, hook, exc)
 
     def path(self, node_id: str) -> str:
-        """``outer > inner > node``."""
-        return " > ".join((*self.hierarchy, node_id))
+        """``root > nested node id > ... > node``: the ids of the nodes that entered each
+        level tell apart a pipeline nested twice (``tree()``, notes and logs say the same)."""
+        return " > ".join((self.hierarchy[0], *self.entered, node_id))
 
     def error_context(self, node_id: str, attempts: int) -> ErrorContext:
         """The facts of a failure of ``node_id`` at this level."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from nestflow.errors import NestflowError
+
 _MARK = "nestflow: node "
 
 
@@ -39,8 +41,14 @@ class ErrorContext:
 
     @property
     def path(self) -> str:
-        """``outer > mid > inner > node``."""
-        return " > ".join([*(name for name, _ in self.levels), self.node])
+        """``root > encode_corpus > chunk``: the root pipeline, then the ids of the nested
+        nodes that entered each level, then the node.
+
+        Ids, not pipeline names: one pipeline nested by two nodes would give both the same
+        path. ``levels`` keeps the pipeline names alongside.
+        """
+        entered = [node_id for _, node_id in self.levels if node_id is not None]
+        return " > ".join([self.levels[0][0], *entered, self.node])
 
 
 def is_annotated(exc: BaseException) -> bool:
@@ -104,10 +112,11 @@ def user_traceback(tb: TracebackType | None) -> TracebackType | None:
 
 
 def cleaned(exc: BaseException) -> BaseException:
-    """A node's failure ready to leave nestflow: its traceback starts at the user's frame,
-    and a context nestflow raised while handling it (not the user's own) is dropped."""
-    if not is_annotated(exc):
-        return exc
+    """A failure of a run ready to leave nestflow: a node's exception (or nestflow's own
+    error, such as a lost worker) gets a traceback that starts at the user's frame, and a
+    context nestflow raised while handling it (not the user's own) is dropped."""
+    if not (is_annotated(exc) or isinstance(exc, NestflowError)):
+        return exc  # an interruption, or a fault of nestflow's own: every frame kept
     context = exc.__context__
     if context is not None and context.__traceback__ is not None:
         innermost = context.__traceback__

@@ -38,6 +38,18 @@ class NodeRecord:
     levels: tuple[str, ...] = ()
     """Ids of the nested nodes from the root to this record's level (``path`` names pipelines)."""
 
+    @property
+    def id_path(self) -> tuple[str, ...]:
+        """The root pipeline, the ids of the nested nodes down to this record's level, the node.
+
+        Unlike ``path``, which names pipelines, it tells apart two nodes that nest the same
+        pipeline (``retrieval > encode_corpus > embed``, ``retrieval > encode_query > embed``).
+        A record without those ids (saved before they were kept) falls back to ``path``.
+        """
+        if len(self.levels) != self.depth:
+            return tuple(self.path.split(" > "))
+        return (self.path.partition(" > ")[0], *self.levels, self.node)
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorRecord:
@@ -72,6 +84,12 @@ class RunReport:
     """Node paths (with ``[item i]``) whose timed-out thread was left running, result discarded."""
     drivers: tuple[str, ...] = ()
     """The drivers that ran levels of this run (``"sync"``, ``"async"``), in order of first use."""
+    mapped: bool | None = None
+    """Whether the root ran once per item (``Pipeline.map``); None when the run did not say.
+
+    The records cannot tell a mapped root whose only node is a nested pipeline from a root
+    whose only node is a mapped nested pipeline: their item paths are the same.
+    """
     _records: list[NodeRecord] = field(default_factory=list, repr=False)
     pending: list[Any] = field(default_factory=list, repr=False)
     """Rows of node executions not yet made into records (see ``runtime/records.py``)."""
@@ -98,12 +116,16 @@ class RunReport:
         self.records.append(record)
 
     def stats(self, by: Literal["node", "pipeline"] = "node") -> dict[str, dict[str, float]]:
-        """``executed``, ``cached``, ``failed``, ``skipped`` counts and total duration per key."""
+        """``executed``, ``cached``, ``failed``, ``skipped`` counts and total duration per key.
+
+        Keys are paths of node ids (``NodeRecord.id_path``): a node's, or its level's.
+        """
         if by not in ("node", "pipeline"):
             raise ValueError(f"stats(by=...) takes 'node' or 'pipeline', got {by!r}.")
         table: dict[str, dict[str, float]] = {}
         for record in self.records:
-            key = record.path if by == "node" else record.path.rsplit(" > ", 1)[0]
+            where = record.id_path  # one pipeline nested by two nodes is two levels here
+            key = " > ".join(where if by == "node" else where[:-1])
             row = table.setdefault(
                 key, {"executed": 0, "cached": 0, "failed": 0, "skipped": 0, "duration_s": 0.0}
             )
@@ -126,6 +148,7 @@ class RunReport:
             "callback_failures": self.callback_failures,
             "abandoned_threads": list(self.abandoned_threads),
             "drivers": list(self.drivers),
+            "mapped": self.mapped,
             "records": [asdict(r) for r in self.records],
         }
 

@@ -30,6 +30,8 @@ class _Branch:
     records: list[NodeRecord] = field(default_factory=list)
     children: dict[str, _Branch] = field(default_factory=dict)
     is_node: bool = False
+    least: int = 0
+    """The shortest item path this level can have of its own (see ``_least``)."""
 
     def all_records(self) -> list[NodeRecord]:
         found = list(self.records)
@@ -63,7 +65,11 @@ def tree(report: RunReport, items: bool = False) -> str:
     root = _grow(report.records)
     if root is None:
         return f"{head}\n{report.pipeline} {duration_text(report.duration_s)} (no node ran)"
-    mapped, own = _mapped(root, 0)
+    _least(root)
+    # Only the run can tell a map over a root whose only node nests a pipeline from a run
+    # whose only node is a mapped nested pipeline: their records are the same.
+    known = None if report.mapped is None else int(report.mapped)
+    mapped, own = _mapped(root, 0, known)
     lines = [head, f"{root.name}{mapped} {duration_text(report.duration_s)}"]
     _lines(root, "", own, items, lines)
     return "\n".join(lines)
@@ -86,15 +92,35 @@ def _lines(branch: _Branch, prefix: str, entry: int, items: bool, lines: list[st
         _lines(child, deeper, own, items, lines)
 
 
-def _mapped(branch: _Branch, entry: int) -> tuple[str, int]:
+def _least(branch: _Branch) -> int:
+    """Set, from the leaves up, the shortest item path each level can have of its own.
+
+    The records of a level's own nodes carry its item path, so they say it exactly. A level
+    without nodes of its own is at most one index shorter than its nested levels: each of
+    them has its parent's item path, or one index more if it ran per item.
+    """
+    bounds = [_least(c) - 1 for c in branch.children.values() if not c.is_node]
+    nodes = [len(r.item_path) for c in branch.children.values() if c.is_node for r in c.records]
+    branch.least = min(nodes) if nodes else max(bounds, default=0)
+    return branch.least
+
+
+def _mapped(branch: _Branch, entry: int, own: int | None = None) -> tuple[str, int]:
     """`` [map ×N: a executed, b cached, c failed]`` when the level ran once per item.
 
     Every map level adds one index to the item path of the records below it: a level whose
-    records all carry more indices than the level it was entered from (``entry``) ran per
-    item. Returns the label (empty if not mapped) and the level's own item-path length.
+    own item path (``_least``) is longer than that of the level it was entered from
+    (``entry``) ran per item. Returns the label (empty if not mapped) and the level's own
+    item-path length (``own`` when it is known already).
+
+    A level without nodes of its own whose records fit both readings (it ran per item, or
+    its only nested level did) is taken as not mapped: a pipeline whose only node is a
+    mapped nested pipeline is the usual shape, a map over a pipeline that only wraps
+    another one the rare one.
     """
     records = branch.all_records()
-    own = min((len(r.item_path) for r in records), default=entry)
+    if own is None:
+        own = max(entry, branch.least)
     if own <= entry:
         return "", own
     per_item: dict[tuple[int, ...], list[NodeRecord]] = {}
@@ -156,7 +182,8 @@ class PerformanceSummary:
     mean_node_duration_s: float
     per_depth: dict[int, dict[str, float]]
     bottlenecks: list[tuple[str, tuple[int, ...], float]]
-    """(path, item path, seconds) of the five slowest executions, slowest first."""
+    """(path, item path, seconds) of the five slowest executions, slowest first; the path
+    names nested levels by the ids of the nodes that entered them (``NodeRecord.id_path``)."""
 
     def __str__(self) -> str:
         mean = duration_text(self.mean_node_duration_s)
@@ -208,7 +235,7 @@ def summary(report: RunReport) -> PerformanceSummary:
             sum(r.duration_s or 0.0 for r in executed) / len(executed) if executed else 0.0
         ),
         per_depth=per_depth,
-        bottlenecks=[(r.path, r.item_path, r.duration_s or 0.0) for r in slowest],
+        bottlenecks=[(" > ".join(r.id_path), r.item_path, r.duration_s or 0.0) for r in slowest],
     )
 
 
