@@ -24,6 +24,9 @@ def rest(loaded: int) -> int:
 """
 
 
+pytestmark = pytest.mark.timeout(300)
+
+
 @pytest.fixture(scope="module")
 def executed() -> Any:
     """One notebook run on an IPython kernel: a quick run, a slow run, a pipeline shown."""
@@ -37,7 +40,10 @@ def executed() -> Any:
         "Pipeline([load, rest], name='shown')",
     ]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3", store_widget_state=True)
+    # A cell takes a second or two. Under load, the client sometimes misses the wake-up for
+    # a reply that has arrived (the kernel is idle) and sees it only when its wait ends: the
+    # per-cell wait is kept short, and the module's limit covers a few such waits.
+    client = NotebookClient(notebook, timeout=20, kernel_name="python3", store_widget_state=True)
     client.execute()
     return notebook
 

@@ -78,6 +78,7 @@ def test_a_root_map_keeps_going_with_on_error_continue(mode: str) -> None:
     assert out["embedding"] == [5, None, 5, 5, None, 7]
     assert out.report.status == "partial"
     assert sorted(e.item_path for e in out.report.errors) == [(1,), (4,)]
+    assert out.report.failed_items == [(1,), (4,)]
 
 
 def test_a_root_map_still_fails_fast_by_default() -> None:
@@ -150,3 +151,17 @@ def test_a_map_that_cannot_start_still_continues_past_the_whole_node() -> None:
     (record,) = out.report.errors
     assert record.exception_type == "MapInputError"
     assert record.node_path == "retrieval > encode_corpus"
+
+
+def test_failed_items_name_items_of_inner_maps_by_their_path() -> None:
+    encode = Pipeline([embed], name="encode")
+    per_doc = encode.as_node(
+        name="per_doc", map_over="docs", input_mapping={"docs": "doc"}, on_error="continue"
+    )
+    per_batch = Pipeline([per_doc], name="batch").as_node(
+        name="per_batch", map_over="batches", input_mapping={"batches": "docs"}
+    )
+    out = Pipeline([per_batch], name="corpus").run(batches=[["a", "bad"], ["c"], ["bad", "e"]])
+    assert out["embedding"] == [[1, None], [1], [None, 1]]
+    assert out.report.failed_items == [(0, 1), (2, 0)]
+    assert Pipeline([embed], name="ok").map(doc=["a"], map_over="doc").report.failed_items == []

@@ -95,6 +95,16 @@ class RunReport:
     """Rows of node executions not yet made into records (see ``runtime/records.py``)."""
 
     @property
+    def failed_items(self) -> list[tuple[int, ...]]:
+        """The item paths of the map items that failed, at any level, in order: ``(3,)`` is
+        item 3 of a map; ``(1, 0)`` item 0 of a map inside item 1 of another.
+
+        An item failed when a node in it failed for good, whether the map kept going past it
+        (``on_error="continue"``), a node continued past it, or it ended the run.
+        """
+        return sorted({error.item_path for error in self.errors if error.item_path})
+
+    @property
     def records(self) -> list[NodeRecord]:
         """One record per function-node execution, in execution order.
 
