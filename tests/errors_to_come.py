@@ -1,0 +1,26 @@
+"""Errors of features nestflow does not have yet (YAML workflows, the HTTP service, run
+guards, the chain builder): defined in ``nestflow.errors``, raised by no module, so not
+exported. When a feature lands, its errors move from here to ``__all__``."""
+
+NOT_RAISED_YET = frozenset(
+    {
+        "AuthenticationError",
+        "AuthorizationError",
+        "CallCycleError",
+        "CallDepthError",
+        "ChainError",
+        "CircularDependencyError",
+        "ContractError",
+        "ImportReferenceError",
+        "MemoryLimitError",
+        "MemoryWarning",
+        "NotSerializableError",
+        "ReplayError",
+        "ServiceError",
+        "SignatureError",
+        "SpecError",
+        "SpecValidationError",
+        "StepLimitError",
+        "TemplateError",
+    }
+)
