@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import socket
@@ -300,3 +301,26 @@ def test_a7_7_resources_send_a_sub_pipeline_only_to_the_gpu_worker(scheduler: st
     assert set(mapped["worker"]) | set(mapped["w2"]) == {"gpu"}
     assert set(spread["worker"]) <= {"cpu", "gpu"}
     assert gpu.label == f"Dask({scheduler}, GPU=1)"
+
+
+@node(output_name="span")
+def timed_item(x: int) -> tuple[float, float]:
+    started = time.time()  # wall clock: comparable across the worker processes
+    time.sleep(0.3)
+    return started, time.time()
+
+
+def _overlapping(spans: list[tuple[float, float]]) -> bool:
+    ordered = sorted(spans)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ordered))
+
+
+def test_a_sequential_dask_map_runs_its_items_one_at_a_time() -> None:
+    client = shared_backend().client  # two workers: a parallel map overlaps its items
+    sequential = DaskBackend(client=client, map_execution="sequential")
+    parallel = DaskBackend(client=client, map_execution="parallel")
+    items = {"x": [1, 2, 3, 4], "map_over": "x", "output_name": "span"}
+    one_by_one = Pipeline([timed_item], name="items", backend=sequential).map(**items)
+    side_by_side = Pipeline([timed_item], name="items", backend=parallel).map(**items)
+    assert not _overlapping(one_by_one)
+    assert _overlapping(side_by_side)

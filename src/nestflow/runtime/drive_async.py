@@ -212,7 +212,7 @@ async def map_level(level: Level, call: MapCall) -> dict[str, Any]:
     try:
         if width == 1 and not shipped:
             outputs, failures = await _in_order(level, call, inputs, batch)
-        elif shipped and remote.submits_many(level):
+        elif shipped and width >= total and remote.submits_many(level):  # none held back
             outputs, failures = await remote.map_submitted(level, call, inputs, batch)
         else:
             outputs, failures = await _gated(level, call, inputs, width, batch, shipped)
