@@ -161,22 +161,40 @@ def test_a_mapped_root_whose_only_node_maps_is_two_maps() -> None:
     assert lines[2].startswith("└─ each [map ×3: 3 executed] ")
 
 
-def test_a_run_that_says_its_root_was_mapped_is_drawn_so() -> None:
+def test_a_map_over_a_pipeline_that_only_nests_another_is_drawn_as_it_ran() -> None:
     # A map over a root whose only node nests a pipeline, and a run whose only node is a
-    # mapped nested pipeline, leave the same records: only the report's `mapped` tells.
+    # mapped nested pipeline, leave the same item paths: the report's `maps` tells them apart.
     nested = Pipeline([Pipeline([embed], name="embedder")], name="outer")
     report = nested.map(item=[1, 2], map_over="item").report
-    report.mapped = True
+    assert report.maps == [()]
+    assert report.mapped is True
     lines = report.tree().splitlines()
     assert lines[1].startswith("outer [map ×2: 2 executed] ")
     assert lines[2].startswith("└─ embedder [pipeline] ")
-    report.mapped = False
+    wrapper = Pipeline([Pipeline([embed], name="embedder")], name="wrapper")
+    each = wrapper.as_node(name="each", map_over="item")
+    report = Pipeline([each], name="outer").run(item=[1, 2]).report
+    assert report.maps == [("each",)]
+    lines = report.tree().splitlines()
+    assert lines[1].startswith("outer ")
+    assert "[" not in lines[1]
+    assert lines[2].startswith("└─ each [map ×2: 2 executed] ")
+    assert lines[3].startswith("   └─ embedder [pipeline] ")
+
+
+def test_a_report_without_its_maps_is_read_from_item_paths() -> None:
+    nested = Pipeline([Pipeline([embed], name="embedder")], name="outer")
+    report = nested.map(item=[1, 2], map_over="item").report
+    report.maps = None
+    assert report.mapped is None
     assert report.tree().splitlines()[2].startswith("└─ embedder [map ×2: 2 executed] ")
 
 
-def test_whether_the_root_was_mapped_is_saved_and_loaded(tmp_path: Path) -> None:
-    report = Pipeline([embed], name="em").map(item=[1, 2], map_over="item").report
-    report.mapped = True
+def test_the_maps_of_a_run_are_saved_and_loaded(tmp_path: Path) -> None:
+    each = Pipeline([embed], name="embedder").as_node(name="each", map_over="item")
+    report = Pipeline([each], name="em").map(item=[[1, 2], [3]], map_over="item").report
+    assert sorted(report.maps) == [(), ("each",)]
     loaded = RunReport.load(report.save(tmp_path))
+    assert loaded.maps == report.maps
     assert loaded.mapped is True
     assert loaded.tree() == report.tree()

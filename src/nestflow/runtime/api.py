@@ -80,10 +80,8 @@ class _Call:
         """The run's state and its root level."""
         state = RunState(self.pipeline.name)
         level = Level.root(state, compiled(self.plan, root_config(self.pipeline)))
-        if self.is_map:
-            state.report.mapped = True
-            if level.hooks:
-                level.register(mapped=True)
+        if self.is_map and level.hooks:
+            level.register(mapped=True)
         return state, level
 
     def synchronous(self, level: Level) -> bool:

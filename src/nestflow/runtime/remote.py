@@ -63,6 +63,7 @@ class ItemResult:
     error: BaseException | None = None
     warnings: list[str] = field(default_factory=list)
     abandoned_threads: list[str] = field(default_factory=list)
+    maps: list[tuple[str, ...]] = field(default_factory=list)
     cache_hits: int = 0
     cache_misses: int = 0
 
@@ -204,6 +205,7 @@ class ItemRun:
         result.cache_hits = state.report.cache_hits
         result.cache_misses = state.report.cache_misses
         result.abandoned_threads = state.report.abandoned_threads
+        result.maps = state.report.maps or []
         notices = context.pending_fallbacks()
         result.warnings = notices[:]
         notices.clear()
@@ -485,6 +487,8 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
         report.add(record if record.backend == label else replace(record, backend=label))
     report.errors.extend(result.errors)
     report.abandoned_threads.extend(result.abandoned_threads)
+    if report.maps is not None:
+        report.maps.extend(m for m in result.maps if m not in report.maps)
     report.cache_hits += result.cache_hits
     report.cache_misses += result.cache_misses
     for message in result.warnings:

@@ -84,15 +84,19 @@ class RunReport:
     """Node paths (with ``[item i]``) whose timed-out thread was left running, result discarded."""
     drivers: tuple[str, ...] = ()
     """The drivers that ran levels of this run (``"sync"``, ``"async"``), in order of first use."""
-    mapped: bool | None = None
-    """Whether the root ran once per item (``Pipeline.map``); None when the run did not say.
-
-    The records cannot tell a mapped root whose only node is a nested pipeline from a root
-    whose only node is a mapped nested pipeline: their item paths are the same.
-    """
+    maps: list[tuple[str, ...]] | None = field(default_factory=list)
+    """The levels that ran once per item, each named by the ids of the nested nodes that
+    entered it (``()``: the root, run by ``Pipeline.map``). ``None`` in a report saved
+    without them: the tree then reads the maps from the records' item paths, which cannot
+    tell a map over a pipeline that only wraps a nested one from a map of that nested one."""
     _records: list[NodeRecord] = field(default_factory=list, repr=False)
     pending: list[Any] = field(default_factory=list, repr=False)
     """Rows of node executions not yet made into records (see ``runtime/records.py``)."""
+
+    @property
+    def mapped(self) -> bool | None:
+        """Whether the root ran once per item (``Pipeline.map``); None when not known."""
+        return None if self.maps is None else () in self.maps
 
     @property
     def failed_items(self) -> list[tuple[int, ...]]:
@@ -158,7 +162,7 @@ class RunReport:
             "callback_failures": self.callback_failures,
             "abandoned_threads": list(self.abandoned_threads),
             "drivers": list(self.drivers),
-            "mapped": self.mapped,
+            "maps": None if self.maps is None else [list(m) for m in self.maps],
             "records": [asdict(r) for r in self.records],
         }
 
@@ -187,6 +191,8 @@ class RunReport:
             ErrorRecord(**{**e, "item_path": tuple(e["item_path"])}) for e in data.pop("errors")
         ]
         data["drivers"] = tuple(data.get("drivers", ()))
+        maps = data.pop("maps", None)
+        data["maps"] = None if maps is None else [tuple(m) for m in maps]
         report = cls(**data, errors=errors)
         report.records.extend(records)
         return report

@@ -722,7 +722,11 @@ def level_ended(
 
 
 def map_started(level: Level, map_id: str, total: int) -> float:
-    """``on_map_start``; returns the map's start time."""
+    """``on_map_start``; the level noted as mapped (``RunReport.maps``); returns the map's
+    start time."""
+    maps = level.run.report.maps
+    if maps is not None and level.entered not in maps:
+        maps.append(level.entered)
     if "on_map_start" in level.hooks:
         level.emit("on_map_start", map_id, total)
     return perf_counter()

@@ -30,6 +30,8 @@ class _Branch:
     records: list[NodeRecord] = field(default_factory=list)
     children: dict[str, _Branch] = field(default_factory=dict)
     is_node: bool = False
+    key: tuple[str, ...] = ()
+    """The ids of the nested nodes that entered this level (``RunReport.maps`` names them)."""
     least: int = 0
     """The shortest item path this level can have of its own (see ``_least``)."""
 
@@ -50,7 +52,7 @@ def _grow(records: list[NodeRecord]) -> _Branch | None:
         # Nested levels are named by the node that entered them (two nodes may nest the
         # same pipeline); records without those ids fall back to the pipeline names.
         for name in record.levels or tuple(names[1:]):
-            branch = branch.children.setdefault(name, _Branch(name))
+            branch = branch.children.setdefault(name, _Branch(name, key=(*branch.key, name)))
         leaf = branch.children.setdefault(node, _Branch(node, is_node=True))
         leaf.records.append(record)
     return root
@@ -66,16 +68,24 @@ def tree(report: RunReport, items: bool = False) -> str:
     if root is None:
         return f"{head}\n{report.pipeline} {duration_text(report.duration_s)} (no node ran)"
     _least(root)
-    # Only the run can tell a map over a root whose only node nests a pipeline from a run
-    # whose only node is a mapped nested pipeline: their records are the same.
-    known = None if report.mapped is None else int(report.mapped)
-    mapped, own = _mapped(root, 0, known)
+    # The run names the levels that ran per item; a report saved without them is read from
+    # its item paths, which cannot tell a map over a pipeline that only nests another one
+    # from a map of that nested one.
+    maps = None if report.maps is None else frozenset(report.maps)
+    mapped, own = _mapped(root, 0, None if maps is None else int(() in maps))
     lines = [head, f"{root.name}{mapped} {duration_text(report.duration_s)}"]
-    _lines(root, "", own, items, lines)
+    _lines(root, "", own, items, lines, maps)
     return "\n".join(lines)
 
 
-def _lines(branch: _Branch, prefix: str, entry: int, items: bool, lines: list[str]) -> None:
+def _lines(
+    branch: _Branch,
+    prefix: str,
+    entry: int,
+    items: bool,
+    lines: list[str],
+    maps: frozenset[tuple[str, ...]] | None,
+) -> None:
     children = list(branch.children.values())
     for position, child in enumerate(children):
         last = position == len(children) - 1
@@ -85,11 +95,12 @@ def _lines(branch: _Branch, prefix: str, entry: int, items: bool, lines: list[st
             if items and len(child.records) > 1:
                 lines += [deeper + f"item {_item(r)} {_single(r)}" for r in child.records]
             continue
-        mapped, own = _mapped(child, entry)
+        known = None if maps is None else entry + (child.key in maps)
+        mapped, own = _mapped(child, entry, known)
         took = duration_text(sum(r.duration_s or 0.0 for r in child.all_records()))
         label = f"{child.name} {mapped.strip() or '[pipeline]'} {took}"
         lines.append(prefix + ("└─ " if last else "├─ ") + label)
-        _lines(child, deeper, own, items, lines)
+        _lines(child, deeper, own, items, lines, maps)
 
 
 def _least(branch: _Branch) -> int:
