@@ -231,6 +231,17 @@ def sleepy(log: str, name: str, src: str, out: str, seconds: float, **options: A
     return node(slow, output_name=out, name=name, **options).with_inputs({"value": src})
 
 
+def gil_holder(log: str, name: str, src: str, out: str, **options: Any) -> Node:
+    """``out = src`` after one long C call, which holds the GIL until it returns."""
+
+    def busy(value: int) -> int:
+        note(log, name)
+        sum(range(5_000_000))
+        return value
+
+    return node(busy, output_name=out, name=name, **options).with_inputs({"value": src})
+
+
 # --- cache damage ------------------------------------------------------------------------------
 
 

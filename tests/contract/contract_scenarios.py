@@ -29,6 +29,7 @@ from contract_kit import (
     delete_value,
     fail_on,
     flaky,
+    gil_holder,
     join,
     mapped,
     note,
@@ -754,6 +755,29 @@ def timeout_nested(ws: Workspace) -> Pipeline:
     log = ws.log
     inner = Pipeline([sleepy(log, "stall", "a", "s", 2.0, timeout=0.2)], name="inner")
     return Pipeline([add(log, "inc", "x", "a"), inner], name="outer")
+
+
+LATE_MESSAGE = (
+    "Node `late > busy` ran longer than its timeout of 0.005 s (set on node `busy`); "
+    "<stopped>. Raise the limit with timeout=..., or set timeout=None on the node to lift it."
+)
+
+
+@scenario(
+    run({"x": 1}),
+    outcomes=[raises(NodeTimeoutError, LATE_MESSAGE, "nestflow: node late > busy (depth 0)")],
+    run_status="failed",
+    statuses={"inc": "executed", "busy": "failed"},
+    maybe_called=frozenset({"busy"}),
+)
+def timeout_returned_late(ws: Workspace) -> Pipeline:
+    """A node that holds the GIL past its timeout fails in every mode: stopped (a worker
+    process), abandoned, or returned late with its result discarded."""
+    log = ws.log
+    return Pipeline(
+        [add(log, "inc", "x", "a"), gil_holder(log, "busy", "a", "b", timeout=0.005)],
+        name="late",
+    )
 
 
 # --- on_error="continue" -----------------------------------------------------------------------

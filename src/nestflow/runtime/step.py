@@ -466,13 +466,16 @@ class NodeStep:
         returns late, and its result is discarded as a timeout (never published or cached).
         Worker processes are stopped at the deadline and need no such check.
         """
-        if self.timeout is not None and attempt.executor.kind != "processes":
-            took = perf_counter() - attempt.called
-            if took > self.timeout:
-                raise executors.CallTimeout(
-                    f"it returned only after {took:.2f} s (it could not be interrupted), so "
-                    "its result was discarded"
-                )
+        timeout = self.timeout
+        if (
+            timeout is not None
+            and perf_counter() - attempt.called > timeout
+            and attempt.executor.kind != "processes"
+        ):
+            raise executors.CallTimeout(
+                "it returned after its deadline (it could not be interrupted), so its result "
+                "was discarded"
+            )
         return result
 
     def publish(self, values: dict[str, Any], result: Any) -> None:
