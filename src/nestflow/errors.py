@@ -32,10 +32,10 @@ argument type, a keyword given twice or in the wrong place); they are also the
     │  └─ CacheStoreError(OSError)        store unreachable
     ├─ SpecError(ValueError)              YAML workflows
     │  ├─ SpecValidationError             .problems: list of (file, line, column, message)
-    │  ├─ TemplateError
-    │  ├─ ImportReferenceError
-    │  ├─ NotSerializableError
-    │  └─ CircularDependencyError         .chain
+    │  │  ├─ TemplateError
+    │  │  ├─ ImportReferenceError
+    │  │  └─ CircularDependencyError      .chain
+    │  └─ NotSerializableError
     ├─ GuardError(RuntimeError)
     │  ├─ RecursionDepthError
     │  ├─ StepLimitError
@@ -221,18 +221,27 @@ class SpecError(NestflowError, ValueError):
 
 
 class SpecValidationError(SpecError):
-    """A YAML pipeline fails validation; ``.problems`` lists (file, line, column, message)."""
+    """A YAML pipeline fails validation; ``.problems`` lists (file, line, column, message).
+
+    Loading collects every problem before raising one exception; ``str()`` shows them all.
+    """
 
     def __init__(self, message: str, problems: Sequence[tuple[str, int, int, str]] = ()) -> None:
         super().__init__(message)
+        self.message = message
         self.problems = list(problems)
 
+    def __str__(self) -> str:
+        lines = [self.message]
+        lines += [f"  {file}:{line}:{column}: {text}" for file, line, column, text in self.problems]
+        return "\n".join(lines)
 
-class TemplateError(SpecError):
-    """A template in a YAML pipeline cannot be rendered."""
+
+class TemplateError(SpecValidationError):
+    """A template in a YAML pipeline is not allowed, or cannot be rendered."""
 
 
-class ImportReferenceError(SpecError):
+class ImportReferenceError(SpecValidationError):
     """A ``module:attribute`` reference in a YAML pipeline cannot be imported."""
 
 
@@ -240,15 +249,17 @@ class NotSerializableError(SpecError):
     """A pipeline holds nodes that cannot be written back to YAML."""
 
 
-class CircularDependencyError(SpecError):
+class CircularDependencyError(SpecValidationError):
     """YAML files reference each other in a cycle; ``.chain`` holds the files."""
 
-    def __init__(self, message: str, chain: Sequence[str] = ()) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        chain: Sequence[str] = (),
+        problems: Sequence[tuple[str, int, int, str]] = (),
+    ) -> None:
+        super().__init__(message, problems)
         self.chain = tuple(chain)
-
-
-# --- guards ----------------------------------------------------------------------------------
 
 
 class GuardError(NestflowError, RuntimeError):

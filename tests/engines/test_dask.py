@@ -316,11 +316,16 @@ def _overlapping(spans: list[tuple[float, float]]) -> bool:
 
 
 def test_a_sequential_dask_map_runs_its_items_one_at_a_time() -> None:
-    client = shared_backend().client  # two workers: a parallel map overlaps its items
+    # A cluster of its own, with two workers: a parallel map overlaps its items (the shared
+    # one may be restarting a worker after an earlier test's timeout).
+    own = DaskBackend(n_workers=2)
+    client = own.client
+    client.wait_for_workers(2, timeout=60)
     sequential = DaskBackend(client=client, map_execution="sequential")
     parallel = DaskBackend(client=client, map_execution="parallel")
     items = {"x": [1, 2, 3, 4], "map_over": "x", "output_name": "span"}
     one_by_one = Pipeline([timed_item], name="items", backend=sequential).map(**items)
     side_by_side = Pipeline([timed_item], name="items", backend=parallel).map(**items)
+    own.close()
     assert not _overlapping(one_by_one)
     assert _overlapping(side_by_side)

@@ -89,6 +89,8 @@ def restart_worker(client: Any, address: str | None = None, key: Any = None) -> 
     """Restart a worker (through its nanny): the one at ``address``, or the one still
     running task ``key``. A worker without a nanny cannot be restarted: it is left, with
     a warning, and keeps the thread until the call ends."""
+    if client.status != "running":  # the backend is closing: its workers go anyway
+        return
     try:
         if address is None:
             found = client.run(_still_running, key)
@@ -97,6 +99,8 @@ def restart_worker(client: Any, address: str | None = None, key: Any = None) -> 
                 return
         client.restart_workers([address], raise_for_error=True)
     except Exception as exc:
+        if client.status != "running":
+            return
         warnings.warn(
             f"A call past its deadline still runs on dask worker {address or '(unknown)'}, "
             f"which could not be restarted ({type(exc).__name__}: {exc}); it stays busy until "
