@@ -9,18 +9,13 @@ NOT_RAISED_YET = frozenset(
         "CallCycleError",
         "CallDepthError",
         "ChainError",
-        "CircularDependencyError",
         "ContractError",
-        "ImportReferenceError",
         "MemoryLimitError",
         "MemoryWarning",
         "NotSerializableError",
         "ReplayError",
         "ServiceError",
         "SignatureError",
-        "SpecError",
-        "SpecValidationError",
         "StepLimitError",
-        "TemplateError",
     }
 )

@@ -29,10 +29,12 @@ from nestflow.errors import (
     CacheStoreError,
     CacheWarning,
     CallbackWarning,
+    CircularDependencyError,
     CycleError,
     DefinitionError,
     DependencyError,
     GuardError,
+    ImportReferenceError,
     InputError,
     InvalidCallError,
     InvalidNameError,
@@ -48,6 +50,9 @@ from nestflow.errors import (
     RecursionDepthError,
     RemoteExecutionError,
     SerializationError,
+    SpecError,
+    SpecValidationError,
+    TemplateError,
     UnhashableInputError,
     UnknownInputError,
     UnknownOutputError,
@@ -68,6 +73,7 @@ __all__ = [
     "CallbackContext",
     "CallbackWarning",
     "Capture",
+    "CircularDependencyError",
     "CycleError",
     "DaskBackend",
     "DefinitionError",
@@ -78,6 +84,7 @@ __all__ = [
     "ErrorRecord",
     "GraphvizStyle",
     "GuardError",
+    "ImportReferenceError",
     "InputError",
     "InvalidCallError",
     "InvalidNameError",
@@ -105,12 +112,25 @@ __all__ = [
     "Retry",
     "RunReport",
     "SerializationError",
+    "SpecError",
+    "SpecValidationError",
     "TelemetryCallback",
+    "TemplateError",
     "UnhashableInputError",
     "UnknownInputError",
     "UnknownOutputError",
     "capture",
     "format_error",
+    "load_yaml",
     "node",
     "register_fingerprint",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``load_yaml`` brings in the workflow loader (PyYAML, Jinja2) on first use only.
+    if name == "load_yaml":
+        from nestflow.spec.loader import load_yaml
+
+        return load_yaml
+    raise AttributeError(f"module 'nestflow' has no attribute {name!r}")

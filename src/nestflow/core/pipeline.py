@@ -7,6 +7,7 @@ pipeline may be shared by many parents and many concurrent runs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Never, overload
 
@@ -197,6 +198,14 @@ class Pipeline:
     def with_retries(self, retries: int | Retry | Unset) -> Pipeline:
         """A copy with another retry policy (``0`` disables, ``UNSET`` inherits)."""
         return self._copy(**checked_config(f"pipeline `{self.name}`", retries=retries))
+
+    @classmethod
+    def from_yaml(cls, source: str | os.PathLike[str], *, registry: Any = None) -> Pipeline:
+        """The pipeline a workflow file describes (``source``: a path, or the YAML text);
+        see ``nestflow.load_yaml``."""
+        from nestflow.spec.loader import load_yaml
+
+        return load_yaml(source, registry=registry)
 
     def bind(self, **values: Any) -> Pipeline:
         """A copy with default values for some inputs; values given at run time still win."""

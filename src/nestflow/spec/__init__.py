@@ -1,0 +1,1 @@
+"""Declarative YAML pipelines: files compiled into ordinary ``Pipeline`` objects."""

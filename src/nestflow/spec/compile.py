@@ -1,0 +1,603 @@
+"""Compiling checked workflow data into ordinary ``Pipeline`` objects.
+
+One ``Compiler`` per load: it reads files (each once), follows sub-pipelines, and collects
+every problem before the loader raises. A step compiles to one node:
+
+* a function step whose inputs are whole references (``{{inputs.x}}``,
+  ``{{steps.s.result}}``) or omitted is the imported node itself, rewired with
+  ``with_inputs`` and named after the step, so it shares cache entries with the same node
+  used from Python (SPEC 11.5);
+* a function step with literals or computed templates is a step node that renders its
+  arguments and calls the function: its code fingerprint is the function's (``__wrapped__``)
+  and its ``cache_version`` digests the templates;
+* a pipeline step is the sub-workflow ``as_node``, a for_each step the same with
+  ``map_over``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nestflow.core.node import Node, node
+from nestflow.core.pipeline import Pipeline
+from nestflow.engines.backends import LocalBackend
+from nestflow.errors import SpecValidationError, TemplateError
+from nestflow.spec import templates
+from nestflow.spec.imports import ReferenceProblem, import_reference
+from nestflow.spec.project import allowed
+from nestflow.spec.schema import Checker, Problems
+from nestflow.spec.source import Key, Marks, SourceError, Where, read_file
+
+Path_ = tuple[Key, ...]
+
+
+@dataclass
+class Level:
+    """What templates of one workflow body may refer to, while its steps compile."""
+
+    name: str
+    inputs: dict[str, Any]
+    """Declared inputs: name -> default (``REQUIRED`` when none)."""
+    workflow: dict[str, Any]
+    global_vars: dict[str, Any]
+    steps: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Step name -> the names it publishes."""
+    loop: tuple[str, ...] = ()
+    """Loop variables of an enclosing for_each (inputs of this level)."""
+
+    def scope(self) -> templates.Scope:
+        return templates.Scope(
+            steps=dict(self.steps),
+            inputs=tuple(self.inputs),
+            global_vars=tuple(self.global_vars),
+            workflow=tuple(self.workflow),
+            loop_vars=self.loop,
+        )
+
+
+REQUIRED: Any = object()
+
+
+class Compiler:
+    """Compiles one root file (or text) and everything it refers to."""
+
+    def __init__(self, registry: Any = None, allowed_dirs: tuple[Path, ...] = ()) -> None:
+        self.problems = Problems()
+        self.registry = registry
+        self.allowed_dirs = allowed_dirs
+        """Where ``pipeline_file`` targets may be (``Project.pipeline_dirs``); empty: anywhere."""
+        self._files: dict[Path, Pipeline | None] = {}
+        self._chain: list[tuple[str, Where]] = []
+
+    # --- files and bodies ---------------------------------------------------------------------
+
+    def file(self, path: Path, where: Where | None = None) -> Pipeline | None:
+        """The pipeline of the file at ``path`` (compiled once per load)."""
+        path = path.resolve()
+        if path in self._files:
+            return self._files[path]
+        try:
+            data, marks = read_file(path)
+        except OSError as exc:
+            self.problems.add(
+                where or Where(str(path), 1, 1), f"cannot read `{path}`: {exc.strerror or exc}"
+            )
+            return None
+        except SourceError as exc:
+            self.problems.add(exc.where, str(exc))
+            return None
+        self._files[path] = found = self.document(data, marks, path.parent)
+        return found
+
+    def document(self, data: Any, marks: Marks, base: Path) -> Pipeline | None:
+        """A whole file's data: checked, then its workflow compiled."""
+        checker = Checker(marks, self.problems)
+        before = len(self.problems.found)
+        if not checker.document(data) or len(self.problems.found) > before:
+            return None
+        return self.body(data["workflow"], ("workflow",), marks, base)
+
+    def body(
+        self, body: Mapping[str, Any], path: Path_, marks: Marks, base: Path
+    ) -> Pipeline | None:
+        """A checked workflow body compiled into a pipeline."""
+        name = str(body["name"])
+        declared = {
+            input_name: REQUIRED if spec is None or "default" not in spec else spec["default"]
+            for input_name, spec in (body.get("inputs") or {}).items()
+        }
+        workflow = {"name": name, **(body.get("settings") or {})}
+        level = Level(name, declared, workflow, dict(body.get("global_vars") or {}))
+        nodes: list[Any] = []
+        for index, step in enumerate(body["steps"]):
+            where_path = (*path, "steps", index)
+            made = self.step(step, where_path, marks, base, level)
+            if made is not None:
+                nodes.append(made)
+        if len(nodes) != len(body["steps"]):
+            return None
+        try:
+            pipeline = Pipeline(nodes, name=name, **self.config(body.get("config"), path, marks))
+            defaults = {k: v for k, v in declared.items() if v is not REQUIRED}
+            return pipeline.bind(**defaults) if defaults else pipeline
+        except Exception as exc:  # a graph problem nestflow itself reports (duplicates, cycles)
+            self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
+            return None
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def step(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
+    ) -> Any:
+        kind = step["type"]
+        if kind == "call":
+            self.problems.add(
+                marks.at((*path, "type")),
+                "`call` steps invoke pipelines served over HTTP, which this version of nestflow "
+                "does not provide yet; use a `pipeline` step with `pipeline_file:` meanwhile",
+            )
+            return None
+        if "condition" in step:
+            self.problems.add(
+                marks.at((*path, "condition")),
+                "`condition:` is not supported by this version of nestflow yet",
+            )
+            return None
+        if kind == "function":
+            return self.function(step, path, marks, level)
+        if kind == "pipeline":
+            return self.pipeline_step(step, path, marks, base, level)
+        if kind == "for_each":
+            return self.for_each(step, path, marks, base, level)
+        self.problems.add(
+            marks.at((*path, "type")),
+            f"`{kind}` steps are not supported by this version of nestflow yet",
+        )
+        return None
+
+    def function(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
+    ) -> Node | None:
+        name = str(step["name"])
+        before = len(self.problems.found)
+        base = self._imported(step, path, marks)
+        if base is None:
+            return None
+        outputs = self._outputs(step, base, name)
+        wires, rendered = self._arguments(step, path, marks, level, base)
+        if len(self.problems.found) > before:
+            return None
+        options = self._node_options(step.get("config"))
+        if not rendered:
+            made = base.with_inputs(wires) if wires else base
+            made = made.with_options(name=name, output_name=outputs, **options)
+        else:
+            made = self._step_node(step, base, name, outputs, wires, rendered, level, options)
+        level.steps[name] = made.outputs
+        return made
+
+    def _imported(self, step: Mapping[str, Any], path: Path_, marks: Marks) -> Node | None:
+        """The node a function step names: a ``Node`` as it is, a function made into one."""
+        where = marks.at((*path, "function"))
+        try:
+            target = import_reference(str(step["function"]))
+        except ReferenceProblem as exc:
+            self.problems.add(where, str(exc), kind="import")
+            return None
+        if isinstance(target, Node):
+            return target
+        if not callable(target):
+            self.problems.add(
+                where,
+                f"`{step['function']}` is a {type(target).__name__}, not a function",
+                kind="import",
+            )
+            return None
+        try:
+            made: Node = node(target, output_name=str(step["name"]))
+            return made
+        except Exception as exc:  # nestflow's own explanation of why it cannot be a node
+            self.problems.add(where, f"{type(exc).__name__}: {exc}", kind="import")
+            return None
+
+    def _arguments(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level, base: Node
+    ) -> tuple[dict[str, str], dict[str, templates.Compiled]]:
+        """Each parameter's source: a value name wired to it, or a template rendered for it."""
+        given = dict(step.get("inputs") or {})
+        for param in given:
+            if param not in base.params:
+                self.problems.add(
+                    marks.at((*path, "inputs", param)),
+                    f"function `{step['function']}` has no parameter `{param}`; its "
+                    f"parameters are: {', '.join(base.params) or '(none)'}",
+                )
+        wires: dict[str, str] = {}
+        rendered: dict[str, templates.Compiled] = {}
+        for param in base.params:
+            if param in given:
+                compiled = self._template(given[param], (*path, "inputs", param), marks, level)
+                wired = None if compiled is None else self._wire(compiled, level)
+                if wired is not None:
+                    wires[param] = wired
+                elif compiled is not None:
+                    rendered[param] = compiled
+            elif param in level.inputs or param in level.loop:
+                wires[param] = param
+            elif param not in base.defaults:
+                self.problems.add(
+                    marks.at((*path, "inputs")),
+                    f"parameter `{param}` of `{step['function']}` gets no value: give it in "
+                    f"`inputs:` of step `{step['name']}`, or declare a workflow input `{param}`",
+                )
+        return wires, rendered
+
+    def _outputs(self, step: Mapping[str, Any], base: Node, name: str) -> str | tuple[str, ...]:
+        chosen = step.get("output_name")
+        if chosen is not None:
+            return chosen if isinstance(chosen, str) else tuple(chosen)
+        if base.outputs == (name,):  # a referenced node named as its output: unchanged
+            return name
+        return name if len(base.outputs) == 1 else base.outputs
+
+    def _step_node(
+        self,
+        step: Mapping[str, Any],
+        base: Node,
+        name: str,
+        outputs: str | tuple[str, ...],
+        wires: dict[str, str],
+        rendered: dict[str, templates.Compiled],
+        level: Level,
+        options: dict[str, Any],
+    ) -> Node:
+        """A node that renders the templated arguments, then calls the function."""
+        function = base.func
+        needs = sorted(set(wires.values()) | _needs(rendered, level))
+        constants = {"workflow": dict(level.workflow), "global_vars": dict(level.global_vars)}
+        steps = dict(level.steps)
+
+        def call_step(**values: Any) -> Any:
+            context = _context(values, steps, constants)
+            kwargs = {param: values[wire] for param, wire in wires.items()}
+            kwargs.update(
+                (param, compiled.render(context, name)) for param, compiled in rendered.items()
+            )
+            return function(**kwargs)
+
+        call_step.__wrapped__ = function  # type: ignore[attr-defined]
+        call_step.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in needs]
+        )
+        call_step.__name__ = getattr(function, "__name__", name)
+        sources = repr(sorted((p, c.source) for p, c in rendered.items()))
+        version = hashlib.sha256(f"{step['function']}|{sources}".encode()).hexdigest()[:16]
+        return node(
+            call_step,
+            output_name=outputs,
+            name=name,
+            cache_version=version,
+            **{k: v for k, v in options.items() if k != "output_name"},
+        )
+
+    def pipeline_step(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
+    ) -> Any:
+        name = str(step["name"])
+        inner = self._sub_pipeline(step, path, marks, base)
+        if inner is None:
+            return None
+        input_mapping, literals = self._sub_inputs(step, path, marks, level, inner)
+        if literals:
+            inner = inner.bind(**literals)
+        output_mapping = self._sub_outputs(step, path, marks, inner)
+        if output_mapping is None:
+            return None
+        made = inner.as_node(
+            name=name,
+            input_mapping=input_mapping or None,
+            output_mapping=output_mapping or None,
+            on_error="continue" if _continues(step) else "raise",
+        )
+        level.steps[name] = tuple(made.outputs)
+        return made
+
+    def for_each(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
+    ) -> Any:
+        name = str(step["name"])
+        over = step["over"]
+        if not isinstance(over, str):
+            self.problems.add(
+                marks.at((*path, "over")),
+                "`over:` with several lists is not supported by this version of nestflow yet",
+            )
+            return None
+        compiled = self._template(over, (*path, "over"), marks, level)
+        if compiled is None:
+            return None
+        collection = self._wire(compiled, level)
+        if collection is None:
+            self.problems.add(
+                marks.at((*path, "over")),
+                '`over:` must be one whole reference such as "{{inputs.docs}}" or '
+                '"{{steps.split.result}}"',
+            )
+            return None
+        item = str(step["as"])
+        inner_level = Level(
+            name, dict(level.inputs), level.workflow, level.global_vars, {}, (*level.loop, item)
+        )
+        inner_level.steps = dict(level.steps)
+        inner: Pipeline | None
+        if "step" in step:
+            inner_step = {"name": name, **step["step"]}
+            made = self.step(inner_step, (*path, "step"), marks, base, inner_level)
+            inner = None if made is None else Pipeline([made], name=name)
+        else:
+            inner = self._sub_pipeline(step, path, marks, base)
+        if inner is None:
+            return None
+        mapped_input = item if item in inner.inputs else None
+        if mapped_input is None:
+            self.problems.add(
+                marks.at((*path, "as")),
+                f"the loop variable `{item}` is not used by the step it maps",
+            )
+            return None
+        input_mapping = {collection: item}
+        for wanted in inner.inputs:
+            if wanted != item and wanted in level.inputs:
+                input_mapping.setdefault(wanted, wanted)
+        made = inner.as_node(
+            name=name,
+            map_over=collection,
+            input_mapping={k: v for k, v in input_mapping.items() if k != v} or None,
+            on_error="continue" if _continues(step) else "raise",
+        )
+        level.steps[name] = tuple(made.outputs)
+        return made
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def _sub_pipeline(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path
+    ) -> Pipeline | None:
+        if "pipeline_file" in step:
+            target = (base / str(step["pipeline_file"])).resolve()
+            where = marks.at((*path, "pipeline_file"))
+            if self.allowed_dirs and not allowed(target, self.allowed_dirs):
+                dirs = ", ".join(f"`{d}`" for d in self.allowed_dirs)
+                self.problems.add(
+                    where,
+                    f"`{step['pipeline_file']}` resolves to `{target}`, outside the folders "
+                    f"pipeline files may come from ({dirs}); move the file there, or add its "
+                    "folder to `allowed_pipeline_dirs` of the project (nestflow.toml)",
+                )
+                return None
+            return self._follow(target, where, str(step["name"]))
+        if "pipeline" in step:
+            return self.body(step["pipeline"], (*path, "pipeline"), marks, base)
+        reference = str(step["pipeline_ref"])
+        if self.registry is None:
+            self.problems.add(
+                marks.at((*path, "pipeline_ref")),
+                f"`pipeline_ref: {reference}` needs a registry; none was given",
+            )
+            return None
+        where = marks.at((*path, "pipeline_ref"))
+        try:
+            found = self.registry.resolve(reference, at=(where.file, where.line, where.column))
+        except SpecValidationError as exc:
+            for file, line, column, message in exc.problems:
+                self.problems.add(Where(file, line, column), message)
+            return None
+        if isinstance(found, Pipeline):
+            return found
+        return self._follow(Path(found).resolve(), marks.at((*path, "pipeline_ref")), reference)
+
+    def _follow(self, target: Path, where: Where, label: str) -> Pipeline | None:
+        """A referenced file, unless it is already being compiled (a cycle)."""
+        chain = [str(p) for p, _ in self._chain]
+        if str(target) in chain:
+            steps = [*self._chain, (str(target), where)]
+            names = " -> ".join(Path(p).stem for p, _ in steps)
+            lines = [f"circular pipeline reference: {names}"]
+            for number, (p, at) in enumerate(steps, 1):
+                note = "  <- already in the chain" if number == len(steps) else ""
+                lines.append(f"  {number}. {Path(p).stem}  ({at}, depth {number - 1}){note}")
+            self.problems.add(where, "\n".join(lines), kind="cycle")
+            return None
+        self._chain.append((str(target), where))
+        try:
+            return self.file(target, where)
+        finally:
+            self._chain.pop()
+
+    def _sub_inputs(
+        self,
+        step: Mapping[str, Any],
+        path: Path_,
+        marks: Marks,
+        level: Level,
+        inner: Pipeline,
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        mapping: dict[str, str] = {}
+        literals: dict[str, Any] = {}
+        for inner_name, value in (step.get("inputs") or {}).items():
+            where = (*path, "inputs", inner_name)
+            if inner_name not in inner.inputs:
+                self.problems.add(
+                    marks.at(where),
+                    f"pipeline `{inner.name}` has no input `{inner_name}`; its inputs are: "
+                    f"{', '.join(inner.inputs) or '(none)'}",
+                )
+                continue
+            compiled = self._template(value, where, marks, level)
+            if compiled is None:
+                continue
+            if compiled.is_literal:
+                literals[inner_name] = compiled.render({}, str(step["name"]))
+                continue
+            wired = self._wire(compiled, level)
+            if wired is None:
+                self.problems.add(
+                    marks.at(where),
+                    "inputs of a pipeline step are whole references or literals in this "
+                    "version of nestflow; compute the value in a function step first",
+                )
+                continue
+            if wired != inner_name:
+                mapping[wired] = inner_name
+        return mapping, literals
+
+    def _sub_outputs(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, inner: Pipeline
+    ) -> dict[str, str] | None:
+        chosen = step.get("outputs")
+        if chosen is None:
+            return {}
+        mapping: dict[str, str] = {}
+        for index, entry in enumerate(chosen):
+            where = (*path, "outputs", index)
+            if not isinstance(entry, str):
+                self.problems.add(
+                    marks.at(where),
+                    "`{path, as}` outputs are not supported by this version of nestflow yet",
+                )
+                return None
+            if entry not in inner.outputs:
+                self.problems.add(
+                    marks.at(where),
+                    f"pipeline `{inner.name}` has no output `{entry}`; its outputs are: "
+                    f"{', '.join(inner.outputs)}",
+                )
+                return None
+            mapping[entry] = entry
+        return mapping
+
+    def _template(
+        self, value: Any, path: Path_, marks: Marks, level: Level
+    ) -> templates.Compiled | None:
+        try:
+            return templates.compile_value(
+                value, level.scope(), lambda inside: marks.at((*path, *inside))
+            )
+        except TemplateError as exc:
+            where = marks.at(path)
+            for problem in exc.problems or [(where.file, where.line, where.column, str(exc))]:
+                self.problems.add(Where(*problem[:3]), problem[3], kind="template")
+            return None
+
+    @staticmethod
+    def _wire(compiled: templates.Compiled, level: Level) -> str | None:
+        """The value name a whole reference is wired to, or ``None`` (it needs rendering)."""
+        reference = compiled.whole_reference
+        if reference is None:
+            return None
+        root, rest = reference.root, reference.path
+        if root == "inputs" and len(rest) == 1:
+            return str(rest[0])
+        if root in level.loop and not rest:
+            return str(root)
+        if root == "steps" and len(rest) == 2:
+            step, part = rest
+            published = level.steps.get(str(step), ())
+            if part == "result" and len(published) == 1:
+                return published[0]
+            if part in published:
+                return str(part)
+        return None
+
+    def config(self, config: Any, path: Path_, marks: Marks) -> dict[str, Any]:
+        """``Pipeline`` keywords for a workflow (or pipeline step) config block."""
+        if not config:
+            return {}
+        found: dict[str, Any] = {}
+        if "timeout_seconds" in config:
+            found["timeout"] = config["timeout_seconds"]
+        if "max_retries" in config:
+            found["retries"] = config["max_retries"]
+        if "backend" in config:
+            found["backend"] = _backend(config["backend"])
+        if "cache" in config:
+            found["cache"] = _cache(config["cache"])
+        return found
+
+    @staticmethod
+    def _node_options(config: Any) -> dict[str, Any]:
+        if not config:
+            return {}
+        found: dict[str, Any] = {}
+        if "timeout_seconds" in config:
+            found["timeout"] = config["timeout_seconds"]
+        if "max_retries" in config:
+            found["retries"] = config["max_retries"]
+        if config.get("continue_on_error"):
+            found["on_error"] = "continue"
+        return found
+
+
+def _continues(step: Mapping[str, Any]) -> bool:
+    return bool((step.get("config") or {}).get("continue_on_error"))
+
+
+def _needs(rendered: Mapping[str, templates.Compiled], level: Level) -> set[str]:
+    """The value names the rendered templates read (inputs, loop variables, step outputs)."""
+    names: set[str] = set()
+    for compiled in rendered.values():
+        for reference in compiled.references:
+            root, rest = reference.root, reference.path
+            if root == "inputs" and rest:
+                names.add(str(rest[0]))
+            elif root in level.loop:
+                names.add(str(root))
+            elif root == "steps" and rest:
+                names.update(level.steps.get(str(rest[0]), ()))
+    return names
+
+
+def _context(
+    values: Mapping[str, Any],
+    steps: Mapping[str, tuple[str, ...]],
+    constants: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What templates read at run time, from the step node's inputs."""
+    context: dict[str, Any] = {**constants, "inputs": dict(values)}
+    context.update(values)  # loop variables are read by their own name
+    step_values: dict[str, Any] = {}
+    for step, published in steps.items():
+        if not all(p in values for p in published):
+            continue
+        entry = {p: values[p] for p in published}
+        result = entry[published[0]] if len(published) == 1 else dict(entry)
+        step_values[step] = {**entry, "result": result, "status": "ok", "error": None}
+    context["steps"] = step_values
+    return context
+
+
+def _backend(spec: Mapping[str, Any]) -> Any:
+    options = {k: v for k, v in spec.items() if k != "type"}
+    if spec["type"] == "local":
+        return LocalBackend(**options)
+    from nestflow.engines.dask import DaskBackend
+
+    return DaskBackend(**options)
+
+
+def _cache(spec: Mapping[str, Any] | None) -> Any:
+    if spec is None:
+        return None
+    options = {k: v for k, v in spec.items() if k != "type"}
+    if spec["type"] == "disk":
+        from nestflow.cache.disk import DiskCache
+
+        return DiskCache(options.get("path", ".nestflow-cache"))
+    from nestflow.cache.redis import RedisCache
+
+    return RedisCache(**options)
