@@ -38,6 +38,15 @@ def doubled(n: int) -> int:
     return 2 * n
 
 NOT_A_FUNCTION = 3
+
+def nap(label: str) -> list:
+    import time
+    started = time.perf_counter()
+    time.sleep(0.3)
+    return [label, started, time.perf_counter()]
+
+def pair(a: int, b: str) -> str:
+    return f"{b}{a}"
 """
 
 
@@ -369,3 +378,57 @@ def test_a_pipeline_step_takes_literals_and_references_and_publishes_chosen_outp
     flow.write_text(wrong)
     with pytest.raises(SpecValidationError, match="has no output `shouted`"):
         load_yaml(flow)
+
+
+def test_a_parallel_step_runs_its_sub_steps_side_by_side(workdir: Path) -> None:
+    m = module_of(workdir)
+    flow = write(
+        workdir,
+        "parallel.yaml",
+        f"""
+        version: 1
+        workflow:
+          name: fanout
+          steps:
+            - name: together
+              type: parallel
+              steps:
+                - {{name: first, type: function, function: "{m}:nap", inputs: {{label: one}}}}
+                - {{name: second, type: function, function: "{m}:nap", inputs: {{label: two}}}}
+                - {{name: third, type: function, function: "{m}:nap", inputs: {{label: three}}}}
+            - name: labels
+              type: function
+              function: "{m}:count"
+              inputs: {{texts: "{{{{steps.together.result}}}}"}}
+        """,
+    )
+    out = load_yaml(flow).run()
+    spans = [out[name][1:] for name in ("first", "second", "third")]
+    assert [out[name][0] for name in ("first", "second", "third")] == ["one", "two", "three"]
+    latest_start = max(start for start, _ in spans)
+    earliest_end = min(end for _, end in spans)
+    assert latest_start < earliest_end, "the three sub-steps overlapped"
+    assert out["labels"] == 3, "the step's result is a mapping keyed by sub-step"
+
+
+def test_a_for_each_maps_several_lists_by_zip_or_product(workdir: Path) -> None:
+    m = module_of(workdir)
+    text = f"""
+        version: 1
+        workflow:
+          name: grid
+          inputs: {{ns: {{type: array}}, tags: {{type: array}}}}
+          steps:
+            - name: labelled
+              type: for_each
+              over: {{a: "{{{{inputs.ns}}}}", b: "{{{{inputs.tags}}}}"}}
+              mode: MODE
+              step:
+                type: function
+                function: "{m}:pair"
+                inputs: {{a: "{{{{a}}}}", b: "{{{{b}}}}"}}
+        """
+    zipped = load_yaml(textwrap.dedent(text.replace("MODE", "zip")).lstrip())
+    assert zipped.run(ns=[1, 2], tags=["x", "y"])["labelled"] == ["x1", "y2"]
+    product = load_yaml(textwrap.dedent(text.replace("MODE", "product")).lstrip())
+    assert product.run(ns=[1, 2], tags=["x", "y"])["labelled"] == ["x1", "y1", "x2", "y2"]

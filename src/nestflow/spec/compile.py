@@ -11,7 +11,8 @@ every problem before the loader raises. A step compiles to one node:
   arguments and calls the function: its code fingerprint is the function's (``__wrapped__``)
   and its ``cache_version`` digests the templates;
 * a pipeline step is the sub-workflow ``as_node``, a for_each step the same with
-  ``map_over``.
+  ``map_over`` (one name per list), a parallel step a nested pipeline of its sub-steps on
+  threads.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from nestflow.errors import SpecValidationError, TemplateError
 from nestflow.spec import templates
 from nestflow.spec.imports import ReferenceProblem, import_reference
 from nestflow.spec.project import allowed
-from nestflow.spec.schema import Checker, Problems
+from nestflow.spec.schema import Checker, Problems, is_identifier
 from nestflow.spec.source import Key, Marks, SourceError, Where, read_file
 
 Path_ = tuple[Key, ...]
@@ -154,6 +155,8 @@ class Compiler:
             return self.pipeline_step(step, path, marks, base, level)
         if kind == "for_each":
             return self.for_each(step, path, marks, base, level)
+        if kind == "parallel":
+            return self.parallel(step, path, marks, base, level)
         self.problems.add(
             marks.at((*path, "type")),
             f"`{kind}` steps are not supported by this version of nestflow yet",
@@ -311,28 +314,14 @@ class Compiler:
         self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
     ) -> Any:
         name = str(step["name"])
-        over = step["over"]
-        if not isinstance(over, str):
-            self.problems.add(
-                marks.at((*path, "over")),
-                "`over:` with several lists is not supported by this version of nestflow yet",
-            )
+        loops = self._loops(step, path, marks, level)
+        if loops is None:
             return None
-        compiled = self._template(over, (*path, "over"), marks, level)
-        if compiled is None:
-            return None
-        collection = self._wire(compiled, level)
-        if collection is None:
-            self.problems.add(
-                marks.at((*path, "over")),
-                '`over:` must be one whole reference such as "{{inputs.docs}}" or '
-                '"{{steps.split.result}}"',
-            )
-            return None
-        item = str(step["as"])
+        variables = tuple(variable for variable, _ in loops)
         inner_level = Level(
-            name, dict(level.inputs), level.workflow, level.global_vars, {}, (*level.loop, item)
-        )
+            name, dict(level.inputs), level.workflow, level.global_vars, {},
+            (*level.loop, *variables),
+        )  # fmt: skip
         inner_level.steps = dict(level.steps)
         inner: Pipeline | None
         if "step" in step:
@@ -343,25 +332,78 @@ class Compiler:
             inner = self._sub_pipeline(step, path, marks, base)
         if inner is None:
             return None
-        mapped_input = item if item in inner.inputs else None
-        if mapped_input is None:
+        unused = [v for v in variables if v not in inner.inputs]
+        if unused:
             self.problems.add(
-                marks.at((*path, "as")),
-                f"the loop variable `{item}` is not used by the step it maps",
+                marks.at((*path, "as" if "as" in step else "over")),
+                f"the loop variable(s) {', '.join(f'`{v}`' for v in unused)} are not used by "
+                "the step it maps",
             )
             return None
-        input_mapping = {collection: item}
+        input_mapping = {collection: variable for variable, collection in loops}
         for wanted in inner.inputs:
-            if wanted != item and wanted in level.inputs:
+            if wanted not in variables and wanted in level.inputs:
                 input_mapping.setdefault(wanted, wanted)
         made = inner.as_node(
             name=name,
-            map_over=collection,
+            map_over=[collection for _, collection in loops],
+            map_mode=step.get("mode", "zip"),
             input_mapping={k: v for k, v in input_mapping.items() if k != v} or None,
             on_error="continue" if _continues(step) else "raise",
         )
         level.steps[name] = tuple(made.outputs)
         return made
+
+    def _loops(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
+    ) -> list[tuple[str, str]] | None:
+        """(loop variable, the value name of its list) for each list a for_each maps."""
+        over = step["over"]
+        written = {str(step["as"]): over} if isinstance(over, str) else dict(over)
+        loops: list[tuple[str, str]] = []
+        for variable, value in written.items():
+            where = (*path, "over") if isinstance(over, str) else (*path, "over", variable)
+            compiled = self._template(value, where, marks, level)
+            if compiled is None:
+                return None
+            collection = self._wire(compiled, level)
+            if not is_identifier(variable) or collection is None:
+                self.problems.add(
+                    marks.at(where),
+                    f"loop variable `{variable}` needs a list given as one whole reference, "
+                    'such as "{{inputs.docs}}" or "{{steps.split.result}}"',
+                )
+                return None
+            if any(collection == known for _, known in loops):
+                self.problems.add(
+                    marks.at(where), f"the list `{collection}` is mapped twice: map each list once"
+                )
+                return None
+            loops.append((variable, collection))
+        return loops
+
+    def parallel(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
+    ) -> Pipeline | None:
+        """Sub-steps in a nested pipeline whose nodes run side by side (threads, at most
+        ``max_parallel`` at once), unless the step's config sets a backend."""
+        name = str(step["name"])
+        made = [
+            self.step(sub, (*path, "steps", index), marks, base, level)
+            for index, sub in enumerate(step["steps"])
+        ]
+        if any(m is None for m in made):
+            return None
+        config = self.config(step.get("config"), path, marks)
+        width = int(step.get("max_parallel") or len(made))
+        config.setdefault("backend", LocalBackend(node_execution="threaded", max_workers=width))
+        try:
+            inner = Pipeline(made, name=name, **config)
+        except Exception as exc:
+            self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
+            return None
+        level.steps[name] = tuple(inner.outputs)
+        return inner
 
     # --- pieces -------------------------------------------------------------------------------
 
