@@ -69,8 +69,9 @@ class SourceError(Exception):
 _COLLECTIONS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader; ``!raw`` is its only addition."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader (libyaml's when PyYAML was built with it: ten times faster on a
+    100-step file); ``!raw`` is its only addition."""
 
 
 def read(text: str, file: str) -> tuple[Any, Marks]:
