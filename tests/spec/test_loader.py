@@ -13,6 +13,7 @@ from nestflow import DiskCache, Pipeline
 from nestflow.errors import (
     CircularDependencyError,
     ImportReferenceError,
+    InputError,
     SpecValidationError,
     TemplateError,
 )
@@ -432,3 +433,33 @@ def test_a_for_each_maps_several_lists_by_zip_or_product(workdir: Path) -> None:
     assert zipped.run(ns=[1, 2], tags=["x", "y"])["labelled"] == ["x1", "y2"]
     product = load_yaml(textwrap.dedent(text.replace("MODE", "product")).lstrip())
     assert product.run(ns=[1, 2], tags=["x", "y"])["labelled"] == ["x1", "y1", "x2", "y2"]
+
+
+def test_inputs_are_checked_against_their_declared_types_when_a_run_starts(
+    workdir: Path,
+) -> None:
+    m = module_of(workdir)
+    flow = write(
+        workdir,
+        "typed.yaml",
+        f"""
+        version: 1
+        workflow:
+          name: typed
+          inputs:
+            text: {{type: string}}
+            times: {{type: integer, default: 1}}
+          steps:
+            - {{name: loud, type: function, function: "{m}:shout"}}
+        """,
+    )
+    pipeline = load_yaml(flow)
+    assert pipeline.input_types == {"text": "string", "times": "integer"}
+    assert pipeline.run(text="a", times=2)["loud"] == "AA"
+    with pytest.raises(InputError) as caught:
+        pipeline.run(text=3, times="two")
+    message = str(caught.value)
+    assert "input `text` must be of type string, got int 3" in message
+    assert "input `times` must be of type integer, got str 'two'" in message
+    with pytest.raises(InputError, match="got bool True"):
+        pipeline.run(text="a", times=True)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Never, overload
 
 from nestflow.core.config import ASPECTS, UNSET
+from nestflow.core.contracts import TYPES
 from nestflow.core.names import RULE, name_problem
 from nestflow.core.nesting import MapMode, PipelineNode
 from nestflow.core.node import Node, OnError
@@ -21,6 +22,7 @@ from nestflow.errors import (
     DependencyError,
     InputError,
     InvalidNameError,
+    InvalidOptionError,
     UnknownInputError,
 )
 from nestflow.graph.dag import Graph, Shape, analyse
@@ -55,6 +57,8 @@ class Pipeline:
     required_inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     bound_inputs: dict[str, Any]
+    input_types: dict[str, str]
+    """Declared types of inputs (``with_input_types``), checked when a run starts."""
     graph: Graph
     backend: Backend | Unset
     cache: Cache | Unset | None
@@ -91,7 +95,7 @@ class Pipeline:
             retries=retries,
         )
         self.__dict__.update(nodes=members, node_ids=ids, name=pipeline_name, graph=graph)
-        self.__dict__.update(config, bound_inputs={}, _memo={})
+        self.__dict__.update(config, bound_inputs={}, input_types={}, _memo={})
         self._derive()
 
     # --- construction helpers ----------------------------------------------------------------
@@ -138,6 +142,7 @@ class Pipeline:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("input_types", {})
         self.__dict__.update(state, _memo={})
 
     def __repr__(self) -> str:
@@ -206,6 +211,20 @@ class Pipeline:
         from nestflow.spec.loader import load_yaml
 
         return load_yaml(source, registry=registry)
+
+    def with_input_types(self, types: Mapping[str, str]) -> Pipeline:
+        """A copy that checks the types of these inputs when a run starts (``string``,
+        ``integer``, ``number``, ``boolean``, ``array``, ``object``, ``any``)."""
+        unknown = [n for n in types if n not in self.inputs]
+        wrong = {n: t for n, t in types.items() if t not in TYPES}
+        if unknown or wrong:
+            lines = [f"`{n}` is not an input of pipeline `{self.name}`" for n in unknown]
+            lines += [
+                f"`{n}`: unknown type {t!r}; the types are {', '.join(TYPES)}"
+                for n, t in wrong.items()
+            ]
+            raise InvalidOptionError("with_input_types(): " + "; ".join(lines) + ".")
+        return self._copy(input_types={**self.input_types, **types})
 
     def bind(self, **values: Any) -> Pipeline:
         """A copy with default values for some inputs; values given at run time still win."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from nestflow.core import calls
 from nestflow.core.calls import MAP_KEYWORDS, RUN_KEYWORDS
+from nestflow.core.contracts import type_problems
 from nestflow.errors import InputError, InvalidCallError, MissingInputError, UnknownInputError
 
 if TYPE_CHECKING:
@@ -92,6 +93,13 @@ def check_inputs(
             f"No node of pipeline `{pipeline.name}` consumes {_names(unknown)}. "
             f"Its inputs are: {_names(pipeline.inputs)}. Check the spelling."
         )
+    if pipeline.input_types:
+        wrong = type_problems(pipeline.input_types, values)
+        if wrong:
+            raise InputError(
+                f"Pipeline `{pipeline.name}` was given inputs of the wrong type:\n  "
+                + "\n  ".join(wrong)
+            )
     missing = {n: paths for n, paths in plan.needs.items() if n not in values}
     if missing:
         parts = [

@@ -125,7 +125,14 @@ class Compiler:
         try:
             pipeline = Pipeline(nodes, name=name, **self.config(body.get("config"), path, marks))
             defaults = {k: v for k, v in declared.items() if v is not REQUIRED}
-            return pipeline.bind(**defaults) if defaults else pipeline
+            if defaults:
+                pipeline = pipeline.bind(**defaults)
+            types = {
+                input_name: spec["type"]
+                for input_name, spec in (body.get("inputs") or {}).items()
+                if spec and spec.get("type", "any") != "any" and input_name in pipeline.inputs
+            }
+            return pipeline.with_input_types(types) if types else pipeline
         except Exception as exc:  # a graph problem nestflow itself reports (duplicates, cycles)
             self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
             return None
