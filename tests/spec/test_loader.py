@@ -463,3 +463,48 @@ def test_inputs_are_checked_against_their_declared_types_when_a_run_starts(
     assert "input `times` must be of type integer, got str 'two'" in message
     with pytest.raises(InputError, match="got bool True"):
         pipeline.run(text="a", times=True)
+
+
+def test_a_for_each_over_a_file_takes_inputs_outputs_and_config(workdir: Path) -> None:
+    m = module_of(workdir)
+    write(
+        workdir,
+        "item.yaml",
+        f"""
+        version: 1
+        workflow:
+          name: item
+          inputs: {{text: {{type: string}}, times: {{type: integer}}}}
+          steps:
+            - {{name: cleaned, type: function, function: "{m}:clean"}}
+            - name: loud
+              type: function
+              function: "{m}:shout"
+              inputs: {{text: "{{{{steps.cleaned.result}}}}"}}
+        """,
+    )
+    flow = write(
+        workdir,
+        "many.yaml",
+        """
+        version: 1
+        workflow:
+          name: many
+          inputs: {docs: {type: array}, n: {type: integer}}
+          steps:
+            - name: each
+              type: for_each
+              over: "{{inputs.docs}}"
+              as: text
+              pipeline_file: ./item.yaml
+              inputs: {times: "{{inputs.n}}"}
+              outputs: [loud]
+              config: {timeout_seconds: 30, max_retries: 1}
+        """,
+    )
+    pipeline = load_yaml(flow)
+    assert pipeline.outputs == ("loud",)
+    assert pipeline.run(docs=[" a", "B "], n=2)["loud"] == ["AA", "BB"]
+    config = pipeline.effective_config("each")
+    assert config.timeout == 30
+    assert config.retries == 1

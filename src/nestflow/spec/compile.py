@@ -302,6 +302,7 @@ class Compiler:
         inner = self._sub_pipeline(step, path, marks, base)
         if inner is None:
             return None
+        inner = self._configured(inner, step.get("config"), path, marks)
         input_mapping, literals = self._sub_inputs(step, path, marks, level, inner)
         if literals:
             inner = inner.bind(**literals)
@@ -339,6 +340,13 @@ class Compiler:
             inner = self._sub_pipeline(step, path, marks, base)
         if inner is None:
             return None
+        inner = self._configured(inner, step.get("config"), path, marks)
+        given, literals = self._sub_inputs(step, path, marks, level, inner)
+        if literals:
+            inner = inner.bind(**literals)
+        outputs = self._sub_outputs(step, path, marks, inner)
+        if outputs is None:
+            return None
         unused = [v for v in variables if v not in inner.inputs]
         if unused:
             self.problems.add(
@@ -348,6 +356,7 @@ class Compiler:
             )
             return None
         input_mapping = {collection: variable for variable, collection in loops}
+        input_mapping.update(given)
         for wanted in inner.inputs:
             if wanted not in variables and wanted in level.inputs:
                 input_mapping.setdefault(wanted, wanted)
@@ -356,6 +365,7 @@ class Compiler:
             map_over=[collection for _, collection in loops],
             map_mode=step.get("mode", "zip"),
             input_mapping={k: v for k, v in input_mapping.items() if k != v} or None,
+            output_mapping=outputs or None,
             on_error="continue" if _continues(step) else "raise",
         )
         level.steps[name] = tuple(made.outputs)
@@ -467,6 +477,19 @@ class Compiler:
             return self.file(target, where)
         finally:
             self._chain.pop()
+
+    def _configured(self, inner: Pipeline, config: Any, path: Path_, marks: Marks) -> Pipeline:
+        """A sub-pipeline with the step's own ``config`` (timeout, retries, backend, cache)."""
+        settings = self.config(config, path, marks)
+        if "timeout" in settings:
+            inner = inner.with_timeout(settings["timeout"])
+        if "retries" in settings:
+            inner = inner.with_retries(settings["retries"])
+        if "backend" in settings:
+            inner = inner.with_backend(settings["backend"])
+        if "cache" in settings:
+            inner = inner.with_cache(settings["cache"])
+        return inner
 
     def _sub_inputs(
         self,
