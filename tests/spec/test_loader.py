@@ -508,3 +508,39 @@ def test_a_for_each_over_a_file_takes_inputs_outputs_and_config(workdir: Path) -
     config = pipeline.effective_config("each")
     assert config.timeout == 30
     assert config.retries == 1
+
+
+def test_an_output_is_published_under_another_name_with_path_and_as(workdir: Path) -> None:
+    m = module_of(workdir)
+    write(
+        workdir,
+        "inner.yaml",
+        f"""
+        version: 1
+        workflow:
+          name: inner
+          inputs: {{text: {{type: string}}}}
+          steps:
+            - {{name: cleaned, type: function, function: "{m}:clean"}}
+        """,
+    )
+    flow = write(
+        workdir,
+        "renamed.yaml",
+        """
+        version: 1
+        workflow:
+          name: renamed
+          inputs: {raw: {type: string}}
+          steps:
+            - name: first
+              type: pipeline
+              pipeline_file: ./inner.yaml
+              inputs: {text: "{{inputs.raw}}"}
+              outputs: [{path: cleaned, as: tidy}]
+        """,
+    )
+    assert dict(load_yaml(flow).run(raw=" X ")) == {"tidy": "x"}
+    flow.write_text(flow.read_text().replace("path: cleaned", "path: cleaned.body"))
+    with pytest.raises(SpecValidationError, match="is not supported yet"):
+        load_yaml(flow)

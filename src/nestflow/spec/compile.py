@@ -537,20 +537,22 @@ class Compiler:
         mapping: dict[str, str] = {}
         for index, entry in enumerate(chosen):
             where = (*path, "outputs", index)
-            if not isinstance(entry, str):
+            inner_name, outer_name = _output_entry(entry)
+            if inner_name is None or outer_name is None:
                 self.problems.add(
                     marks.at(where),
-                    "`{path, as}` outputs are not supported by this version of nestflow yet",
+                    "an output is an inner output's name, or {path: name, as: new_name}; a "
+                    f"path into a value (`a.b`) is not supported yet; got {entry!r}",
                 )
                 return None
-            if entry not in inner.outputs:
+            if inner_name not in inner.outputs:
                 self.problems.add(
                     marks.at(where),
-                    f"pipeline `{inner.name}` has no output `{entry}`; its outputs are: "
+                    f"pipeline `{inner.name}` has no output `{inner_name}`; its outputs are: "
                     f"{', '.join(inner.outputs)}",
                 )
                 return None
-            mapping[entry] = entry
+            mapping[inner_name] = outer_name
         return mapping
 
     def _template(
@@ -613,6 +615,17 @@ class Compiler:
         if config.get("continue_on_error"):
             found["on_error"] = "continue"
         return found
+
+
+def _output_entry(entry: Any) -> tuple[str | None, str | None]:
+    """(inner output, published name) of one ``outputs:`` entry; ``None`` when unreadable."""
+    if isinstance(entry, str):
+        return entry, entry
+    if isinstance(entry, Mapping) and set(entry) == {"path", "as"}:
+        path, published = entry["path"], entry["as"]
+        if is_identifier(path) and is_identifier(published):
+            return str(path), str(published)
+    return None, None
 
 
 def _continues(step: Mapping[str, Any]) -> bool:
