@@ -12,7 +12,6 @@ NOT_RAISED_YET = frozenset(
         "ContractError",
         "MemoryLimitError",
         "MemoryWarning",
-        "NotSerializableError",
         "ReplayError",
         "ServiceError",
         "SignatureError",

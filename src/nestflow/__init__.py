@@ -13,6 +13,7 @@ from nestflow.cache.store import Cache, CacheEntry
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
 from nestflow.callbacks.logs import LoggingCallback
 from nestflow.callbacks.progress import ProgressCallback
+from nestflow.callbacks.recorder import RunRecorder
 from nestflow.callbacks.telemetry import TelemetryCallback
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.nesting import PipelineNode
@@ -47,6 +48,7 @@ from nestflow.errors import (
     NestflowWarning,
     NodeOutputError,
     NodeTimeoutError,
+    NotSerializableError,
     RecursionDepthError,
     RemoteExecutionError,
     SerializationError,
@@ -101,6 +103,7 @@ __all__ = [
     "NodeOutputError",
     "NodeRecord",
     "NodeTimeoutError",
+    "NotSerializableError",
     "Outputs",
     "Pipeline",
     "PipelineCallback",
@@ -110,6 +113,7 @@ __all__ = [
     "RedisCache",
     "RemoteExecutionError",
     "Retry",
+    "RunRecorder",
     "RunReport",
     "SerializationError",
     "SpecError",

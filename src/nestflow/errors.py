@@ -81,6 +81,7 @@ __all__ = [
     "NestflowWarning",
     "NodeOutputError",
     "NodeTimeoutError",
+    "NotSerializableError",
     "RecursionDepthError",
     "RemoteExecutionError",
     "SerializationError",

@@ -544,3 +544,27 @@ def test_an_output_is_published_under_another_name_with_path_and_as(workdir: Pat
     flow.write_text(flow.read_text().replace("path: cleaned", "path: cleaned.body"))
     with pytest.raises(SpecValidationError, match="is not supported yet"):
         load_yaml(flow)
+
+
+def test_what_is_not_supported_yet_is_a_problem_naming_the_key(workdir: Path) -> None:
+    m = module_of(workdir)
+    flow = write(
+        workdir,
+        "later.yaml",
+        f"""
+        version: 1
+        workflow:
+          name: later
+          inputs: {{text: {{type: string}}}}
+          config: {{max_total_steps: 5, workspace_dir: ./w}}
+          steps:
+            - {{name: a, type: function, function: "{m}:clean", condition: "{{{{true}}}}"}}
+            - {{name: b, type: pipeline, pipeline_file: ./later.yaml, recursive: true}}
+            - {{name: c, type: call, url: "http://localhost"}}
+        """,
+    )
+    with pytest.raises(SpecValidationError) as caught:
+        load_yaml(flow)
+    text = str(caught.value)
+    for key in ("max_total_steps", "workspace_dir", "condition", "recursive", "call"):
+        assert f"`{key}`" in text, key

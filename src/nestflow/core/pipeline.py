@@ -212,6 +212,18 @@ class Pipeline:
 
         return load_yaml(source, registry=registry)
 
+    def to_yaml(self, path: str | os.PathLike[str] | None = None) -> str:
+        """This pipeline as a workflow file that loads back as itself (``from_yaml``); with
+        ``path``, also written there, atomically.
+
+        Function nodes are named as ``"module:name"``; callbacks are not written. Raises
+        ``NotSerializableError`` for what a file cannot hold (lambdas, closures, functions of
+        ``__main__``, bound values that are not JSON), naming each node.
+        """
+        from nestflow.spec.export import to_yaml
+
+        return to_yaml(self, path)
+
     def with_input_types(self, types: Mapping[str, str]) -> Pipeline:
         """A copy that checks the types of these inputs when a run starts (``string``,
         ``integer``, ``number``, ``boolean``, ``array``, ``object``, ``any``)."""

@@ -63,6 +63,13 @@ class Level:
 
 REQUIRED: Any = object()
 
+NOT_YET = (
+    "enable_tracing", "trace_metadata", "inherit_context", "max_depth", "max_total_steps",
+    "memory_limit_mb", "memory_warning_mb", "workspace_dir", "cleanup_on_success",
+    "cleanup_on_error",
+)  # fmt: skip
+"""``config`` keys of SPEC 11.6 this loader reads but cannot apply yet: each is a problem."""
+
 
 class Compiler:
     """Compiles one root file (or text) and everything it refers to."""
@@ -114,6 +121,7 @@ class Compiler:
         }
         workflow = {"name": name, **(body.get("settings") or {})}
         level = Level(name, declared, workflow, dict(body.get("global_vars") or {}))
+        settings = self.config(body.get("config"), path, marks)
         nodes: list[Any] = []
         for index, step in enumerate(body["steps"]):
             where_path = (*path, "steps", index)
@@ -123,7 +131,7 @@ class Compiler:
         if len(nodes) != len(body["steps"]):
             return None
         try:
-            pipeline = Pipeline(nodes, name=name, **self.config(body.get("config"), path, marks))
+            pipeline = Pipeline(nodes, name=name, **settings)
             defaults = {k: v for k, v in declared.items() if v is not REQUIRED}
             if defaults:
                 pipeline = pipeline.bind(**defaults)
@@ -150,10 +158,17 @@ class Compiler:
                 "does not provide yet; use a `pipeline` step with `pipeline_file:` meanwhile",
             )
             return None
+        if step.get("recursive"):
+            self.problems.add(
+                marks.at((*path, "recursive")),
+                "`recursive` (a workflow that refers to itself) is not supported by this version "
+                "of nestflow yet",
+            )
+            return None
         if "condition" in step:
             self.problems.add(
                 marks.at((*path, "condition")),
-                "`condition:` is not supported by this version of nestflow yet",
+                "`condition` is not supported by this version of nestflow yet",
             )
             return None
         if kind == "function":
@@ -592,6 +607,12 @@ class Compiler:
         """``Pipeline`` keywords for a workflow (or pipeline step) config block."""
         if not config:
             return {}
+        for key in config:
+            if key in NOT_YET:
+                self.problems.add(
+                    marks.at((*path, "config", key)),
+                    f"`{key}` is not supported by this version of nestflow yet",
+                )
         found: dict[str, Any] = {}
         if "timeout_seconds" in config:
             found["timeout"] = config["timeout_seconds"]

@@ -1,0 +1,142 @@
+"""What a command's TARGET names: a YAML workflow file, or ``module:attribute`` of a Pipeline.
+
+Modules are imported from ``sys.path`` with the current directory first, for the console
+script as for ``python -m nestflow``: a target or a workflow's function step may name a
+module of the folder the command runs in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nestflow.cli.problems import InvalidCall
+from nestflow.core.nesting import PipelineNode
+from nestflow.core.pipeline import Pipeline
+from nestflow.errors import SpecError, SpecValidationError
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A loaded target: the pipeline, and what its files say beyond it."""
+
+    pipeline: Pipeline
+    files: tuple[Path, ...] = ()
+    """The YAML files involved: the root file and every file it reaches (none for a module)."""
+
+
+def load_target(text: str) -> Target:
+    """The target ``text`` names; ``InvalidCall`` (exit 2) when it cannot be loaded."""
+    put_current_directory_first()
+    if text.endswith(YAML_SUFFIXES) or Path(text).is_file():
+        return _from_yaml(Path(text))
+    if ":" in text:
+        return Target(_from_reference(text))
+    raise InvalidCall(
+        f"`{text}` is neither a YAML file nor a `module:attribute` reference; give the path of "
+        "a workflow file (flow.yaml) or a Pipeline object such as `flows:pipeline`."
+    )
+
+
+def put_current_directory_first() -> None:
+    """Make modules of the current directory importable, ahead of installed ones."""
+    here = os.getcwd()
+    if not sys.path or sys.path[0] not in ("", here):
+        sys.path.insert(0, here)
+
+
+def shape(pipeline: Pipeline, depth: int = 0) -> tuple[int, int]:
+    """(function nodes across all levels, deepest nesting level; the root is level 0)."""
+    steps, deepest = 0, depth
+    for member in pipeline.nodes:
+        if isinstance(member, PipelineNode):
+            inner, reached = shape(member.pipeline, depth + 1)
+            steps, deepest = steps + inner, max(deepest, reached)
+        else:
+            steps += 1
+    return steps, deepest
+
+
+# --- YAML --------------------------------------------------------------------------------------
+
+
+def _from_yaml(path: Path) -> Target:
+    from nestflow.spec.loader import load_yaml
+
+    try:
+        pipeline = load_yaml(path)
+    except SpecValidationError as exc:
+        lines = [
+            f"{_shown(file)}:{line}:{column}: {text}" for file, line, column, text in exc.problems
+        ]
+        raise InvalidCall(exc.message, lines) from None
+    except SpecError as exc:
+        raise InvalidCall(f"{path}: {exc}") from None
+    return Target(pipeline, workflow_files(path))
+
+
+def _shown(file: str) -> str:
+    """``file`` relative to the current directory when it is inside it, as the user wrote it."""
+    path = Path(file)
+    here = Path.cwd()
+    return str(path.relative_to(here)) if path.is_absolute() and path.is_relative_to(here) else file
+
+
+def workflow_files(root: Path) -> tuple[Path, ...]:
+    """``root`` and every workflow file it reaches through ``pipeline_file`` or
+    ``pipeline_ref``, each once, resolved as the loader resolves them."""
+    from nestflow.registry import default_registry
+    from nestflow.spec.project import load_project
+    from nestflow.spec.source import read_file
+
+    registry = default_registry(load_project(root.resolve().parent))
+    seen: dict[Path, None] = {}
+    waiting = [root.resolve()]
+    while waiting:
+        path = waiting.pop()
+        if path in seen:
+            continue
+        seen[path] = None
+        data, _ = read_file(path)
+        waiting += _references(data, path.parent, registry)
+    return tuple(seen)
+
+
+def _references(data: Any, base: Path, registry: Any) -> Iterator[Path]:
+    if isinstance(data, list):
+        for value in data:
+            yield from _references(value, base, registry)
+    if not isinstance(data, dict):
+        return
+    if isinstance(data.get("pipeline_file"), str):
+        yield (base / data["pipeline_file"]).resolve()
+    if isinstance(data.get("pipeline_ref"), str):
+        found = registry.resolve(data["pipeline_ref"])
+        if isinstance(found, Path):
+            yield found.resolve()
+    for value in data.values():
+        yield from _references(value, base, registry)
+
+
+# --- module:attribute ------------------------------------------------------------------------
+
+
+def _from_reference(text: str) -> Pipeline:
+    from nestflow.spec.imports import ReferenceProblem, import_reference
+
+    try:
+        found = import_reference(text)
+    except ReferenceProblem as exc:
+        raise InvalidCall(f"cannot load `{text}`: {exc}.") from None
+    if not isinstance(found, Pipeline):
+        raise InvalidCall(
+            f"`{text}` is an object of type {type(found).__name__}, not a Pipeline; name a "
+            "Pipeline object, or give a YAML workflow file."
+        )
+    return found
