@@ -317,13 +317,10 @@ class Compiler:
         inner = self._sub_pipeline(step, path, marks, base)
         if inner is None:
             return None
-        inner = self._configured(inner, step.get("config"), path, marks)
-        input_mapping, literals = self._sub_inputs(step, path, marks, level, inner)
-        if literals:
-            inner = inner.bind(**literals)
-        output_mapping = self._sub_outputs(step, path, marks, inner)
-        if output_mapping is None:
+        adapted = self._adapted(inner, step, path, marks, level)
+        if adapted is None:
             return None
+        inner, input_mapping, output_mapping = adapted
         made = inner.as_node(
             name=name,
             input_mapping=input_mapping or None,
@@ -355,13 +352,10 @@ class Compiler:
             inner = self._sub_pipeline(step, path, marks, base)
         if inner is None:
             return None
-        inner = self._configured(inner, step.get("config"), path, marks)
-        given, literals = self._sub_inputs(step, path, marks, level, inner)
-        if literals:
-            inner = inner.bind(**literals)
-        outputs = self._sub_outputs(step, path, marks, inner)
-        if outputs is None:
+        adapted = self._adapted(inner, step, path, marks, level)
+        if adapted is None:
             return None
+        inner, given, outputs = adapted
         unused = [v for v in variables if v not in inner.inputs]
         if unused:
             self.problems.add(
@@ -492,6 +486,18 @@ class Compiler:
             return self.file(target, where)
         finally:
             self._chain.pop()
+
+    def _adapted(
+        self, inner: Pipeline, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
+    ) -> tuple[Pipeline, dict[str, str], dict[str, str]] | None:
+        """A sub-pipeline as a step uses it: its config applied, literal inputs bound; with
+        the step's input mapping (outer name -> inner name) and output mapping."""
+        inner = self._configured(inner, step.get("config"), path, marks)
+        mapping, literals = self._sub_inputs(step, path, marks, level, inner)
+        if literals:
+            inner = inner.bind(**literals)
+        outputs = self._sub_outputs(step, path, marks, inner)
+        return None if outputs is None else (inner, mapping, outputs)
 
     def _configured(self, inner: Pipeline, config: Any, path: Path_, marks: Marks) -> Pipeline:
         """A sub-pipeline with the step's own ``config`` (timeout, retries, backend, cache)."""
