@@ -35,3 +35,18 @@ def test_retrieval_demo_answers_with_the_caching_document_and_prints_the_order(
     assert "├─ encode_corpus [map ×4: 4 executed]" in out  # the execution tree
     picture = EXAMPLES[0].parent / "output" / "retrieval.png"
     assert picture.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_yaml_example_runs_its_files_and_registry_reference(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = EXAMPLES[0].parent
+    namespace = runpy.run_path(str(folder / "yaml_reviews.py"))
+    result = namespace["main"]()
+    out = capsys.readouterr().out
+    assert result["cleaned"][0] == "the soup was good and the bread was great."
+    assert result["shortest_text"] == "service was slow."
+    assert round(result["mean_score"], 2) == 0.19
+    assert result["headline"] == "EN: SERVICE WAS SLOW. (0.19, BELOW 0.2)"
+    assert "├─ scoring [pipeline]" in out
+    assert "│  ├─ scores [map ×3: 3 executed]" in out
