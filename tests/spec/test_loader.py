@@ -568,3 +568,43 @@ def test_what_is_not_supported_yet_is_a_problem_naming_the_key(workdir: Path) ->
     text = str(caught.value)
     for key in ("max_total_steps", "workspace_dir", "condition", "recursive", "call"):
         assert f"`{key}`" in text, key
+
+
+def test_a_literal_for_a_sub_pipeline_cannot_be_shadowed_by_a_name_of_the_workflow(
+    workdir: Path,
+) -> None:
+    m = module_of(workdir)
+    write(
+        workdir,
+        "loud.yaml",
+        f"""
+        version: 1
+        workflow:
+          name: loud
+          inputs: {{text: {{type: string}}, times: {{type: integer}}}}
+          steps:
+            - {{name: shouted, type: function, function: "{m}:shout"}}
+        """,
+    )
+    flow = write(
+        workdir,
+        "outer.yaml",
+        """
+        version: 1
+        workflow:
+          name: outer
+          inputs: {text: {type: string}, times: {type: integer}}
+          steps:
+            - name: twice
+              type: pipeline
+              pipeline_file: ./loud.yaml
+              inputs: {text: "{{inputs.text}}", times: 2}
+        """,
+    )
+    with pytest.raises(
+        SpecValidationError, match="would be replaced by a workflow input"
+    ) as caught:
+        load_yaml(flow)
+    assert caught.value.problems[0][1] == 9
+    flow.write_text(flow.read_text().replace(", times: {type: integer}}", "}"))
+    assert load_yaml(flow).run(text="a")["shouted"] == "AA"

@@ -50,6 +50,8 @@ class Level:
     """Step name -> the names it publishes."""
     loop: tuple[str, ...] = ()
     """Loop variables of an enclosing for_each (inputs of this level)."""
+    fixed: dict[str, Path_] = field(default_factory=dict)
+    """Inputs of sub-pipelines given literals (bound), by name: where each was written."""
 
     def scope(self) -> templates.Scope:
         return templates.Scope(
@@ -128,7 +130,7 @@ class Compiler:
             made = self.step(step, where_path, marks, base, level)
             if made is not None:
                 nodes.append(made)
-        if len(nodes) != len(body["steps"]):
+        if len(nodes) != len(body["steps"]) or not self._fixed_apart(level, marks):
             return None
         try:
             pipeline = Pipeline(nodes, name=name, **settings)
@@ -144,6 +146,25 @@ class Compiler:
         except Exception as exc:  # a graph problem nestflow itself reports (duplicates, cycles)
             self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
             return None
+
+    def _fixed_apart(self, level: Level, marks: Marks) -> bool:
+        """Whether every literal given to a sub-pipeline keeps its name to itself: a bound
+        input is still an input of the nested step, so a workflow input or a step output of
+        the same name would take its place."""
+        published = {name for names in level.steps.values() for name in names}
+        clashes = [
+            (name, where)
+            for name, where in level.fixed.items()
+            if name in level.inputs or name in published
+        ]
+        for name, where in clashes:
+            what = "a workflow input" if name in level.inputs else "a step's output"
+            self.problems.add(
+                marks.at(where),
+                f"the literal given to `{name}` would be replaced by {what} of the same name; "
+                f'pass it as a reference instead ("{{{{inputs.{name}}}}}"), or rename one',
+            )
+        return not clashes
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -496,6 +517,8 @@ class Compiler:
         mapping, literals = self._sub_inputs(step, path, marks, level, inner)
         if literals:
             inner = inner.bind(**literals)
+            for literal in literals:
+                level.fixed.setdefault(literal, (*path, "inputs", literal))
         outputs = self._sub_outputs(step, path, marks, inner)
         return None if outputs is None else (inner, mapping, outputs)
 
