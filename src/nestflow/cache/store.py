@@ -65,6 +65,11 @@ RECENT_BYTES = 32 * 1024 * 1024  # small values written lately, kept as bytes (n
 RECENT_LIMIT = 64 * 1024  # only small values: a big one is read from its store every time
 
 
+_REPLACED_RETRIES = 3
+"""Attempts of one operation that meets a replaced store: each retires the connection that
+met it, and another process may have been replacing the file at the same moment."""
+
+
 class Cache:
     """A MetaStore and a BlobStore used together; what the runtime talks to.
 
@@ -480,10 +485,13 @@ class Cache:
         if self._retry_at and not self.strict and time.monotonic() < self._retry_at:
             return default
         try:
-            try:
-                result = call()
-            except StoreReplaced:  # reported by the store; the fresh storage takes the retry
-                result = call()
+            for attempt in range(_REPLACED_RETRIES):
+                try:
+                    result = call()
+                    break
+                except StoreReplaced:  # reported by the store; the fresh storage takes the retry
+                    if attempt == _REPLACED_RETRIES - 1:
+                        raise
         except OSError as exc:  # CacheStoreError is an OSError; stores convert their own errors
             return self._degrade(exc, default)
         self._failing = False
