@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from nestflow.cli.problems import InvalidCall
 from nestflow.core.nesting import PipelineNode
@@ -67,10 +65,10 @@ def shape(pipeline: Pipeline, depth: int = 0) -> tuple[int, int]:
 
 
 def _from_yaml(path: Path) -> Target:
-    from nestflow.spec.loader import load_yaml
+    from nestflow.spec.loader import load_with_files
 
     try:
-        pipeline = load_yaml(path)
+        pipeline, files = load_with_files(path)
     except SpecValidationError as exc:
         lines = [
             f"{_shown(file)}:{line}:{column}: {text}" for file, line, column, text in exc.problems
@@ -78,7 +76,7 @@ def _from_yaml(path: Path) -> Target:
         raise InvalidCall(exc.message, lines) from None
     except SpecError as exc:
         raise InvalidCall(f"{path}: {exc}") from None
-    return Target(pipeline, workflow_files(path))
+    return Target(pipeline, files)
 
 
 def _shown(file: str) -> str:
@@ -86,42 +84,6 @@ def _shown(file: str) -> str:
     path = Path(file)
     here = Path.cwd()
     return str(path.relative_to(here)) if path.is_absolute() and path.is_relative_to(here) else file
-
-
-def workflow_files(root: Path) -> tuple[Path, ...]:
-    """``root`` and every workflow file it reaches through ``pipeline_file`` or
-    ``pipeline_ref``, each once, resolved as the loader resolves them."""
-    from nestflow.registry import default_registry
-    from nestflow.spec.project import load_project
-    from nestflow.spec.source import read_file
-
-    registry = default_registry(load_project(root.resolve().parent))
-    seen: dict[Path, None] = {}
-    waiting = [root.resolve()]
-    while waiting:
-        path = waiting.pop()
-        if path in seen:
-            continue
-        seen[path] = None
-        data, _ = read_file(path)
-        waiting += _references(data, path.parent, registry)
-    return tuple(seen)
-
-
-def _references(data: Any, base: Path, registry: Any) -> Iterator[Path]:
-    if isinstance(data, list):
-        for value in data:
-            yield from _references(value, base, registry)
-    if not isinstance(data, dict):
-        return
-    if isinstance(data.get("pipeline_file"), str):
-        yield (base / data["pipeline_file"]).resolve()
-    if isinstance(data.get("pipeline_ref"), str):
-        found = registry.resolve(data["pipeline_ref"])
-        if isinstance(found, Path):
-            yield found.resolve()
-    for value in data.values():
-        yield from _references(value, base, registry)
 
 
 # --- module:attribute ------------------------------------------------------------------------

@@ -84,6 +84,10 @@ class Compiler:
         self._files: dict[Path, Pipeline | None] = {}
         self._chain: list[tuple[str, Where]] = []
 
+    def files_read(self) -> tuple[Path, ...]:
+        """Every workflow file compiled in this load, in the order they were read."""
+        return tuple(self._files)
+
     # --- files and bodies ---------------------------------------------------------------------
 
     def file(self, path: Path, where: Where | None = None) -> Pipeline | None:

@@ -39,6 +39,13 @@ def load_yaml(source: str | os.PathLike[str], *, registry: Any = None) -> Pipeli
     Relative ``pipeline_file`` paths resolve against the file's folder (the current folder
     for text). Raises ``SpecValidationError`` (or a subclass) listing every problem.
     """
+    return load_with_files(source, registry=registry)[0]
+
+
+def load_with_files(
+    source: str | os.PathLike[str], *, registry: Any = None
+) -> tuple[Pipeline, tuple[Path, ...]]:
+    """``load_yaml``, and the workflow files it read (resolved paths, each once)."""
     is_file = isinstance(source, os.PathLike) or (isinstance(source, str) and _is_path(source))
     root = Path(source).resolve().parent if is_file else Path.cwd()
     project = load_project(root)
@@ -65,7 +72,7 @@ def load_yaml(source: str | os.PathLike[str], *, registry: Any = None) -> Pipeli
         pipeline = None if marks is None else compiler.document(data, marks, Path.cwd())
     if compiler.problems or pipeline is None:
         raise _error(compiler)
-    return pipeline
+    return pipeline, compiler.files_read()
 
 
 def _is_path(text: str) -> bool:
