@@ -41,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from nestflow.cache.entries import blob_problem
 from nestflow.cache.sqlite import SqliteDatabase
 from nestflow.cache.store import Cache, CacheEntry, CacheMiss, checksum_of
 from nestflow.errors import CacheStoreError
@@ -395,6 +396,27 @@ class DiskCache(Cache):
         with self._lock:
             self._known.clear()
         return len(doomed)
+
+    def remove_unreadable(self) -> int:
+        """Remove the entries whose values can no longer be read (missing, truncated or
+        corrupt: the checks every lookup makes before it unpickles); returns how many.
+
+        Values are not unpickled, so this needs none of the modules they come from.
+        """
+        self.flush()
+        meta, blobs = self._meta, self._blobs
+        assert isinstance(meta, DiskMetaStore)
+        assert isinstance(blobs, DiskBlobStore)
+        rows = self._database.query(f"SELECT {_COLUMNS} FROM entries")
+        broken = [e for e in map(_entry, rows) if blob_problem(e, blobs.read(e.blob_key))]
+        for entry in broken:
+            meta.delete(entry.signature)
+            blobs.delete(entry.blob_key)
+        if broken:  # other processes drop what they remember of this folder at their next run
+            self._database.renew_generation()
+            with self._lock:
+                self._known.clear()
+        return len(broken)
 
     def _remove_files(self, keys: list[str], referenced: set[str]) -> None:
         database = self._database

@@ -1,9 +1,8 @@
 """``nestflow cache stats|clear|prune --path DIR``: manage a DiskCache folder.
 
 ``prune`` with ``--older-than`` or ``--max-bytes`` uses ``DiskCache.prune``. Without limits
-it removes the entries whose values can no longer be read (missing, truncated or corrupt:
-the checks every lookup makes before it unpickles), then the values no entry refers to.
-Values are not unpickled here, as that could import modules this process does not have.
+it removes the entries whose values can no longer be read (``DiskCache.remove_unreadable``),
+then the values no entry refers to.
 """
 
 from __future__ import annotations
@@ -14,16 +13,11 @@ from pathlib import Path
 
 import click
 
-from nestflow.cache.disk import DiskBlobStore, DiskCache, DiskMetaStore
-from nestflow.cache.entries import CacheEntry, blob_problem
+from nestflow.cache.disk import DiskCache
 from nestflow.cache.sqlite import DATABASE
 from nestflow.cli.problems import InvalidCall, RunFailed
 from nestflow.cli.units import duration_option, size_option, size_text
 from nestflow.errors import CacheStoreError
-
-_ENTRIES = (
-    "SELECT signature, blob_key, node, outputs, size, serializer, checksum, created FROM entries"
-)
 
 path_option = click.option(
     "--path", "folder", required=True, metavar="DIR",
@@ -69,7 +63,7 @@ def prune_command(folder: Path, older_than: float | None, max_bytes: int | None)
     """Remove old entries; without limits, the entries whose values cannot be read."""
     with open_cache(folder) as cache:
         if older_than is None and max_bytes is None:
-            count = remove_unreadable(cache)
+            count = cache.remove_unreadable()
             cache.prune()  # and the values no entry refers to
         else:
             count = cache.prune(older_than=older_than, max_bytes=max_bytes)
@@ -96,29 +90,6 @@ def open_cache(folder: Path) -> Iterator[DiskCache]:
         raise RunFailed(f"Error: {exc}") from None
     finally:
         cache.close()
-
-
-def remove_unreadable(cache: DiskCache) -> int:
-    """Delete the entries whose values are missing, truncated or corrupt; how many."""
-    meta, blobs = cache.meta, cache.blobs
-    assert isinstance(meta, DiskMetaStore)
-    assert isinstance(blobs, DiskBlobStore)
-    broken = [
-        entry for entry in _all_entries(meta) if blob_problem(entry, blobs.read(entry.blob_key))
-    ]
-    for entry in broken:
-        meta.delete(entry.signature)
-        blobs.delete(entry.blob_key)
-    if broken:  # other processes drop what they remember of this folder at their next run
-        meta.database.renew_generation()
-    return len(broken)
-
-
-def _all_entries(meta: DiskMetaStore) -> list[CacheEntry]:
-    return [
-        CacheEntry(sig, key, node, tuple(outputs.split(",")) if outputs else (), *rest)
-        for sig, key, node, outputs, *rest in meta.database.query(_ENTRIES)
-    ]
 
 
 def _entries(count: int) -> str:
