@@ -539,16 +539,7 @@ class NodeStep:
         exc.__traceback__ = user_traceback(exc.__traceback__)
         text = f"{type(exc).__name__}: {exc}"
         report.pending.append((level, self.id, "failed", duration, attempts, None, text))
-        report.errors.append(
-            ErrorRecord(
-                node_path=context.path,
-                exception_type=type(exc).__name__,
-                message=str(exc),
-                traceback="".join(traceback.format_exception(exc)),
-                item_path=level.item_path,
-                attempts=attempts,
-            )
-        )
+        record_error(level, context.path, exc, attempts)
         if self.errors:
             level.emit("on_error", self.id, exc, node_id=self.id, error=exc, attempt=attempts)
 
@@ -769,8 +760,12 @@ def item_failed(level: Level, exc: Exception) -> dict[str, Any]:
 
 def recorded(level: Level, path: str, exc: Exception) -> None:
     """Put a failure continued past on record, unless the node that raised it did."""
-    if is_annotated(exc):
-        return
+    if not is_annotated(exc):
+        record_error(level, path, exc, 1)
+
+
+def record_error(level: Level, path: str, exc: BaseException, attempts: int) -> None:
+    """The run's ``ErrorRecord`` of a failure at ``level`` (the one way errors are recorded)."""
     level.run.report.errors.append(
         ErrorRecord(
             node_path=path,
@@ -778,7 +773,7 @@ def recorded(level: Level, path: str, exc: Exception) -> None:
             message=str(exc),
             traceback="".join(traceback.format_exception(exc)),
             item_path=level.item_path,
-            attempts=1,
+            attempts=attempts,
         )
     )
 
