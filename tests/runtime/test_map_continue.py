@@ -165,3 +165,24 @@ def test_failed_items_name_items_of_inner_maps_by_their_path() -> None:
     assert out["embedding"] == [[1, None], [1], [None, 1]]
     assert out.report.failed_items == [(0, 1), (2, 0)]
     assert Pipeline([embed], name="ok").map(doc=["a"], map_over="doc").report.failed_items == []
+
+
+@node(output_name="size")
+def size_of(doc: object) -> int:
+    return len(str(doc))
+
+
+def test_an_item_that_cannot_be_shipped_is_one_failed_item_named_by_its_node() -> None:
+    import threading
+
+    each = Pipeline([size_of], name="measure").as_node(
+        name="per_doc", map_over="docs", input_mapping={"docs": "doc"}, on_error="continue"
+    )
+    backend = LocalBackend(map_execution="parallel", max_workers=2)
+    out = Pipeline([each], name="corpus", backend=backend).run(docs=["ab", threading.Lock(), "c"])
+    assert out["size"] == [2, None, 1]
+    (record,) = out.report.errors
+    assert record.exception_type == "SerializationError"
+    assert record.item_path == (1,)
+    assert record.node_path == "corpus > per_doc"
+    assert out.report.failed_items == [(1,)]

@@ -754,7 +754,7 @@ def item_failed(level: Level, exc: Exception) -> dict[str, Any]:
     """A failed item of a map that keeps going: its outputs ``None``, and its error on
     record (a node's failure is recorded by the node; a failure to ship or to finish the
     item as a whole is recorded here)."""
-    recorded(level, " > ".join(level.hierarchy), exc)
+    recorded(level, " > ".join((level.hierarchy[0], *level.entered)), exc)
     return dict.fromkeys(level.plan.outputs)
 
 
