@@ -40,6 +40,7 @@ from contract_kit import (
 )
 
 from nestflow import LocalBackend, MapInputError, Node, NodeTimeoutError, Pipeline, node
+from nestflow.core.gates import Condition
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -887,6 +888,137 @@ def continue_inner_map_of_a_double_map(ws: Workspace) -> Pipeline:
     )
     per_group = mid.as_node(map_over="groups", input_mapping={"groups": "vs"}, name="per_group")
     return Pipeline([per_group], name="outer")
+
+
+# --- conditions and outcomes (when=, outcome=, tolerates=) -------------------------------------
+
+
+def over_five(value: int) -> bool:
+    """The condition of the scenarios below."""
+    return value > 5
+
+
+def failed_status(outcome: dict[str, Any]) -> bool:
+    """True when an outcome says its node failed."""
+    return bool(outcome["status"] == "failed")
+
+
+def gated_chain(log: str) -> list[Node]:
+    """``x -> make_a -> a -> b (when a > 5) -> c``, and ``make_d`` beside them."""
+    return [
+        add(log, "make_a", "x", "a"),
+        scale(log, "b", "a", "b", when=Condition(over_five, ("a",), "a > 5")),
+        scale(log, "c", "b", "c"),
+        scale(log, "make_d", "x", "d", 100),
+    ]
+
+
+@scenario(
+    run({"x": 1}),
+    outcomes=[gives({"a": 2, "b": None, "c": None, "d": 100})],
+    statuses={"make_a": "executed", "b": "skipped", "c": "skipped", "make_d": "executed"},
+    absent=frozenset({"b", "c"}),
+)
+def condition_false(ws: Workspace) -> Pipeline:
+    """A node whose condition is false is skipped with its consumers; the rest runs."""
+    return Pipeline(gated_chain(ws.log), name="gated")
+
+
+@scenario(
+    run({"x": 1}),
+    run({"x": 5}),
+    outcomes=[
+        gives({"a": 2, "b": None, "c": None, "d": 100}),
+        gives({"a": 6, "b": 12, "c": 24, "d": 500}),
+    ],
+    statuses={"make_a": "executed", "b": "executed", "c": "executed", "make_d": "executed"},
+)
+def condition_true(ws: Workspace) -> Pipeline:
+    """The same pipeline runs the node once its condition holds."""
+    return Pipeline(gated_chain(ws.log), name="gated")
+
+
+def pick(log: str) -> Node:
+    """``final = w if w is not None else fb``, run even when either producer did not run."""
+
+    def first_present(w: int | None, fb: str | None) -> int | str | None:
+        note(log, "final")
+        return w if w is not None else fb
+
+    return node(first_present, output_name="final", name="final", tolerates=("w", "fb"))
+
+
+def fallback(log: str) -> Node:
+    """``fb``: the failed node's message, run only when the outcome says it failed."""
+
+    def from_error(outcome: dict[str, Any]) -> str:
+        note(log, "fallback")
+        return f"fallback after {outcome['error']['type']}: {outcome['error']['message']}"
+
+    return node(
+        from_error,
+        output_name="fb",
+        name="fallback",
+        when=Condition(failed_status, ("w_outcome",)),
+    ).with_inputs({"outcome": "w_outcome"})
+
+
+@scenario(
+    run({"x": 1}),
+    run({"x": 2}),
+    outcomes=[
+        gives({"w": 1, "fb": None, "final": 1}),
+        gives(
+            {
+                "w": None,
+                "fb": "fallback after ValueError: check rejects 2",
+                "final": "fallback after ValueError: check rejects 2",
+            }
+        ),
+    ],
+    statuses={"check": "failed", "fallback": "executed", "final": "executed"},
+    run_status="partial",
+)
+def outcome_fallback(ws: Workspace) -> Pipeline:
+    """A continued failure publishes its outcome; a fallback runs on it, and a tolerant
+    node takes whichever value exists."""
+    log = ws.log
+    return Pipeline(
+        [
+            fail_on(log, "check", "x", "w", bad=2, on_error="continue", outcome="w_outcome"),
+            fallback(log),
+            pick(log),
+        ],
+        name="fallback",
+    )
+
+
+@scenario(
+    run({"x": 1, "go": False}),
+    run({"x": 1, "go": True}),
+    outcomes=[
+        gives({"u": None, "v": None, "alt": -1}),
+        gives({"u": 2, "v": 4, "alt": None}),
+    ],
+    statuses={"make_u": "executed", "make_v": "executed", "alt": "skipped"},
+)
+def condition_nested(ws: Workspace) -> Pipeline:
+    """A nested pipeline gated by an input; a node on its outcome runs when it did not."""
+    log = ws.log
+    inner = Pipeline([add(log, "make_u", "x", "u"), scale(log, "make_v", "u", "v")], name="inner")
+
+    def negated(value: int) -> int:
+        note(log, "alt")
+        return -value
+
+    def not_ok(outcome: dict[str, Any]) -> bool:
+        return bool(outcome["status"] != "ok")
+
+    alt = node(negated, output_name="alt", name="alt", when=Condition(not_ok, ("inner_outcome",)))
+    return Pipeline(
+        [inner.as_node(when="go", outcome="inner_outcome"), alt.with_inputs({"value": "x"})],
+        name="outer",
+    )
 
 
 # --- failures ----------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ SUBSET = [
     "failure_in_one_item_map",
     "continue_mapped_node",
     "continue_root_map",
+    "outcome_fallback",
+    "condition_nested",
 ]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
 from nestflow.callbacks.progress_tree import Line, escaped, pieces, styled_text
+from nestflow.core.gates import is_private
 
 if TYPE_CHECKING:
     from nestflow.core.config import EffectiveConfig
@@ -149,6 +150,8 @@ class ProgressCallback(PipelineCallback):
         last = self._current(ctx)
         line = None if last is None else last[2].get(node_id)
         if line is None:
+            if is_private(node_id):  # a front end's own wiring: not shown
+                return None
             with self._lock:
                 line = self._node(node_id, ctx)
         return line
@@ -160,6 +163,8 @@ class ProgressCallback(PipelineCallback):
         nodes = self._nodes.setdefault(key, {})
         drawn: list[Line] = []
         for step_id in meta.get("selected_node_ids", ()):
+            if is_private(step_id):
+                continue
             if step_id in nested:
                 drawn.append(self._line((*key, step_id), False, None, started=None))
             elif self.show_nodes and step_id not in nodes:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from nestflow.core.names import RULE, input_name_problem, name_problem
+from nestflow.core.gates import (
+    Condition,
+    condition_of,
+    member_name_problem,
+    outcome_of,
+    tolerated,
+    wired_name_problem,
+)
+from nestflow.core.names import RULE, name_problem
 from nestflow.core.node import OnError
 from nestflow.core.options import on_error_problem
 from nestflow.errors import InvalidNameError, InvalidOptionError, MappingError
@@ -37,6 +45,9 @@ class PipelineNode:
     map_over: tuple[str, ...]
     map_mode: MapMode
     on_error: OnError
+    when: Condition | None
+    outcome: str | None
+    tolerates: frozenset[str]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     to_inner: dict[str, str]
@@ -54,9 +65,12 @@ class PipelineNode:
         map_mode: MapMode = "zip",
         name: str | None = None,
         on_error: OnError = "raise",
+        when: str | Condition | None = None,
+        outcome: str | None = None,
+        tolerates: Sequence[str] = (),
     ) -> None:
         node_name = name if name is not None else pipeline.name
-        if (problem := name_problem(node_name)) is not None:
+        if (problem := member_name_problem(node_name)) is not None:
             raise InvalidNameError(f"Invalid nested node name ({RULE}): {problem}.")
         in_map = dict(input_mapping or {})
         out_map = None if output_mapping is None else dict(output_mapping)
@@ -70,6 +84,11 @@ class PipelineNode:
         _check_map_over(node_name, mapped, inputs, map_mode)
         if (problem := on_error_problem(on_error)) is not None:
             raise InvalidOptionError(f"Invalid on_error= of nested node `{node_name}`: {problem}")
+        condition = condition_of(node_name, when)
+        outputs = tuple(visible[o] for o in pipeline.outputs if o in visible)
+        wired = inputs + tuple(
+            n for n in dict.fromkeys(condition.inputs if condition else ()) if n not in inputs
+        )
         self.__dict__.update(
             pipeline=pipeline,
             name=node_name,
@@ -79,8 +98,11 @@ class PipelineNode:
             map_over=mapped,
             map_mode=map_mode,
             on_error=on_error,
-            inputs=inputs,
-            outputs=tuple(visible[o] for o in pipeline.outputs if o in visible),
+            when=condition,
+            outcome=outcome_of(node_name, outcome, outputs),
+            tolerates=tolerated(node_name, tolerates, wired),
+            inputs=wired,
+            outputs=outputs,
             to_inner=dict(zip(inputs, pipeline.inputs, strict=True)),
             to_outer={o: visible[o] for o in pipeline.outputs if o in visible},
         )
@@ -103,15 +125,29 @@ class PipelineNode:
 
     def with_name(self, name: str) -> PipelineNode:
         """A copy with another node id."""
-        return PipelineNode(
-            self.pipeline,
-            input_mapping=self.input_mapping,
-            output_mapping=self.output_mapping,
-            map_over=self.map_over or None,
-            map_mode=self.map_mode,
-            name=name,
-            on_error=self.on_error,
-        )
+        return self.with_options(name=name)
+
+    def with_options(self, **changes: Any) -> PipelineNode:
+        """A copy with some ``as_node`` options changed (same keywords)."""
+        options: dict[str, Any] = {
+            "input_mapping": self.input_mapping,
+            "output_mapping": self.output_mapping,
+            "map_over": self.map_over or None,
+            "map_mode": self.map_mode,
+            "name": self.name if self.name_is_explicit else None,
+            "on_error": self.on_error,
+            "when": self.when,
+            "outcome": self.outcome,
+            "tolerates": tuple(self.tolerates),
+        }
+        unknown = sorted(set(changes) - set(options))
+        if unknown:
+            raise InvalidOptionError(
+                f"with_options() of nested node `{self.name}` got unknown option(s) "
+                f"{', '.join(unknown)}; it takes the keywords of as_node: {', '.join(options)}."
+            )
+        options.update(changes)
+        return PipelineNode(self.pipeline, **options)
 
 
 def _map_over_names(map_over: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -126,7 +162,7 @@ def _check_input_mapping(node_name: str, pipeline: Pipeline, mapping: dict[str, 
     inner_inputs = pipeline.inputs
     problems = []
     for outer, inner in mapping.items():
-        if (problem := input_name_problem(outer)) is not None:
+        if (problem := wired_name_problem(outer)) is not None:
             problems.append(f"outer name {problem}")
         if inner not in inner_inputs:
             line = (

@@ -7,11 +7,19 @@ pipeline needs (inputs, outputs, defaults, options) is read once, here.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from nestflow.core.config import UNSET
-from nestflow.core.names import RULE, input_name_problem, name_problem
+from nestflow.core.gates import (
+    Condition,
+    condition_of,
+    member_name_problem,
+    outcome_of,
+    tolerated,
+    wired_name_problem,
+)
+from nestflow.core.names import RULE, name_problem
 from nestflow.core.options import check_node_options, misplaced_options
 from nestflow.errors import InvalidNameError, InvalidNodeError
 
@@ -20,7 +28,10 @@ if TYPE_CHECKING:
     from nestflow.core.retry import Retry
 
 OnError = Literal["raise", "continue"]
-_OPTION_NAMES = ("output_name", "name", "cache", "timeout", "retries", "on_error", "cache_version")
+_OPTION_NAMES = (
+    "output_name", "name", "cache", "timeout", "retries", "on_error", "cache_version", "when",
+    "outcome", "tolerates",
+)  # fmt: skip
 
 
 class Node:
@@ -45,6 +56,9 @@ class Node:
     retries: int | Retry | Unset
     on_error: OnError
     cache_version: str | None
+    when: Condition | None
+    outcome: str | None
+    tolerates: frozenset[str]
     name_is_explicit: bool
 
     def __init__(
@@ -59,6 +73,9 @@ class Node:
         on_error: OnError = "raise",
         cache_version: str | None = None,
         input_sources: Mapping[str, str] | None = None,
+        when: str | Condition | None = None,
+        outcome: str | None = None,
+        tolerates: Sequence[str] = (),
     ) -> None:
         if isinstance(func, Node):
             func = func.func
@@ -70,13 +87,19 @@ class Node:
         outputs = _outputs_of(output_name, func_name, name)
         sources = dict(input_sources or {})
         check_node_options(name or func_name, cache, timeout, retries, on_error)
-        _check_names(name if name is not None else func_name, outputs, sources, params)
+        node_name = name if name is not None else func_name
+        _check_names(node_name, outputs, sources, params)
+        condition = condition_of(node_name, when)
+        wired = tuple(sources.get(p, p) for p in params)
+        inputs = wired + tuple(
+            n for n in dict.fromkeys(condition.inputs if condition else ()) if n not in wired
+        )
         fields: dict[str, Any] = {
             "func": func,
             "name": name if name is not None else func_name,
             "name_is_explicit": name is not None,
             "params": params,
-            "inputs": tuple(sources.get(p, p) for p in params),
+            "inputs": inputs,
             "outputs": outputs,
             "output_name": output_name if output_name is not None else func_name,
             "defaults": {
@@ -94,6 +117,9 @@ class Node:
             "retries": retries,
             "on_error": on_error,
             "cache_version": cache_version,
+            "when": condition,
+            "outcome": outcome_of(node_name, outcome, outputs),
+            "tolerates": tolerated(node_name, tolerates, inputs),
             "__wrapped__": func,
             "__doc__": getattr(func, "__doc__", None),
             "__name__": func_name,
@@ -213,12 +239,12 @@ def _check_names(
     name: str, outputs: tuple[str, ...], sources: Mapping[str, str], params: tuple[str, ...]
 ) -> None:
     problems = []
-    if (problem := name_problem(name)) is not None:
+    if (problem := member_name_problem(name)) is not None:
         hint = " Give it one with name='...'." if name == "<lambda>" else ""
         problems.append(f"node name: {problem}.{hint}")
-    problems += [f"output name: {p}." for o in outputs if (p := name_problem(o)) is not None]
+    problems += [f"output name: {p}." for o in outputs if (p := member_name_problem(o)) is not None]
     wired = dict.fromkeys(sources.get(p, p) for p in params)
-    problems += [f"input name: {p}." for s in wired if (p := input_name_problem(s)) is not None]
+    problems += [f"input name: {p}." for s in wired if (p := wired_name_problem(s)) is not None]
     if len(set(outputs)) != len(outputs):
         problems.append(f"output names repeat: {outputs!r}.")
     unknown = sorted(set(sources) - set(params))
@@ -260,6 +286,9 @@ def node(
     retries: int | Retry | Unset = UNSET,
     on_error: OnError = "raise",
     cache_version: str | None = None,
+    when: str | Condition | None = None,
+    outcome: str | None = None,
+    tolerates: Sequence[str] = (),
 ) -> Callable[[Callable[..., Any]], Node]: ...
 
 
@@ -275,6 +304,9 @@ def node(
     retries: int | Retry | Unset = UNSET,
     on_error: OnError = "raise",
     cache_version: str | None = None,
+    when: str | Condition | None = None,
+    outcome: str | None = None,
+    tolerates: Sequence[str] = (),
 ) -> Node: ...
 
 
@@ -289,6 +321,9 @@ def node(
     retries: int | Retry | Unset = UNSET,
     on_error: OnError = "raise",
     cache_version: str | None = None,
+    when: str | Condition | None = None,
+    outcome: str | None = None,
+    tolerates: Sequence[str] = (),
 ) -> Node | Callable[[Callable[..., Any]], Node]:
     """Turn a function into a pipeline node: ``@node``, ``@node(output_name=...)`` or a call.
 
@@ -306,6 +341,9 @@ def node(
         "retries": retries,
         "on_error": on_error,
         "cache_version": cache_version,
+        "when": when,
+        "outcome": outcome,
+        "tolerates": tolerates,
     }
 
     def decorate(function: Callable[..., Any]) -> Node:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Never, overload
 
 from nestflow.core.config import ASPECTS, UNSET
 from nestflow.core.contracts import TYPES
+from nestflow.core.gates import Condition, is_private, produced
 from nestflow.core.names import RULE, name_problem
 from nestflow.core.nesting import MapMode, PipelineNode
 from nestflow.core.node import Node, OnError
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
     from nestflow.runtime.report import Outputs
 
 AnyNode = Node | PipelineNode
-_AS_NODE_KEYWORDS = ("input_mapping", "output_mapping", "map_over", "map_mode", "name", "on_error")
+_AS_NODE_KEYWORDS = (
+    "input_mapping", "output_mapping", "map_over", "map_mode", "name", "on_error", "when",
+    "outcome",
+)  # fmt: skip
 
 
 class Pipeline:
@@ -84,7 +88,9 @@ class Pipeline:
             raise InvalidNameError(f"Invalid pipeline name ({RULE}): {problem}.")
         members = tuple(_as_member(n) for n in _node_list(nodes))
         ids = _assign_ids(members)
-        graph = analyse([Shape(i, n.inputs, n.outputs) for i, n in zip(ids, members, strict=True)])
+        graph = analyse(
+            [Shape(i, n.inputs, produced(n)) for i, n in zip(ids, members, strict=True)]
+        )
         _check_graph(pipeline_name, graph)
         config = checked_config(
             f"pipeline `{pipeline_name}`",
@@ -118,7 +124,12 @@ class Pipeline:
             required_inputs=tuple(
                 n for n in consumed if n not in optional and n not in self.bound_inputs
             ),
-            outputs=tuple(o for index in self.graph.order for o in self.nodes[index].outputs),
+            outputs=tuple(
+                o
+                for index in self.graph.order
+                for o in self.nodes[index].outputs
+                if not is_private(o)
+            ),
         )
 
     def _copy(self, **changes: Any) -> Pipeline:
@@ -275,6 +286,8 @@ class Pipeline:
         map_mode: MapMode = "zip",
         name: str | None = None,
         on_error: OnError = "raise",
+        when: str | Condition | None = None,
+        outcome: str | None = None,
         **misplaced: Never,
     ) -> PipelineNode:
         """This pipeline as a node of another, with renamed inputs/outputs and an optional map."""
@@ -287,6 +300,8 @@ class Pipeline:
             map_mode=map_mode,
             name=name,
             on_error=on_error,
+            when=when,
+            outcome=outcome,
         )
 
     # --- running (delegated to the runtime) ---------------------------------------------------

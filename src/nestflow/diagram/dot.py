@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nestflow.core.gates import is_private, produced
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node
 from nestflow.diagram.text import check_depth, to_text
@@ -91,6 +92,11 @@ class _Drawing:
         available = dict(sources)
         for node_id in pipeline.execution_order():
             member = pipeline.node(node_id)
+            if is_private(node_id):  # a front end's wiring: its inputs stand for its outputs
+                hidden = [available.get(n) or self.input_box(n, member) for n in member.inputs]
+                for out in produced(member):
+                    available[out] = hidden[0] if hidden else self.input_box(out, member)
+                continue
             if isinstance(member, PipelineNode) and self._expands(path):
                 available.update(self._expanded(graph, member, (*path, node_id), available))
             else:
@@ -120,16 +126,16 @@ class _Drawing:
             )
         for name in member.inputs:
             source = available.get(name) or self.input_box(name, member)
-            edge = {"label": name} if not source.startswith("input ") else {}
+            edge = {"label": name.lstrip(".")} if not source.startswith("input ") else {}
             self.graph.edge(source, dot_id, **edge)
-        for out in member.outputs:
+        for out in produced(member):
             available[out] = dot_id
 
     def _expanded(
         self, graph: Any, member: PipelineNode, path: tuple[str, ...], available: dict[str, str]
     ) -> dict[str, str]:
         inner_sources = {}
-        for outer, inner in zip(member.inputs, member.pipeline.inputs, strict=True):
+        for outer, inner in member.to_inner.items():
             inner_sources[inner] = available.get(outer) or self.input_box(outer, member)
         label = f"{member.name} [pipeline {member.pipeline.name}]"
         if member.map_over:

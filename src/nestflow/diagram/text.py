@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nestflow.core.gates import is_private
 from nestflow.core.nesting import PipelineNode
 from nestflow.runtime.views import config_labels, effective_config
 
@@ -41,8 +42,10 @@ def _level(
     lines: list[str],
 ) -> None:
     for node_id in pipeline.execution_order():
+        if is_private(node_id):  # a front end's own wiring: not shown
+            continue
         member = pipeline.node(node_id)
-        ins = ", ".join(member.inputs)
+        ins = ", ".join(name.lstrip(".") for name in member.inputs)
         outs = ", ".join(member.outputs)
         line = f"{indent}[{node_id}] ({ins}) -> {outs}"
         if isinstance(member, PipelineNode):

@@ -15,6 +15,7 @@ import asyncio
 from time import perf_counter
 from typing import Any
 
+from nestflow.core.gates import produced
 from nestflow.engines import executors
 from nestflow.engines.backends import LocalBackend
 from nestflow.engines.scheduler import Schedule
@@ -107,7 +108,7 @@ def _upstream(level: Level) -> list[tuple[int, ...]]:
     found = memo.get("upstream")
     if found is None:
         steps = level.plan.steps
-        producer = {name: i for i, s in enumerate(steps) for name in s.outs}
+        producer = {name: i for i, s in enumerate(steps) for name in produced(s.node)}
         found = memo["upstream"] = [
             tuple({producer[a] for a in s.args if a in producer}) for s in steps
         ]
@@ -124,7 +125,7 @@ async def run_node(
     item: int = 0,
 ) -> None:
     """One function node: skipped, a hit, or called (with retries) and stored."""
-    if blocked and node.skip(level, values, blocked):
+    if (blocked or node.gated) and node.skip(level, values, blocked):
         return
     sig = None
     if node.cached:
@@ -164,7 +165,7 @@ async def run_nested(
     level: Level, nested: NestedStep, values: dict[str, Any], blocked: Blocked
 ) -> None:
     """A nested pipeline under its own configuration, as a coroutine of this level."""
-    if blocked and nested.skip(level, values, blocked):
+    if (blocked or nested.gated) and nested.skip(level, values, blocked):
         return
     child, sub = nested.enter(level, values)
     started = perf_counter()

@@ -123,7 +123,7 @@ def run_node(
     sig: str | None = None,
 ) -> None:
     """One function node: skipped, a hit, or called (with retries) and stored."""
-    if blocked and node.skip(level, values, blocked):
+    if (blocked or node.gated) and node.skip(level, values, blocked):
         return
     if node.cached and sig is None:
         sig = node.lookup(level, values, batch, item)
@@ -177,7 +177,7 @@ def _awaited(coroutine: Any, timeout: float | None) -> Any:
 
 def run_nested(level: Level, nested: NestedStep, values: dict[str, Any], blocked: Blocked) -> None:
     """A nested pipeline under its own configuration, on this driver when it can take it."""
-    if blocked and nested.skip(level, values, blocked):
+    if (blocked or nested.gated) and nested.skip(level, values, blocked):
         return
     if nested.plain and not level.hooks and not level.run.cached:
         sub = nested.inputs(values)

@@ -12,6 +12,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nestflow.core.gates import produced
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node
 from nestflow.errors import RecursionDepthError, UnknownOutputError
@@ -129,7 +130,7 @@ def _compile(pipeline: Pipeline, requested: tuple[str, ...] | None) -> Compiling
     steps: list[Step] = []
     for index in reversed(pipeline.graph.order):
         member, node_id = pipeline.nodes[index], pipeline.node_ids[index]
-        if not wanted.intersection(member.outputs):
+        if not wanted.intersection(produced(member)):
             continue
         if isinstance(member, Node):
             step = Step(id=node_id, node=member, args=member.inputs, outs=member.outputs)
@@ -155,10 +156,13 @@ def _nested_step(
     # A mapped name is always consumed: it decides how many items there are.
     mapped = tuple(m for m in member.map_over if m not in {o for o, _ in child_inputs})
     child_inputs += tuple((m, member.to_inner[m]) for m in mapped)
+    args = tuple(o for o, _ in child_inputs)
+    if member.when is not None:
+        args += tuple(n for n in member.when.inputs if n not in args)
     return Step(
         id=node_id,
         node=member,
-        args=tuple(o for o, _ in child_inputs),
+        args=args,
         outs=tuple(o for _, o in child_outputs),
         child=child,
         child_inputs=child_inputs,
@@ -223,4 +227,7 @@ def _step_needs(pipeline: Pipeline, step: Step) -> dict[str, list[tuple[str, ...
     }
     for name in step.node.map_over:
         needs.setdefault(name, [(pipeline.name, step.id)])
+    if step.node.when is not None:
+        for name in step.node.when.inputs:
+            needs.setdefault(name, [(pipeline.name, step.id)])
     return needs

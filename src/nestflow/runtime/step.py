@@ -22,6 +22,7 @@ from time import perf_counter
 from typing import Any
 
 from nestflow.callbacks.dispatch import implements
+from nestflow.core import gates
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node
@@ -41,7 +42,8 @@ from nestflow.runtime.report import ErrorRecord
 from nestflow.runtime.settings import child_config
 
 Blocked = dict[str, str]
-"""Output names that are ``None`` because of a continued failure -> the failing node's path."""
+"""Output names that are ``None`` because a node failed (continued past) or was skipped ->
+what happened, naming that node (``"`a > b` failed"``)."""
 
 HIT = "@hit"
 """What ``NodeStep.lookup`` returns for a hit (a signature never starts with ``@``)."""
@@ -118,8 +120,9 @@ class Compiled:
         self.producers: list[int] = [
             i for i, s in enumerate(signed) if wanted.intersection(s.spec.outs)
         ]
-        self.flat = bool(steps) and len(signed) == len(steps)
-        """Every step is a cached function node: items are signed whole and asked at once."""
+        self.flat = bool(steps) and len(signed) == len(steps) and not any(s.gated for s in signed)
+        """Every step is a cached function node without a condition: items are signed whole
+        and asked at once."""
         made = {out for s in signed for out in s.spec.outs}
         self.inputs = tuple(sorted({n for s in signed for n in s.spec.names if n not in made}))
         backend = config.backend
@@ -236,10 +239,9 @@ class NodeStep:
     """A function node of a compiled level."""
 
     __slots__ = (
-        "cached", "cached_hook", "continues", "direct", "ends", "errors", "id", "index",
-        "is_async", "node", "out",
-        "plain", "policy", "position", "simple", "spec", "starts", "step", "timeout", "traced",
-        "wired",
+        "blocking", "cached", "cached_hook", "continues", "direct", "ends", "errors", "gated",
+        "id", "index", "is_async", "node", "out", "outcome", "plain", "policy", "position",
+        "simple", "spec", "starts", "step", "timeout", "traced", "when", "wired",
     )  # fmt: skip
 
     def __init__(self, compiled: Compiled, index: int, step: Step) -> None:
@@ -255,6 +257,11 @@ class NodeStep:
         self.policy = Retry.of(config.retries if node.retries is UNSET else node.retries)
         self.continues = node.on_error == "continue"
         self.is_async = node.is_async
+        self.when, self.outcome = node.when, node.outcome
+        self.gated = node.when is not None
+        """It has a condition: the drivers ask ``skip`` before every execution."""
+        self.blocking = tuple(a for a in step.args if a not in node.tolerates)
+        """Inputs that skip this node when their producer failed or was skipped."""
         self.cached = config.cache is not None and node.cache
         self.position = -1
         """Index among the level's signed nodes (cached ones)."""
@@ -280,20 +287,41 @@ class NodeStep:
             or self.policy.attempts
             or self.continues
             or self.is_async
+            or self.gated
+            or self.outcome is not None
+            or len(self.blocking) != len(step.args)
         )
 
     # --- before the call ---------------------------------------------------------------------
 
     def skip(self, level: Level, values: dict[str, Any], blocked: Blocked) -> bool:
-        """Skip this node when it consumes an output of a continued failure (outputs None)."""
-        causes = [blocked[name] for name in self.step.args if name in blocked]
-        if not causes:
-            return False
+        """Skip this node (outputs None, recorded) when it consumes an output of a node that
+        failed or was skipped, or its condition does not hold."""
+        cause = next((blocked[name] for name in self.blocking if name in blocked), None)
+        if cause is None:
+            if self.when is None:
+                return False
+            try:
+                if _holds(level, self.when, values):
+                    return False
+            except Exception as exc:  # the condition's failure is the node's
+                self.fail(level, exc, 0.0, 1)
+                if not self.continues:
+                    raise
+                self.continued(level, values, blocked, exc)
+                return True
+            why = f"its condition `{self.when.shown}` is false"
+            cause = f"`{level.path(self.id)}` was skipped"
+        else:
+            why = cause
         outs = self.spec.outs
         values.update(dict.fromkeys(outs))
-        blocked.update(dict.fromkeys(outs, causes[0]))
-        row = (level, self.id, "skipped", 0.0, 1, None, f"skipped: {causes[0]} failed")
-        level.run.report.pending.append(row)
+        blocked.update(dict.fromkeys(outs, cause))
+        if self.outcome is not None:
+            values[self.outcome] = gates.skipped()
+        level.run.report.pending.append(
+            (level, self.id, "skipped", 0.0, 1, None, f"skipped: {why}")
+        )
         return True
 
     def lookup(self, level: Level, values: dict[str, Any], batch: Batch | None, item: int) -> str:
@@ -310,7 +338,7 @@ class NodeStep:
                     values[REP + outs[0]] = caching.output_rep(sig, outs[0])
                 else:
                     self._publish_value(values, sig, value)
-                return self._hit(level, sig)
+                return self._hit(level, values, sig)
             entry = batch.entries.get(sig)
             if entry is None and sig in batch.made:  # stored by an earlier item of this run
                 entry = cache.lookup((sig,)).get(sig)
@@ -320,9 +348,11 @@ class NodeStep:
         if entry is None:
             return sig
         self._publish_entry(level, values, sig, entry)
-        return self._hit(level, sig)
+        return self._hit(level, values, sig)
 
-    def _hit(self, level: Level, sig: str) -> str:
+    def _hit(self, level: Level, values: dict[str, Any], sig: str) -> str:
+        if self.outcome is not None:
+            values[self.outcome] = gates.ok()
         report = level.run.report
         report.cache_hits += 1
         report.pending.append((level, self.id, "cached", 0.0, 1, sig, None))
@@ -511,6 +541,8 @@ class NodeStep:
             if batch is not None:
                 batch.made.add(sig)
         report.pending.append((level, self.id, "executed", duration, attempts, sig, None))
+        if self.outcome is not None:
+            values[self.outcome] = gates.ok()
         if self.ends:
             outputs = {o: values[o] for o in self.spec.outs}
             level.notify("on_node_end", (self.id, outputs, duration), self.id, attempt=attempts)
@@ -526,10 +558,19 @@ class NodeStep:
             if error is exc:
                 raise exc
             raise error from None
-        outs = self.spec.outs
-        attempt.values.update(dict.fromkeys(outs))
-        blocked.update(dict.fromkeys(outs, attempt.level.path(self.id)))
+        self.continued(attempt.level, attempt.values, blocked, error)
         return None
+
+    def continued(
+        self, level: Level, values: dict[str, Any], blocked: Blocked, exc: BaseException
+    ) -> None:
+        """A recorded failure continued past: outputs None, their consumers to be skipped."""
+        outs = self.spec.outs
+        values.update(dict.fromkeys(outs))
+        path = level.path(self.id)
+        blocked.update(dict.fromkeys(outs, f"`{path}` failed"))
+        if self.outcome is not None:
+            values[self.outcome] = gates.failed(path, exc)
 
     def fail(self, level: Level, exc: BaseException, duration: float, attempts: int) -> None:
         """Record a final failure: notes on the exception, records, ``on_error``."""
@@ -573,8 +614,8 @@ class NestedStep:
     """A nested pipeline node of a compiled level."""
 
     __slots__ = (
-        "broadcast", "child", "continues", "id", "index", "inner_mapped", "mapped", "mode",
-        "node", "plain", "step",
+        "blocking", "broadcast", "child", "continues", "gated", "id", "index", "inner_mapped",
+        "mapped", "mode", "node", "outcome", "plain", "step", "when",
     )  # fmt: skip
 
     def __init__(self, compiled: Compiled, index: int, step: Step) -> None:
@@ -589,8 +630,20 @@ class NestedStep:
         to_inner = dict(step.child_inputs)
         self.inner_mapped = tuple(to_inner[m] for m in self.mapped)
         self.broadcast = tuple((o, i) for o, i in step.child_inputs if o not in self.mapped)
-        self.plain: bool = self.child.plain and not self.mapped and not self.continues
-        """Not mapped, failures raised, and its level plain (``Compiled.plain``)."""
+        self.when, self.outcome = node.when, node.outcome
+        self.gated = node.when is not None
+        """It has a condition: the drivers ask ``skip`` before every execution."""
+        self.blocking = tuple(a for a in step.args if a not in node.tolerates)
+        """Inputs that skip the child when their producer failed or was skipped."""
+        self.plain: bool = (
+            self.child.plain
+            and not self.mapped
+            and not self.continues
+            and not self.gated
+            and self.outcome is None
+        )
+        """Not mapped, failures raised, no condition or outcome, and its level plain
+        (``Compiled.plain``)."""
 
     def enter(self, level: Level, values: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
         """The child level and its inputs; ``on_nested_pipeline_start`` fired."""
@@ -640,6 +693,8 @@ class NestedStep:
         pairs = self.step.child_outputs
         for name, outer in pairs:
             values[outer] = results[name]
+        if self.outcome is not None:
+            values[self.outcome] = gates.ok()
         if inner and blocked is not None:
             blocked.update((outer, inner[name]) for name, outer in pairs if name in inner)
         if blocked is not None:
@@ -659,16 +714,39 @@ class NestedStep:
         values.update(dict.fromkeys(outs))
         context = getattr(exc, "__nestflow__", None)
         path = str(getattr(context, "path", level.path(self.id)))
-        blocked.update(dict.fromkeys(outs, path))
+        blocked.update(dict.fromkeys(outs, f"`{path}` failed"))
+        if self.outcome is not None:
+            values[self.outcome] = gates.failed(path, exc)
 
     def skip(self, level: Level, values: dict[str, Any], blocked: Blocked) -> bool:
-        """Skip the child when it consumes an output of a continued failure."""
-        causes = [blocked[name] for name in self.step.args if name in blocked]
-        if not causes:
-            return False
+        """Skip the child when it consumes an output of a node that failed or was skipped,
+        or its condition does not hold."""
+        cause = next((blocked[name] for name in self.blocking if name in blocked), None)
+        if cause is None:
+            if self.when is None:
+                return False
+            try:
+                if _holds(level, self.when, values):
+                    return False
+            except Exception as exc:  # the condition's failure is the nested node's
+                path = level.path(self.id)
+                annotate(exc, level.error_context(self.id, 1))
+                record_error(level, path, exc, 1)
+                self.failed(level, values, exc, blocked)
+                return True
+            cause = f"`{level.path(self.id)}` was skipped"
         values.update(dict.fromkeys(self.step.outs))
-        blocked.update(dict.fromkeys(self.step.outs, causes[0]))
+        blocked.update(dict.fromkeys(self.step.outs, cause))
+        if self.outcome is not None:
+            values[self.outcome] = gates.skipped()
         return True
+
+
+def _holds(level: Level, when: gates.Condition, values: dict[str, Any]) -> bool:
+    """Whether a condition holds over a level's values (its inputs read first)."""
+    if level.run.cached:
+        caching.read(values, when.inputs)
+    return when.holds(values)
 
 
 def level_below(level: Level, chain: tuple[NestedStep, ...]) -> Level:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nestflow.core.gates import Condition, is_private, private_name
 from nestflow.core.node import Node, node
 from nestflow.core.pipeline import Pipeline
 from nestflow.engines.backends import LocalBackend
@@ -52,6 +53,8 @@ class Level:
     """Loop variables of an enclosing for_each (inputs of this level)."""
     fixed: dict[str, Path_] = field(default_factory=dict)
     """Inputs of sub-pipelines given literals (bound), by name: where each was written."""
+    outcomes: dict[str, Path_] = field(default_factory=dict)
+    """Steps whose outcome is read (``.status``, ``.error``, ``| default``): where first."""
 
     def scope(self) -> templates.Scope:
         return templates.Scope(
@@ -82,6 +85,8 @@ class Compiler:
         self.allowed_dirs = allowed_dirs
         """Where ``pipeline_file`` targets may be (``Project.pipeline_dirs``); empty: anywhere."""
         self._files: dict[Path, Pipeline | None] = {}
+        self._declared: dict[str, set[str]] = {}
+        """The inputs each compiled workflow declares, by workflow name."""
         self._chain: list[tuple[str, Where]] = []
 
     def files_read(self) -> tuple[Path, ...]:
@@ -129,16 +134,29 @@ class Compiler:
         level = Level(name, declared, workflow, dict(body.get("global_vars") or {}))
         settings = self.config(body.get("config"), path, marks)
         nodes: list[Any] = []
+        made_by: dict[str, int] = {}
+        compiled_steps = 0
         for index, step in enumerate(body["steps"]):
             where_path = (*path, "steps", index)
             made = self.step(step, where_path, marks, base, level)
-            if made is not None:
-                nodes.append(made)
-        if len(nodes) != len(body["steps"]) or not self._fixed_apart(level, marks):
+            if made is None:
+                continue
+            compiled_steps += 1
+            *helpers, member = made if isinstance(made, list) else [made]
+            nodes.extend(helpers)
+            made_by[str(step["name"])] = len(nodes)
+            nodes.append(member)
+        if compiled_steps != len(body["steps"]) or not self._fixed_apart(level, marks):
+            return None
+        if not self._outcomes(level, nodes, made_by, marks):
             return None
         try:
             pipeline = Pipeline(nodes, name=name, **settings)
-            defaults = {k: v for k, v in declared.items() if v is not REQUIRED}
+            # A declared input no step reads is accepted, and its default is not bound.
+            defaults = {
+                k: v for k, v in declared.items() if v is not REQUIRED and k in pipeline.inputs
+            }
+            self._declared[pipeline.name] = set(declared)
             if defaults:
                 pipeline = pipeline.bind(**defaults)
             types = {
@@ -150,6 +168,53 @@ class Compiler:
         except Exception as exc:  # a graph problem nestflow itself reports (duplicates, cycles)
             self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
             return None
+
+    def _clash(
+        self,
+        variables: tuple[str, ...],
+        members: list[Any],
+        step: Mapping[str, Any],
+        path: Path_,
+        marks: Marks,
+    ) -> bool:
+        """Whether a loop variable has the name of a value the mapped step publishes (a
+        problem: the step would consume its own output)."""
+        published = {o for m in members for o in m.outputs}
+        clashes = [v for v in variables if v in published]
+        for clash in clashes:
+            self.problems.add(
+                marks.at((*path, "as" if "as" in step else "over")),
+                f"the loop variable `{clash}` has the name of a value the mapped step "
+                f"publishes; name the loop variable differently (as: {clash}_item)",
+            )
+        return bool(clashes)
+
+    def _pipeline(self, members: list[Any], name: str, path: Path_, marks: Marks) -> Any:
+        """``Pipeline(members)``, or ``None`` with the problem nestflow reports about it."""
+        try:
+            return Pipeline(members, name=name)
+        except Exception as exc:  # a graph problem nestflow itself explains
+            self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _outcomes(
+        self, level: Level, nodes: list[Any], made_by: dict[str, int], marks: Marks
+    ) -> bool:
+        """Give each step whose outcome is read (``.status``, ``.error``, ``| default``)
+        its outcome, under the private name its readers are wired to."""
+        for step_name, where in level.outcomes.items():
+            index = made_by.get(step_name)
+            if index is None:
+                self.problems.add(
+                    marks.at(where),
+                    f"`.status`, `.error` and `| default` of step `{step_name}` can only be "
+                    "read in the workflow that runs it, not from outside its parallel or "
+                    "for_each step",
+                    kind="template",
+                )
+                return False
+            nodes[index] = nodes[index].with_options(outcome=outcome_name(step_name))
+        return True
 
     def _fixed_apart(self, level: Level, marks: Marks) -> bool:
         """Whether every literal given to a sub-pipeline keeps its name to itself: a bound
@@ -190,12 +255,32 @@ class Compiler:
                 "of nestflow yet",
             )
             return None
-        if "condition" in step:
-            self.problems.add(
-                marks.at((*path, "condition")),
-                "`condition` is not supported by this version of nestflow yet",
-            )
-            return None
+        condition = None
+        if "condition" in step:  # read before the step is known: it cannot refer to itself
+            condition = self._condition(step, path, marks, level)
+            if condition is None:
+                return None
+        made = self._made(step, path, marks, base, level)
+        if made is None or condition is None:
+            return made
+        *helpers, member = made if isinstance(made, list) else [made]
+        if isinstance(member, Pipeline):  # a parallel step: its pipeline as a node
+            member = member.as_node()
+        when, tolerated = condition
+        strict = set(member.inputs) - set(member.tolerates)
+        gated = member.with_options(
+            when=when, tolerates=tuple(member.tolerates | (tolerated - strict))
+        )
+        if not helpers:
+            return gated
+        # A helper computing the step's inputs runs only when the step does.
+        return [*(h.with_options(when=when) for h in helpers), gated]
+
+    def _made(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
+    ) -> Any:
+        """The node(s) of a step of any type, without its condition."""
+        kind = step["type"]
         if kind == "function":
             return self.function(step, path, marks, level)
         if kind == "pipeline":
@@ -209,6 +294,33 @@ class Compiler:
             f"`{kind}` steps are not supported by this version of nestflow yet",
         )
         return None
+
+    def _condition(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
+    ) -> tuple[Condition, set[str]] | None:
+        """A step's ``condition``: when it runs, and the names it reads that may be missing."""
+        where = (*path, "condition")
+        compiled = self._template(step["condition"], where, marks, level)
+        if compiled is None:
+            return None
+        if not templates.is_expression(compiled):
+            self.problems.add(
+                marks.at(where),
+                "a condition is one template that gives a boolean, such as "
+                '"{{ steps.score.result > 0.5 }}"; got ' + repr(step["condition"]),
+                kind="template",
+            )
+            return None
+        reads = _reads([compiled], level, where)
+        inputs = tuple(sorted(reads.names))
+        steps, constants = _readable(level)
+        name = str(step["name"])
+
+        def test(*values: Any) -> bool:
+            context = _context(dict(zip(inputs, values, strict=True)), steps, constants)
+            return bool(compiled.render(context, name))
+
+        return Condition(test, inputs, str(compiled.source)), reads.tolerated
 
     def function(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
@@ -308,11 +420,12 @@ class Compiler:
     ) -> Node:
         """A node that renders the templated arguments, then calls the function."""
         function = base.func
-        needs = sorted(set(wires.values()) | _needs(rendered, level))
-        constants = {"workflow": dict(level.workflow), "global_vars": dict(level.global_vars)}
-        steps = dict(level.steps)
+        reads = _reads(rendered.values(), level, ())
+        strict = set(wires.values())
+        needs = sorted(strict | reads.names)
+        steps, constants = _readable(level)
 
-        def call_step(**values: Any) -> Any:
+        def call_step(values: dict[str, Any]) -> Any:
             context = _context(values, steps, constants)
             kwargs = {param: values[wire] for param, wire in wires.items()}
             kwargs.update(
@@ -320,18 +433,16 @@ class Compiler:
             )
             return function(**kwargs)
 
-        call_step.__wrapped__ = function  # type: ignore[attr-defined]
-        call_step.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in needs]
-        )
-        call_step.__name__ = getattr(function, "__name__", name)
-        sources = repr(sorted((p, c.source) for p, c in rendered.items()))
-        version = hashlib.sha256(f"{step['function']}|{sources}".encode()).hexdigest()[:16]
-        return node(
-            call_step,
+        made, sources = _taking(call_step, needs, function, name)
+        written = repr(sorted((p, c.source) for p, c in rendered.items()))
+        version = hashlib.sha256(f"{step['function']}|{written}".encode()).hexdigest()[:16]
+        return Node(
+            made,
             output_name=outputs,
             name=name,
             cache_version=version,
+            input_sources=sources,
+            tolerates=tuple(reads.tolerated - strict),
             **{k: v for k, v in options.items() if k != "output_name"},
         )
 
@@ -345,7 +456,7 @@ class Compiler:
         adapted = self._adapted(inner, step, path, marks, level)
         if adapted is None:
             return None
-        inner, input_mapping, output_mapping = adapted
+        inner, input_mapping, output_mapping, adapter = adapted
         made = inner.as_node(
             name=name,
             input_mapping=input_mapping or None,
@@ -353,7 +464,7 @@ class Compiler:
             on_error="continue" if _continues(step) else "raise",
         )
         level.steps[name] = tuple(made.outputs)
-        return made
+        return made if adapter is None else [adapter, made]
 
     def for_each(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
@@ -372,15 +483,19 @@ class Compiler:
         if "step" in step:
             inner_step = {"name": name, **step["step"]}
             made = self.step(inner_step, (*path, "step"), marks, base, inner_level)
-            inner = None if made is None else Pipeline([made], name=name)
+            if made is None or self._clash(variables, _members([made]), step, path, marks):
+                return None
+            inner = self._pipeline(_members([made]), name, path, marks)
         else:
             inner = self._sub_pipeline(step, path, marks, base)
+            if inner is not None and self._clash(variables, [inner], step, path, marks):
+                return None
         if inner is None:
             return None
         adapted = self._adapted(inner, step, path, marks, level)
         if adapted is None:
             return None
-        inner, given, outputs = adapted
+        inner, given, outputs, adapter = adapted
         unused = [v for v in variables if v not in inner.inputs]
         if unused:
             self.problems.add(
@@ -403,7 +518,10 @@ class Compiler:
             on_error="continue" if _continues(step) else "raise",
         )
         level.steps[name] = tuple(made.outputs)
-        return made
+        level.outcomes.update(
+            (s, w) for s, w in inner_level.outcomes.items() if s not in level.outcomes
+        )
+        return made if adapter is None else [adapter, made]
 
     def _loops(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
@@ -419,10 +537,16 @@ class Compiler:
                 return None
             collection = self._wire(compiled, level)
             if not is_identifier(variable) or collection is None:
+                deeper = (
+                    " (a path into a value is not supported here: publish the list from a "
+                    "step first)"
+                    if compiled is not None and compiled.whole_reference is not None
+                    else ""
+                )
                 self.problems.add(
                     marks.at(where),
                     f"loop variable `{variable}` needs a list given as one whole reference, "
-                    'such as "{{inputs.docs}}" or "{{steps.split.result}}"',
+                    f'such as "{{{{inputs.docs}}}}" or "{{{{steps.split.result}}}}"{deeper}',
                 )
                 return None
             if any(collection == known for _, known in loops):
@@ -449,7 +573,7 @@ class Compiler:
         width = int(step.get("max_parallel") or len(made))
         config.setdefault("backend", LocalBackend(node_execution="threaded", max_workers=width))
         try:
-            inner = Pipeline(made, name=name, **config)
+            inner = Pipeline(_members(made), name=name, **config)
         except Exception as exc:
             self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
             return None
@@ -514,17 +638,24 @@ class Compiler:
 
     def _adapted(
         self, inner: Pipeline, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
-    ) -> tuple[Pipeline, dict[str, str], dict[str, str]] | None:
+    ) -> tuple[Pipeline, dict[str, str], dict[str, str], Node | None] | None:
         """A sub-pipeline as a step uses it: its config applied, literal inputs bound; with
-        the step's input mapping (outer name -> inner name) and output mapping."""
+        the step's input mapping (outer name -> inner name), output mapping, and the node
+        computing its templated inputs (``None`` when it has none)."""
         inner = self._configured(inner, step.get("config"), path, marks)
-        mapping, literals = self._sub_inputs(step, path, marks, level, inner)
+        mapping, literals, computed = self._sub_inputs(step, path, marks, level, inner)
         if literals:
             inner = inner.bind(**literals)
             for literal in literals:
                 level.fixed.setdefault(literal, (*path, "inputs", literal))
         outputs = self._sub_outputs(step, path, marks, inner)
-        return None if outputs is None else (inner, mapping, outputs)
+        if outputs is None:
+            return None
+        adapter = None
+        if computed:
+            adapter = _adapter(str(step["name"]), computed, level, (*path, "inputs"))
+            mapping.update(zip(adapter.outputs, computed, strict=True))
+        return inner, mapping, outputs, adapter
 
     def _configured(self, inner: Pipeline, config: Any, path: Path_, marks: Marks) -> Pipeline:
         """A sub-pipeline with the step's own ``config`` (timeout, retries, backend, cache)."""
@@ -546,12 +677,17 @@ class Compiler:
         marks: Marks,
         level: Level,
         inner: Pipeline,
-    ) -> tuple[dict[str, str], dict[str, Any]]:
+    ) -> tuple[dict[str, str], dict[str, Any], dict[str, templates.Compiled]]:
+        """The step's inputs: wired (outer name -> inner name), literals, and templates
+        computed for it by a node of its own."""
         mapping: dict[str, str] = {}
         literals: dict[str, Any] = {}
+        computed: dict[str, templates.Compiled] = {}
         for inner_name, value in (step.get("inputs") or {}).items():
             where = (*path, "inputs", inner_name)
             if inner_name not in inner.inputs:
+                if inner_name in self._declared.get(inner.name, ()):
+                    continue  # declared by the sub-workflow, read by none of its steps
                 self.problems.add(
                     marks.at(where),
                     f"pipeline `{inner.name}` has no input `{inner_name}`; its inputs are: "
@@ -566,15 +702,10 @@ class Compiler:
                 continue
             wired = self._wire(compiled, level)
             if wired is None:
-                self.problems.add(
-                    marks.at(where),
-                    "inputs of a pipeline step are whole references or literals in this "
-                    "version of nestflow; compute the value in a function step first",
-                )
-                continue
-            if wired != inner_name:
+                computed[inner_name] = compiled
+            elif wired != inner_name:
                 mapping[wired] = inner_name
-        return mapping, literals
+        return mapping, literals, computed
 
     def _sub_outputs(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, inner: Pipeline
@@ -686,38 +817,140 @@ def _continues(step: Mapping[str, Any]) -> bool:
     return bool((step.get("config") or {}).get("continue_on_error"))
 
 
-def _needs(rendered: Mapping[str, templates.Compiled], level: Level) -> set[str]:
-    """The value names the rendered templates read (inputs, loop variables, step outputs)."""
-    names: set[str] = set()
-    for compiled in rendered.values():
-        for reference in compiled.references:
+def _members(made: list[Any]) -> list[Any]:
+    """Compiled steps as pipeline members: a step made of several nodes gives them all."""
+    return [m for one in made for m in (one if isinstance(one, list) else [one])]
+
+
+def outcome_name(step: str) -> str:
+    """The private name a step's outcome is published under (when it is read)."""
+    return private_name(step, "outcome")
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What templates read: the value names to wire in, those of them that may be missing
+    (read only under ``| default``), and the steps whose outcome they read."""
+
+    names: set[str]
+    tolerated: set[str]
+    outcomes: set[str]
+
+
+def _reads(compiled: Any, level: Level, where: Path_) -> Reads:
+    """The value names ``compiled`` templates read (inputs, loop variables, step outputs
+    and outcomes), noting the outcomes in ``level``."""
+    strict: set[str] = set()
+    guarded: set[str] = set()
+    outcomes: set[str] = set()
+    for value in compiled:
+        for reference in value.references:
             root, rest = reference.root, reference.path
             if root == "inputs" and rest:
-                names.add(str(rest[0]))
+                strict.add(str(rest[0]))
             elif root in level.loop:
-                names.add(str(root))
+                strict.add(str(root))
             elif root == "steps" and rest:
-                names.update(level.steps.get(str(rest[0]), ()))
-    return names
+                step = str(rest[0])
+                published = level.steps.get(step, ())
+                if rest[1:2] in (("status",), ("error",)):
+                    outcomes.add(step)
+                elif reference.guarded:
+                    guarded.update(published)
+                    outcomes.add(step)
+                else:
+                    strict.update(published)
+    for step in sorted(outcomes):
+        level.outcomes.setdefault(step, where)
+    names = strict | guarded | {outcome_name(step) for step in outcomes}
+    return Reads(names, guarded - strict, outcomes)
+
+
+def _readable(level: Level) -> tuple[dict[str, tuple[tuple[str, ...], str]], dict[str, Any]]:
+    """What a template of ``level`` can read at run time besides its inputs: each step's
+    published names and outcome name, and the workflow's constants."""
+    steps = {step: (published, outcome_name(step)) for step, published in level.steps.items()}
+    constants = {"workflow": dict(level.workflow), "global_vars": dict(level.global_vars)}
+    return steps, constants
 
 
 def _context(
     values: Mapping[str, Any],
-    steps: Mapping[str, tuple[str, ...]],
+    steps: Mapping[str, tuple[tuple[str, ...], str]],
     constants: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """What templates read at run time, from the step node's inputs."""
+    """What templates read at run time, from the values wired in: a step's state has its
+    ``status`` and ``error`` when its outcome is wired, and its result when it succeeded."""
     context: dict[str, Any] = {**constants, "inputs": dict(values)}
     context.update(values)  # loop variables are read by their own name
     step_values: dict[str, Any] = {}
-    for step, published in steps.items():
-        if not all(p in values for p in published):
-            continue
-        entry = {p: values[p] for p in published}
-        result = entry[published[0]] if len(published) == 1 else dict(entry)
-        step_values[step] = {**entry, "result": result, "status": "ok", "error": None}
+    for step, (published, outcome_key) in steps.items():
+        state: dict[str, Any] = {}
+        outcome = values.get(outcome_key)
+        if outcome is not None:
+            state["status"], state["error"] = outcome["status"], outcome["error"]
+        succeeded = outcome is None or outcome["status"] == "ok"
+        if succeeded and published and all(p in values for p in published):
+            entry = {p: values[p] for p in published}
+            state.update(entry)
+            state["result"] = entry[published[0]] if len(published) == 1 else entry
+        if state:
+            step_values[step] = state
     context["steps"] = step_values
     return context
+
+
+def _taking(body: Any, names: list[str], wrapped: Any, label: str) -> tuple[Any, dict[str, str]]:
+    """A function of keyword parameters that calls ``body`` with ``{name: value}`` for the
+    value ``names``; with the sources of the parameters that a name could not be (private
+    names). Its code fingerprint is that of ``wrapped``."""
+    params = {
+        (name if not is_private(name) else f"p{index}_{name.split('.')[-1]}"): name
+        for index, name in enumerate(names)
+    }
+    if all(param == name for param, name in params.items()):
+
+        def taking(**values: Any) -> Any:
+            return body(values)
+    else:
+        renamed = tuple(params.items())
+
+        def taking(**values: Any) -> Any:
+            return body({name: values[param] for param, name in renamed})
+
+    taking.__wrapped__ = wrapped  # type: ignore[attr-defined]
+    taking.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY) for param in params]
+    )
+    taking.__name__ = getattr(wrapped, "__name__", label)
+    return taking, {param: name for param, name in params.items() if param != name}
+
+
+def _adapter(
+    step: str, computed: Mapping[str, templates.Compiled], level: Level, where: Path_
+) -> Node:
+    """The private node rendering a pipeline step's templated inputs, one private output
+    per inner input."""
+    reads = _reads(computed.values(), level, where)
+    steps, constants = _readable(level)
+    values_of = tuple(computed.values())
+
+    def render(values: dict[str, Any]) -> Any:
+        context = _context(values, steps, constants)
+        made = tuple(value.render(context, step) for value in values_of)
+        return made if len(made) > 1 else made[0]
+
+    taking, sources = _taking(render, sorted(reads.names), render, "inputs")
+    written = repr(sorted((inner, value.source) for inner, value in computed.items()))
+    outputs = tuple(private_name(step, "inputs", inner) for inner in computed)
+    return Node(
+        taking,
+        name=private_name(step, "inputs"),
+        output_name=outputs if len(outputs) > 1 else outputs[0],
+        cache_version=hashlib.sha256(written.encode()).hexdigest()[:16],
+        input_sources=sources,
+        tolerates=tuple(reads.tolerated),
+    )
 
 
 def _backend(spec: Mapping[str, Any]) -> Any:

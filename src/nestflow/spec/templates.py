@@ -61,7 +61,7 @@ from nestflow.spec.sandbox import Absent, evaluate, lookup, step_field, to_text
 from nestflow.spec.schema import closest
 from nestflow.spec.source import Key, Raw, Where
 
-__all__ = ["Compiled", "Raw", "Reference", "Scope", "Where", "compile_value"]
+__all__ = ["Compiled", "Raw", "Reference", "Scope", "Where", "compile_value", "is_expression"]
 
 Locator = Callable[[tuple[Key, ...]], Where]
 """The place of a part of a value, from its path inside the value."""
@@ -109,6 +109,11 @@ class Compiled(Protocol):
 
     def render(self, context: Mapping[str, Any], step: str) -> Any:
         """The value for ``context``; failures raise ``TemplateError`` naming ``step``."""
+
+
+def is_expression(compiled: Compiled) -> bool:
+    """Whether ``compiled`` is exactly one ``{{ ... }}`` (rendered keeping its type)."""
+    return isinstance(compiled, _Template)
 
 
 def compile_value(value: Any, scope: Scope, where: Where | Locator) -> Compiled:

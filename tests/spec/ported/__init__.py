@@ -1,0 +1,1 @@
+"""Workflows ported from pipeline_ex examples, with the stub functions they name."""
