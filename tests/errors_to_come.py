@@ -10,11 +10,8 @@ NOT_RAISED_YET = frozenset(
         "CallDepthError",
         "ChainError",
         "ContractError",
-        "MemoryLimitError",
-        "MemoryWarning",
         "ReplayError",
         "ServiceError",
         "SignatureError",
-        "StepLimitError",
     }
 )

@@ -16,10 +16,13 @@ from nestflow.callbacks.progress import ProgressCallback
 from nestflow.callbacks.recorder import RunRecorder
 from nestflow.callbacks.telemetry import TelemetryCallback
 from nestflow.core.config import UNSET, EffectiveConfig
+from nestflow.core.gates import Condition
+from nestflow.core.limits import Limits
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node, node
 from nestflow.core.pipeline import Pipeline
 from nestflow.core.retry import Retry
+from nestflow.core.workspaces import Workspace
 from nestflow.diagram.dot import GraphvizStyle
 from nestflow.engines.backends import LocalBackend
 from nestflow.engines.dask import DaskBackend
@@ -43,6 +46,8 @@ from nestflow.errors import (
     InvalidOptionError,
     MapInputError,
     MappingError,
+    MemoryLimitError,
+    MemoryWarning,
     MissingInputError,
     NestflowError,
     NestflowWarning,
@@ -54,6 +59,7 @@ from nestflow.errors import (
     SerializationError,
     SpecError,
     SpecValidationError,
+    StepLimitError,
     TemplateError,
     UnhashableInputError,
     UnknownInputError,
@@ -61,6 +67,7 @@ from nestflow.errors import (
 )
 from nestflow.runtime.failure import ErrorContext, format_error
 from nestflow.runtime.report import Capture, ErrorRecord, NodeRecord, Outputs, RunReport, capture
+from nestflow.runtime.workspaces import workspace
 from nestflow.version import __version__ as __version__
 
 __all__ = [
@@ -76,6 +83,7 @@ __all__ = [
     "CallbackWarning",
     "Capture",
     "CircularDependencyError",
+    "Condition",
     "CycleError",
     "DaskBackend",
     "DefinitionError",
@@ -92,10 +100,13 @@ __all__ = [
     "InvalidNameError",
     "InvalidNodeError",
     "InvalidOptionError",
+    "Limits",
     "LocalBackend",
     "LoggingCallback",
     "MapInputError",
     "MappingError",
+    "MemoryLimitError",
+    "MemoryWarning",
     "MissingInputError",
     "NestflowError",
     "NestflowWarning",
@@ -118,16 +129,19 @@ __all__ = [
     "SerializationError",
     "SpecError",
     "SpecValidationError",
+    "StepLimitError",
     "TelemetryCallback",
     "TemplateError",
     "UnhashableInputError",
     "UnknownInputError",
     "UnknownOutputError",
+    "Workspace",
     "capture",
     "format_error",
     "load_yaml",
     "node",
     "register_fingerprint",
+    "workspace",
 ]
 
 

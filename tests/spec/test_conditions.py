@@ -403,3 +403,17 @@ def test_the_status_of_a_step_inside_a_parallel_step_is_not_readable_outside_it(
     )
     with pytest.raises(SpecValidationError, match="from outside its parallel or for_each step"):
         load_yaml(flow)
+
+
+def test_a_skipped_pipeline_step_is_on_record_under_its_own_name(
+    flows: tuple[Path, object],
+) -> None:
+    folder, _ = flows
+    out = load_yaml(folder / "main.yaml").run(data="fine")
+    reasons = {r.path: r.error for r in out.report.records if r.status == "skipped"}
+    assert reasons["main > fallback"] == (
+        "skipped: its condition `{{steps.primary.error != null}}` is false"
+    )
+    tree = out.report.tree()
+    assert "fallback skipped: its condition" in tree
+    assert ".fallback" not in tree

@@ -556,7 +556,7 @@ def test_what_is_not_supported_yet_is_a_problem_naming_the_key(workdir: Path) ->
         workflow:
           name: later
           inputs: {{text: {{type: string}}}}
-          config: {{max_total_steps: 5, workspace_dir: ./w}}
+          config: {{max_total_steps: 5, inherit_context: true}}
           steps:
             - {{name: a, type: function, function: "{m}:clean"}}
             - {{name: b, type: pipeline, pipeline_file: ./later.yaml, recursive: true}}
@@ -566,7 +566,7 @@ def test_what_is_not_supported_yet_is_a_problem_naming_the_key(workdir: Path) ->
     with pytest.raises(SpecValidationError) as caught:
         load_yaml(flow)
     text = str(caught.value)
-    for key in ("max_total_steps", "workspace_dir", "recursive", "call"):
+    for key in ("inherit_context", "recursive", "call"):
         assert f"`{key}`" in text, key
 
 

@@ -400,3 +400,219 @@ def test_the_nested_processor_receives_the_parents_values(tmp_path: Path) -> Non
     again = cached.run(name="widget", count=5)
     assert again.report.cache_misses == 0
     assert again["verify"] == "Processed widget successfully (10 = 10)"
+
+
+# --- etl_pipeline ---------------------------------------------------------------------------
+
+
+def transaction(number: int, date: str, timestamp: str, value: str | None, account: str) -> Any:
+    return {
+        "id": f"t{number}",
+        "date": date,
+        "timestamp": timestamp,
+        "value": value,
+        "account": account,
+    }
+
+
+T1 = transaction(1, "2024-02-28", "2024-02-28T23:10:00+01:00", "12.5", "acme")
+T2 = transaction(2, "2024-03-01", "2024-03-01T00:30:00+02:00", "40", "acme")
+T3 = transaction(3, "2024-03-02", "2024-03-02T12:00:00-05:00", "7.25", "globex")
+T4 = transaction(4, "2024-03-03", "2024-03-03T08:15:00+00:00", "100", "initech")
+SALES = {"transactions": [T1, T2, T3, T4]}
+ETL_SKIP = "skipped: its condition `{{steps.validate_extracted.result.valid == true}}` is false"
+# what nothing may run inside when the condition is false: the steps and their workflows
+INNER = ("transform_data", "data_transformer", "load_data", "data_loader")
+
+
+def test_the_etl_pipeline_transforms_and_loads_a_valid_extract() -> None:
+    out = nestflow.load_yaml(PORTED / "etl_pipeline" / "main.yaml").run(
+        start_date="2024-03-01", database=SALES
+    )
+
+    # from 2024-03-01 on: t2, t3, t4, their values as floats
+    typed = [{**T2, "value": 40.0}, {**T3, "value": 7.25}, {**T4, "value": 100.0}]
+    assert out["extracted_data"] == typed
+    assert out["extract_count"] == 3
+    assert out["validate_extracted"] == {"valid": True, "issues": []}  # 3 >= min_records 3
+    # the condition holds: timestamps in UTC (2024 is a leap year), regions from the lookup
+    assert out["transformed_data"] == [
+        {**typed[0], "timestamp": "2024-02-29T22:30:00+00:00", "region": "EMEA"},
+        {**typed[1], "timestamp": "2024-03-02T17:00:00+00:00", "region": "AMER"},
+        {**typed[2], "timestamp": "2024-03-03T08:15:00+00:00", "region": None},
+    ]
+    # 40 + 7.25 + 100; 147.25 / 3 = 49.083; two of the three rows have a region
+    assert out["metrics"] == {"sum": 147.25, "avg": 49.08, "max": 100.0, "quality_score": 0.67}
+    assert out["quality_score"] == 0.67
+    assert out["loaded"] == {
+        "table": "analytics.transactions",
+        "rows": 3,
+        "ids": ["t2", "t3", "t4"],
+        "quality_score": 0.67,
+    }
+    assert out.report.status == "ok"
+    assert not [r for r in out.report.records if r.status == "skipped"]
+
+
+def test_the_etl_pipeline_skips_the_transform_and_the_load_of_an_invalid_extract() -> None:
+    flow = nestflow.load_yaml(PORTED / "etl_pipeline" / "main.yaml")
+
+    late = flow.run(start_date="2024-03-02", database=SALES)
+    assert [row["id"] for row in late["extracted_data"]] == ["t3", "t4"]
+    assert late["extract_count"] == 2
+    assert late["validate_extracted"] == {"valid": False, "issues": ["2 records, fewer than 3"]}
+    # transform_data is skipped, and load_data with it: it reads transform_data's outputs
+    for name in ("transformed_data", "metrics", "quality_score", "loaded"):
+        assert late[name] is None
+    assert late.report.status == "ok"  # a skipped step is not an error
+    records = late.report.records
+    assert ETL_SKIP in [r.error for r in records if r.status == "skipped"]
+    assert not [r for r in records if any(f"{name} >" in r.path for name in INNER)]
+
+    # enough records, but one without a value
+    gap = flow.run(
+        start_date="2024-03-01", database={"transactions": [T1, T2, {**T3, "value": None}, T4]}
+    )
+    assert gap["extract_count"] == 3
+    assert gap["validate_extracted"] == {"valid": False, "issues": ["t3: no value"]}
+    assert gap["loaded"] is None
+
+
+def test_the_etl_pipeline_is_cached_per_row(tmp_path: Path) -> None:
+    flow = nestflow.load_yaml(PORTED / "etl_pipeline" / "main.yaml")
+    flow = flow.with_cache(DiskCache(tmp_path / "cache"))
+    for start_date in ("2024-03-01", "2024-03-02"):  # the condition true, then false
+        first = flow.run(start_date=start_date, database=SALES)
+        again = flow.run(start_date=start_date, database=SALES)
+        assert again.report.cache_misses == 0
+        assert dict(again) == dict(first)
+
+    # A new row: only it is typed, normalized and enriched; the others come from the cache.
+    t5 = transaction(5, "2024-03-04", "2024-03-04T01:00:00+09:00", "3", "globex")
+    more = flow.run(start_date="2024-03-01", database={"transactions": [T1, T2, T3, T4, t5]})
+    assert more["transformed_data"][-1] == {
+        **t5,
+        "value": 3.0,
+        "timestamp": "2024-03-03T16:00:00+00:00",
+        "region": "AMER",
+    }
+    assert more["metrics"] == {"sum": 150.25, "avg": 37.56, "max": 100.0, "quality_score": 0.75}
+    for path in (
+        "etl_pipeline > extract_data > raw_data > raw_data",
+        "etl_pipeline > transform_data > normalized > normalized",
+        "etl_pipeline > transform_data > transformed_data > transformed_data",
+    ):
+        assert executed_and_cached(more.report, path) == (1, 3)
+
+
+# --- data_quality_pipeline ------------------------------------------------------------------
+
+C1 = {"id": "c1", "email": "ada@example.com", "country": "DE", "age": 36}
+C2 = {"id": "c2", "email": "Ben@Example.com", "country": "fr", "age": 41}
+C3 = {"id": "c3", "email": None, "country": "US", "age": 29}
+C4 = {"id": "c4", "email": "cy@example.com", "country": "XX", "age": 52}
+C5 = {"id": "c5", "email": "dee@example.com", "country": "FR", "age": 23}
+CUSTOMERS = {
+    "data": [C1, C2, C3, C4, C5],
+    "consistency_rules": {
+        "email": {"case": "lower"},
+        "country": {"case": "upper", "allowed": ["DE", "FR", "US"]},
+    },
+    "reference": {"c1": {"age": 37}},
+}
+
+
+def issue(check: str, record: dict[str, Any], field: str, fix: Any) -> dict[str, Any]:
+    return {"check": check, "id": record["id"], "field": field, "value": record[field], "fix": fix}
+
+
+NO_EMAIL = issue("completeness", C3, "email", None)
+BEN_EMAIL = issue("consistency", C2, "email", "ben@example.com")
+BEN_COUNTRY = issue("consistency", C2, "country", "FR")
+UNKNOWN_COUNTRY = issue("consistency", C4, "country", None)
+ADA_AGE = issue("accuracy", C1, "age", 37)
+DQ_SKIP = (
+    "skipped: its condition `{{steps.generate_quality_report.result.auto_fixable_count > 0}}` "
+    "is false"
+)
+
+
+def test_the_data_quality_pipeline_remediates_the_issues_it_can_fix() -> None:
+    out = nestflow.load_yaml(PORTED / "data_quality" / "main.yaml").run(**CUSTOMERS)
+
+    assert out["row_count"] == 5
+    assert out["null_counts"] == {"age": 0, "country": 0, "email": 1, "id": 0}
+    assert out["completeness_issues"] == [NO_EMAIL]
+    # Ben's email and country are in the wrong case; XX is not an allowed country at all
+    assert out["consistency_issues"] == [BEN_EMAIL, BEN_COUNTRY, UNKNOWN_COUNTRY]
+    assert out["accuracy_issues"] == [ADA_AGE]
+    assert out["issues"] == [NO_EMAIL, BEN_EMAIL, BEN_COUNTRY, UNKNOWN_COUNTRY, ADA_AGE]
+    assert out["auto_fixable_count"] == 3
+    assert out["quality_score"] == 0.2  # only c5 has no issue
+    # the condition holds: the remediation runs
+    assert out["fixes"] == [BEN_EMAIL, BEN_COUNTRY, ADA_AGE]
+    assert out["fixed_data"] == [
+        {**C1, "age": 37},
+        {**C2, "email": "ben@example.com", "country": "FR"},
+        C3,
+        C4,
+        C5,
+    ]
+    assert out["fix_log"] == [
+        "[all] c2.email: Ben@Example.com -> ben@example.com",
+        "[all] c2.country: fr -> FR",
+        "[all] c1.age: 36 -> 37",
+    ]
+    assert out.report.status == "ok"
+
+    formats = nestflow.load_yaml(PORTED / "data_quality" / "main.yaml").run(
+        **CUSTOMERS, remediation_strategy="format_only"
+    )
+    assert formats["fixes"] == [BEN_EMAIL, BEN_COUNTRY]
+    assert formats["fixed_data"][:2] == [C1, {**C2, "email": "ben@example.com", "country": "FR"}]
+    assert formats["fix_log"] == [
+        "[format_only] c2.email: Ben@Example.com -> ben@example.com",
+        "[format_only] c2.country: fr -> FR",
+    ]
+
+
+def test_the_data_quality_pipeline_skips_remediation_when_nothing_can_be_fixed() -> None:
+    out = nestflow.load_yaml(PORTED / "data_quality" / "main.yaml").run(
+        **{**CUSTOMERS, "data": [C3, C4, C5], "reference": {}}
+    )
+    assert out["issues"] == [NO_EMAIL, UNKNOWN_COUNTRY]
+    assert out["auto_fixable_count"] == 0  # issues, but none fixable
+    assert out["quality_score"] == 0.33  # 1 of 3 records
+    assert (out["fixes"], out["fixed_data"], out["fix_log"]) == (None, None, None)
+    assert out.report.status == "ok"
+    records = out.report.records
+    assert DQ_SKIP in [r.error for r in records if r.status == "skipped"]
+    assert not [r for r in records if "auto_fix >" in r.path or "remediate_issues >" in r.path]
+
+
+def test_the_data_quality_pipeline_is_cached_per_check(tmp_path: Path) -> None:
+    flow = nestflow.load_yaml(PORTED / "data_quality" / "main.yaml")
+    flow = flow.with_cache(DiskCache(tmp_path / "cache"))
+    clean = {**CUSTOMERS, "data": [C3, C4, C5], "reference": {}}
+    for inputs in (CUSTOMERS, clean):  # the condition true, then false
+        first = flow.run(**inputs)
+        again = flow.run(**inputs)
+        assert again.report.cache_misses == 0
+        assert dict(again) == dict(first)
+
+    # Other reference data: only the accuracy check and what follows it run again.
+    other = flow.run(**{**CUSTOMERS, "reference": {"c1": {"age": 36}}})
+    assert other["accuracy_issues"] == []
+    assert other["auto_fixable_count"] == 2
+    assert other["fix_log"] == [
+        "[all] c2.email: Ben@Example.com -> ben@example.com",
+        "[all] c2.country: fr -> FR",
+    ]
+    for check, expected in (
+        ("check_completeness", (0, 1)),
+        ("check_consistency", (0, 1)),
+        ("check_accuracy", (1, 0)),
+    ):
+        assert executed_and_cached(other.report, f"data_quality_pipeline > {check} > issues") == (
+            expected
+        )

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 if TYPE_CHECKING:
     from nestflow.callbacks.events import PipelineCallback
+    from nestflow.core.limits import Limits
     from nestflow.core.retry import Retry
     from nestflow.engines.protocol import Backend
 
-ASPECTS: Final = ("backend", "cache", "callbacks", "timeout", "retries")
+ASPECTS: Final = ("backend", "cache", "callbacks", "timeout", "retries", "limits")
 Source = Literal["explicit", "inherited", "default"]
 
 
@@ -51,7 +52,8 @@ Unset: TypeAlias = _UnsetType
 
 @dataclass(frozen=True, slots=True)
 class EffectiveConfig:
-    """The backend, cache, callbacks, timeout and retries in force at one level of a run."""
+    """The backend, cache, callbacks, timeout, retries and limits in force at one level of
+    a run."""
 
     backend: Backend
     # ``Cache | None`` in fact; Any until the runtime narrows it where it knows a cache is set.
@@ -59,6 +61,7 @@ class EffectiveConfig:
     callbacks: tuple[PipelineCallback, ...]
     timeout: float | None
     retries: int | Retry
+    limits: Limits
     sources: Mapping[str, Source]
     origins: Mapping[str, str | None]
 
@@ -98,6 +101,8 @@ def resolve(
     origins: dict[str, str | None] = {}
     for aspect in ASPECTS:
         mine = own.get(aspect, UNSET)
+        if aspect == "limits" and mine is not UNSET:  # merged field by field
+            mine = mine.over(parent.limits if parent is not None else defaults["limits"])
         if mine is not UNSET:
             values[aspect], sources[aspect], origins[aspect] = mine, "explicit", owner
         elif parent is not None:

@@ -21,6 +21,7 @@ from nestflow.core.gates import (
 from nestflow.core.names import RULE, name_problem
 from nestflow.core.node import OnError
 from nestflow.core.options import on_error_problem
+from nestflow.core.workspaces import Workspace, workspace_of
 from nestflow.errors import InvalidNameError, InvalidOptionError, MappingError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class PipelineNode:
     when: Condition | None
     outcome: str | None
     tolerates: frozenset[str]
+    workspace: Workspace | None
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     to_inner: dict[str, str]
@@ -68,6 +70,7 @@ class PipelineNode:
         when: str | Condition | None = None,
         outcome: str | None = None,
         tolerates: Sequence[str] = (),
+        workspace: str | Workspace | None = None,
     ) -> None:
         node_name = name if name is not None else pipeline.name
         if (problem := member_name_problem(node_name)) is not None:
@@ -101,6 +104,7 @@ class PipelineNode:
             when=condition,
             outcome=outcome_of(node_name, outcome, outputs),
             tolerates=tolerated(node_name, tolerates, wired),
+            workspace=workspace_of(node_name, workspace),
             inputs=wired,
             outputs=outputs,
             to_inner=dict(zip(inputs, pipeline.inputs, strict=True)),
@@ -139,6 +143,7 @@ class PipelineNode:
             "when": self.when,
             "outcome": self.outcome,
             "tolerates": tuple(self.tolerates),
+            "workspace": self.workspace,
         }
         unknown = sorted(set(changes) - set(options))
         if unknown:

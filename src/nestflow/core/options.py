@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from nestflow.core.config import ASPECTS, UNSET
+from nestflow.core.limits import limits_problem
 from nestflow.errors import InvalidOptionError
 
 LOCAL_MODES: Final = ("sequential", "threaded", "async", "parallel")
@@ -131,6 +132,7 @@ _PIPELINE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "callbacks": callbacks_problem,
     "timeout": timeout_problem,
     "retries": retries_problem,
+    "limits": limits_problem,
 }
 
 

@@ -32,14 +32,16 @@ if TYPE_CHECKING:
     from nestflow.cache.store import Cache
     from nestflow.callbacks.events import PipelineCallback
     from nestflow.core.config import EffectiveConfig, Unset
+    from nestflow.core.limits import Limits
     from nestflow.core.retry import Retry
+    from nestflow.core.workspaces import Workspace
     from nestflow.engines.protocol import Backend
     from nestflow.runtime.report import Outputs
 
 AnyNode = Node | PipelineNode
 _AS_NODE_KEYWORDS = (
     "input_mapping", "output_mapping", "map_over", "map_mode", "name", "on_error", "when",
-    "outcome",
+    "outcome", "workspace",
 )  # fmt: skip
 
 
@@ -80,6 +82,7 @@ class Pipeline:
         callbacks: Sequence[PipelineCallback] | Unset | None = UNSET,
         timeout: float | Unset | None = UNSET,
         retries: int | Retry | Unset = UNSET,
+        limits: Limits | Unset = UNSET,
         **misplaced: Never,
     ) -> None:
         misplaced_options("Pipeline()", misplaced, ("name", *ASPECTS))
@@ -99,6 +102,7 @@ class Pipeline:
             callbacks=callbacks,
             timeout=timeout,
             retries=retries,
+            limits=limits,
         )
         self.__dict__.update(nodes=members, node_ids=ids, name=pipeline_name, graph=graph)
         self.__dict__.update(config, bound_inputs={}, input_types={}, _memo={})
@@ -154,6 +158,7 @@ class Pipeline:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("input_types", {})
+        state.setdefault("limits", UNSET)
         self.__dict__.update(state, _memo={})
 
     def __repr__(self) -> str:
@@ -214,6 +219,10 @@ class Pipeline:
     def with_retries(self, retries: int | Retry | Unset) -> Pipeline:
         """A copy with another retry policy (``0`` disables, ``UNSET`` inherits)."""
         return self._copy(**checked_config(f"pipeline `{self.name}`", retries=retries))
+
+    def with_limits(self, limits: Limits | Unset) -> Pipeline:
+        """A copy with other limits (``Limits(...)``; its ``UNSET`` fields inherit)."""
+        return self._copy(**checked_config(f"pipeline `{self.name}`", limits=limits))
 
     @classmethod
     def from_yaml(cls, source: str | os.PathLike[str], *, registry: Any = None) -> Pipeline:
@@ -288,6 +297,7 @@ class Pipeline:
         on_error: OnError = "raise",
         when: str | Condition | None = None,
         outcome: str | None = None,
+        workspace: str | Workspace | None = None,
         **misplaced: Never,
     ) -> PipelineNode:
         """This pipeline as a node of another, with renamed inputs/outputs and an optional map."""
@@ -302,6 +312,7 @@ class Pipeline:
             on_error=on_error,
             when=when,
             outcome=outcome,
+            workspace=workspace,
         )
 
     # --- running (delegated to the runtime) ---------------------------------------------------

@@ -10,6 +10,7 @@ children): nestflow never draws from, or reseeds, the user's ``random``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -71,8 +72,8 @@ class RunState:
 
     __slots__ = (
         "_dispatcher", "_pools", "_store", "cached", "caches", "codes", "drivers",
-        "flush_failure", "metadata", "refreshed", "relayed", "report", "run_id", "sessions",
-        "signers", "started", "warned",
+        "flush_failure", "memory", "metadata", "refreshed", "relayed", "report", "run_id",
+        "sessions", "signers", "started", "step_count", "steps_taken", "warned",
     )  # fmt: skip
 
     def __init__(self, pipeline_name: str, relay: bool = False) -> None:
@@ -100,6 +101,12 @@ class RunState:
         """Caches this run looks up in, each asked once whether it was cleared elsewhere."""
         self.sessions: list[Any] | None = None
         self.warned: set[str] | None = None
+        self.step_count = itertools.count(1)
+        """Numbers node executions counted against ``max_total_steps`` (``runtime.guard``)."""
+        self.steps_taken = 0
+        """The last number taken from ``step_count``."""
+        self.memory: Any = None
+        """The memory watch of a run with a memory limit (``runtime.guard``)."""
         self._store: dict[str, Any] | None = None
         self._dispatcher: Dispatcher | None = None
         self._pools: ThreadPools | None = None
@@ -203,6 +210,8 @@ class RunState:
             self._pools.close()
         for session in self.sessions or ():
             session.close()
+        if self.memory is not None:
+            self.memory.close()
         return report
 
 

@@ -168,6 +168,7 @@ async def run_nested(
     if (blocked or nested.gated) and nested.skip(level, values, blocked):
         return
     child, sub = nested.enter(level, values)
+    opened = nested.opened(level)
     started = perf_counter()
     inner: Blocked = {}
     try:
@@ -177,10 +178,14 @@ async def run_nested(
             inner = await run_level(child, sub)
             results = sub
     except Exception as exc:
+        if opened is not None:
+            opened.close(failed=True)
         nested.failed(level, values, exc, blocked)
         return
     finally:
         nested.leave(level, started)
+    if opened is not None:
+        opened.close(failed=False)
     nested.publish(values, results, inner, blocked)
 
 
@@ -233,11 +238,12 @@ def _settle(
     """Failed items: ``None`` outputs when the map keeps going; else the lowest failed
     item's exception is raised, noting the others that failed meanwhile."""
     total = len(outputs)
-    if call.keep_going:
+    stopping = [i for i, exc in failures.items() if call.stops(exc)]
+    if not stopping:
         for index, exc in failures.items():
             outputs[index] = step.item_failed(level.item(index, total), exc)
         return
-    first = min(failures)
+    first = min(stopping)
     error = failures[first]
     others = sorted(i for i in failures if i != first)
     if others:
@@ -266,11 +272,12 @@ async def _gated(
         offload = backend.workers(backend.map_execution)
     failures: dict[int, Exception] = {}
     outputs: list[dict[str, Any]] = [{} for _ in range(total)]
-    fail_fast = not call.keep_going
+    stopped: list[Exception] = []
+    """A failure that ends the map (``MapCall.stops``): no item starts after it."""
 
     async def one(index: int, values: dict[str, Any]) -> None:
         async with gate:
-            if failures and fail_fast:
+            if stopped:
                 return
             try:
                 item_level = level.item(index, total).offloaded(offload)
@@ -282,6 +289,8 @@ async def _gated(
                     outputs[index] = await run_item(item_level, map_id, values, names, batch)
             except Exception as exc:
                 failures[index] = exc
+                if call.stops(exc):
+                    stopped.append(exc)
 
     await asyncio.gather(*(one(index, values) for index, values in enumerate(inputs)))
     return outputs, failures
@@ -300,7 +309,7 @@ async def _in_order(
             outputs[index] = await run_item(item, call.map_id, values, call.names, batch)
         except Exception as exc:
             failures[index] = exc
-            if not call.keep_going:
+            if call.stops(exc):
                 break
     return outputs, failures
 

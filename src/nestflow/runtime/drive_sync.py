@@ -16,7 +16,7 @@ from time import perf_counter
 from typing import Any
 
 from nestflow.engines import executors
-from nestflow.runtime import caching, step
+from nestflow.runtime import caching, guard, step
 from nestflow.runtime.caching import Batch
 from nestflow.runtime.context import Level
 from nestflow.runtime.items import MapCall, rows
@@ -79,12 +79,16 @@ def run_plain(
     each; the step decides what a failure means. ``item`` is the map item (of ``total``)
     that ``level`` runs, -1 when ``level`` is the item's own level; the calls are those of
     the level reached from there through the nested steps of ``chain``."""
+    calls = segment.calls
+    if segment.limit is not None:  # the stretch is counted at once, up to the run's limit
+        room = guard.room(level.run, len(calls), segment.limit)
+        calls = calls if room == len(calls) else calls[:room]
     clock = perf_counter
     mark = marks.append
     mark(clock())
     begun = len(marks)
     try:
-        for fn, args, out in segment.calls:
+        for fn, args, out in calls:
             values[out] = fn(*[values[a] for a in args])
             mark(clock())
     except Exception as exc:
@@ -92,6 +96,10 @@ def run_plain(
         where = level if item < 0 else level.item(item, total)
         failing.fail(step.level_below(where, chain), exc, clock() - marks[-1], 1)
         raise
+    if len(calls) < len(segment.calls):
+        where = step.level_below(level if item < 0 else level.item(item, total), chain)
+        number = level.run.steps_taken
+        raise guard.over_limit(where, segment.steps[len(calls)].id, segment.limit or 0, number)
 
 
 def run_plain_tree(level: Level, chain: tuple[NestedStep, ...], values: dict[str, Any]) -> None:
@@ -99,7 +107,12 @@ def run_plain_tree(level: Level, chain: tuple[NestedStep, ...], values: dict[str
     and its plain nested levels, making no level object (``records.py`` makes them when the
     records are read; a failure makes the failing one)."""
     pending = level.run.report.pending
-    for segment in chain[-1].child.segments:
+    entered = chain[-1].child
+    depth_limit = entered.config.limits.value("max_depth")
+    if depth_limit is not None:
+        hierarchy = (*level.hierarchy, *(n.child.plan.name for n in chain[:-1]))
+        guard.entering(level.depth + len(chain), hierarchy, entered.plan.name, depth_limit)
+    for segment in entered.segments:
         found = segment.step
         if found is None:
             marks: list[float] = []
@@ -185,6 +198,7 @@ def run_nested(level: Level, nested: NestedStep, values: dict[str, Any], blocked
         nested.publish(values, sub)
         return
     child, sub = nested.enter(level, values)
+    opened = nested.opened(level)
     started = perf_counter()
     inner: Blocked = {}
     try:
@@ -200,10 +214,14 @@ def run_nested(level: Level, nested: NestedStep, values: dict[str, Any], blocked
             inner = run_sync(lambda: drive_async.run_level(child, sub))
             results = sub
     except Exception as exc:
+        if opened is not None:
+            opened.close(failed=True)
         nested.failed(level, values, exc, blocked)
         return
     finally:
         nested.leave(level, started)
+    if opened is not None:
+        opened.close(failed=False)
     nested.publish(values, results, inner, blocked)
 
 
@@ -252,7 +270,7 @@ def map_level(level: Level, call: MapCall) -> dict[str, Any]:
                 try:
                     outputs.append(_item(item, call.map_id, values, names, batch))
                 except Exception as exc:
-                    if not call.keep_going:
+                    if call.stops(exc):
                         raise
                     outputs.append(step.item_failed(item, exc))
     finally:

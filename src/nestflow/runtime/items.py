@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
-from nestflow.errors import MapInputError
+from nestflow.errors import GuardError, MapInputError
 
 
 def map_names(map_over: Any, inputs: Sequence[str], where: str) -> tuple[str, ...]:
@@ -89,3 +89,8 @@ class MapCall:
         self.columns = columns
         self.mode = mode
         self.keep_going = keep_going
+
+    def stops(self, exc: BaseException) -> bool:
+        """Whether an item's failure ends the map: always unless it keeps going, and a run
+        guard's error even then."""
+        return not self.keep_going or isinstance(exc, GuardError)

@@ -10,6 +10,7 @@ before it delivers the item's result.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import threading
 import traceback
@@ -26,7 +27,7 @@ from nestflow.engines import dask as dask_engine
 from nestflow.engines import executors, processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.errors import RemoteExecutionError, SerializationError
-from nestflow.runtime import caching, context, tracing
+from nestflow.runtime import caching, context, guard, tracing
 from nestflow.runtime.caching import Batch
 from nestflow.runtime.context import Level, RelayedEvent, RunState, new_key
 from nestflow.runtime.items import MapCall
@@ -50,6 +51,8 @@ class Location:
     item_total: int | None
     run_id: str
     trace_id: str
+    steps_taken: int = 0
+    """Node executions the run had counted when the item was sent (``max_total_steps``)."""
 
 
 @dataclass(slots=True)
@@ -174,6 +177,8 @@ class ItemRun:
         state.codes = self.shared.codes
         where = self.location
         state.run_id, state.trace_id = where.run_id, where.trace_id
+        if where.steps_taken:
+            state.step_count = itertools.count(where.steps_taken + 1)
         level = Level.at(
             state,
             compiled(plan_for(self.pipeline, self.outputs), self.config, relay=self.relay),
@@ -284,6 +289,7 @@ def item_run(level: Level, values: dict[str, Any], shared: ItemShared) -> ItemRu
             item_total=level.item_total,
             run_id=run.run_id,
             trace_id=run.trace_id,
+            steps_taken=run.steps_taken,
         ),
     )
 
@@ -491,6 +497,9 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
         report.maps.extend(m for m in result.maps if m not in report.maps)
     report.cache_hits += result.cache_hits
     report.cache_misses += result.cache_misses
+    if level.config.limits.value("max_total_steps") is not None:  # counted here too
+        ran = sum(1 for r in result.records if r.status in ("executed", "failed"))
+        guard.add(level.run, ran)
     for message in result.warnings:
         where = " > ".join(level.hierarchy)
         context.warn_once(level.run, f"In the map items of `{where}`: {message}")

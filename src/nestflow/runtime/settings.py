@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from nestflow.core.config import EffectiveConfig, resolve
+from nestflow.core.limits import NO_LIMITS
 from nestflow.engines.backends import LocalBackend
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "callbacks": (),
     "timeout": None,
     "retries": 0,
+    "limits": NO_LIMITS,
 }
 
 

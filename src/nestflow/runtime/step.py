@@ -24,14 +24,16 @@ from typing import Any
 from nestflow.callbacks.dispatch import implements
 from nestflow.core import gates
 from nestflow.core.config import UNSET, EffectiveConfig
+from nestflow.core.gates import is_private
+from nestflow.core.limits import Limits
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node
 from nestflow.core.retry import Retry
 from nestflow.engines import executors
 from nestflow.engines.backends import LocalBackend
 from nestflow.engines.protocol import NodeCall
-from nestflow.errors import NodeTimeoutError
-from nestflow.runtime import caching, shipping, tracing
+from nestflow.errors import GuardError, NodeTimeoutError
+from nestflow.runtime import caching, guard, shipping, tracing, workspaces
 from nestflow.runtime.caching import REP, Batch, Signer, Unread, UnreadPart
 from nestflow.runtime.calls import REQUIRED, CallSpec, call_spec
 from nestflow.runtime.context import Level
@@ -137,12 +139,14 @@ class Compiled:
         )
         """... and the items of a map of this level, one after another."""
         local = isinstance(backend, LocalBackend)
-        self.segments = _segments(self.steps, local) if self.sync else ()
+        limit = config.limits.value("max_total_steps")
+        self.segments = _segments(self.steps, local, limit) if self.sync else ()
         self.tight = len(self.segments) == 1 and self.segments[0].step is None
         """One stretch of plain calls: map items need no level of their own."""
         self.plain: bool = (
             self.sync
             and local
+            and not config.limits.watches_memory
             and not self.hooks
             and config.cache is None
             and all(
@@ -167,17 +171,23 @@ Call = tuple[Callable[..., Any], tuple[str, ...], str]
 class Segment:
     """Consecutive steps of a synchronous level: plain calls run in a tight loop, or one step."""
 
-    __slots__ = ("calls", "step", "steps")
+    __slots__ = ("calls", "limit", "step", "steps")
 
-    def __init__(self, steps: list[NodeStep], step: NodeStep | NestedStep | None) -> None:
+    def __init__(
+        self, steps: list[NodeStep], step: NodeStep | NestedStep | None, limit: int | None = None
+    ) -> None:
         self.steps = tuple(steps)
+        self.limit = limit
+        """The run's ``max_total_steps`` in force at this level, counted per stretch."""
         self.calls: tuple[Call, ...] = tuple(
             (s.spec.fn, s.spec.arg_names, s.spec.outs[0]) for s in steps
         )
         self.step = step
 
 
-def _segments(steps: tuple[NodeStep | NestedStep, ...], inline: bool) -> tuple[Segment, ...]:
+def _segments(
+    steps: tuple[NodeStep | NestedStep, ...], inline: bool, limit: int | None
+) -> tuple[Segment, ...]:
     """Stretches of plain calls (only when calls run in this thread), and single steps."""
     found: list[Segment] = []
     run: list[NodeStep] = []
@@ -186,11 +196,11 @@ def _segments(steps: tuple[NodeStep | NestedStep, ...], inline: bool) -> tuple[S
             run.append(step)
             continue
         if run:
-            found.append(Segment(run, None))
+            found.append(Segment(run, None, limit))
             run = []
         found.append(Segment([], step))
     if run:
-        found.append(Segment(run, None))
+        found.append(Segment(run, None, limit))
     return tuple(found)
 
 
@@ -240,8 +250,8 @@ class NodeStep:
 
     __slots__ = (
         "blocking", "cached", "cached_hook", "continues", "direct", "ends", "errors", "gated",
-        "id", "index", "is_async", "node", "out", "outcome", "plain", "policy", "position",
-        "simple", "spec", "starts", "step", "timeout", "traced", "when", "wired",
+        "id", "index", "is_async", "limits", "node", "out", "outcome", "plain", "policy",
+        "position", "simple", "spec", "starts", "step", "timeout", "traced", "when", "wired",
     )  # fmt: skip
 
     def __init__(self, compiled: Compiled, index: int, step: Step) -> None:
@@ -263,6 +273,9 @@ class NodeStep:
         self.blocking = tuple(a for a in step.args if a not in node.tolerates)
         """Inputs that skip this node when their producer failed or was skipped."""
         self.cached = config.cache is not None and node.cache
+        limits = config.limits
+        self.limits: Limits | None = limits if limits.counts or limits.watches_memory else None
+        """The limits a run checks before and after each execution of this node."""
         self.position = -1
         """Index among the level's signed nodes (cached ones)."""
         self.wired: list[tuple[str, str, Any]] = sorted(
@@ -288,6 +301,7 @@ class NodeStep:
             or self.continues
             or self.is_async
             or self.gated
+            or limits.watches_memory
             or self.outcome is not None
             or len(self.blocking) != len(step.args)
         )
@@ -404,6 +418,8 @@ class NodeStep:
 
     def begin(self, level: Level, values: dict[str, Any], sig: str | None) -> Attempt:
         """The first attempt: inputs read, arguments wired, ``on_node_start`` fired."""
+        if self.limits is not None:
+            guard.before(level, self.id, self.limits)
         attempt = Attempt(level, values, self.spec.fn, sig)
         attempt.args, attempt.kwargs = self.arguments(level, values)
         if self.timeout is not None:
@@ -418,6 +434,8 @@ class NodeStep:
     ) -> tuple[list[Any], dict[str, Any], float]:
         """A direct call (``direct``): its arguments, ``on_node_start`` fired, and when the
         node started."""
+        if self.limits is not None:
+            guard.before(level, self.id, self.limits)
         if level.run.cached:
             caching.read(values, self.spec.names)
         kwargs: dict[str, Any]
@@ -529,6 +547,8 @@ class NodeStep:
         is the cache's error, not the node's)."""
         duration = perf_counter() - started
         report = level.run.report
+        if self.limits is not None:
+            guard.after(level, self.limits)
         if sig is not None:
             cache = level.config.cache
             outs = self.spec.outs
@@ -615,7 +635,7 @@ class NestedStep:
 
     __slots__ = (
         "blocking", "broadcast", "child", "continues", "gated", "id", "index", "inner_mapped",
-        "mapped", "mode", "node", "outcome", "plain", "step", "when",
+        "mapped", "mode", "node", "outcome", "plain", "step", "when", "workspace",
     )  # fmt: skip
 
     def __init__(self, compiled: Compiled, index: int, step: Step) -> None:
@@ -635,18 +655,24 @@ class NestedStep:
         """It has a condition: the drivers ask ``skip`` before every execution."""
         self.blocking = tuple(a for a in step.args if a not in node.tolerates)
         """Inputs that skip the child when their producer failed or was skipped."""
+        self.workspace = node.workspace
         self.plain: bool = (
-            self.child.plain
+            not self.child.config.limits.watches_memory
+            and self.child.plain
             and not self.mapped
             and not self.continues
             and not self.gated
             and self.outcome is None
+            and self.workspace is None
         )
         """Not mapped, failures raised, no condition or outcome, and its level plain
         (``Compiled.plain``)."""
 
     def enter(self, level: Level, values: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
         """The child level and its inputs; ``on_nested_pipeline_start`` fired."""
+        limit = self.child.config.limits.value("max_depth")
+        if limit is not None:
+            guard.entering(level.depth + 1, level.hierarchy, self.child.plan.name, limit)
         child = level.child(self.child, entered=self.id, mapped=bool(self.mapped))
         if "on_nested_pipeline_start" in level.hooks:
             level.emit("on_nested_pipeline_start", level.plan.name, child.plan.name)
@@ -670,6 +696,12 @@ class NestedStep:
         names = self.inner_mapped
         base = {k: v for k, v in sub.items() if k not in names and not caching.rep_of(k, names)}
         return MapCall(self.id, sub, base, names, columns, self.mode, self.continues)
+
+    def opened(self, level: Level) -> workspaces.Opened | None:
+        """The child's workspace, made and entered (``None`` when it has none)."""
+        if self.workspace is None:
+            return None
+        return workspaces.Opened(self.workspace, level, self.id)
 
     def level(self, level: Level) -> Level:
         """The child level under ``level``, made after the fact (records, failures)."""
@@ -707,7 +739,7 @@ class NestedStep:
 
         The failing node already recorded the error and fired ``on_error`` at its level.
         """
-        if not self.continues:
+        if not self.continues or isinstance(exc, GuardError):
             raise exc
         recorded(level, level.path(self.id), exc)
         outs = self.step.outs
@@ -721,20 +753,26 @@ class NestedStep:
     def skip(self, level: Level, values: dict[str, Any], blocked: Blocked) -> bool:
         """Skip the child when it consumes an output of a node that failed or was skipped,
         or its condition does not hold."""
-        cause = next((blocked[name] for name in self.blocking if name in blocked), None)
-        if cause is None:
+        name = next((name for name in self.blocking if name in blocked), None)
+        if name is not None and not (is_private(name) and self.when is not None):
+            why = cause = blocked[name]
+        else:  # its own condition (which also kept the helper computing its inputs from running)
             if self.when is None:
                 return False
-            try:
-                if _holds(level, self.when, values):
-                    return False
-            except Exception as exc:  # the condition's failure is the nested node's
-                path = level.path(self.id)
-                annotate(exc, level.error_context(self.id, 1))
-                record_error(level, path, exc, 1)
-                self.failed(level, values, exc, blocked)
-                return True
+            if name is None:
+                try:
+                    if _holds(level, self.when, values):
+                        return False
+                except Exception as exc:  # the condition's failure is the nested node's
+                    path = level.path(self.id)
+                    annotate(exc, level.error_context(self.id, 1))
+                    record_error(level, path, exc, 1)
+                    self.failed(level, values, exc, blocked)
+                    return True
+            why = f"its condition `{self.when.shown}` is false"
             cause = f"`{level.path(self.id)}` was skipped"
+        row = (level, self.id, "skipped", 0.0, 1, None, f"skipped: {why}")
+        level.run.report.pending.append(row)
         values.update(dict.fromkeys(self.step.outs))
         blocked.update(dict.fromkeys(self.step.outs, cause))
         if self.outcome is not None:

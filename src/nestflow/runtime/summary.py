@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nestflow.core.gates import is_private
+
 if TYPE_CHECKING:
     from nestflow.runtime.report import NodeRecord, RunReport
 
@@ -46,6 +48,8 @@ def _grow(records: list[NodeRecord]) -> _Branch | None:
     root: _Branch | None = None
     for record in records:
         *names, node = record.path.split(" > ")
+        if is_private(node):  # a front end's own wiring (a YAML step's computed inputs)
+            continue
         if root is None:
             root = _Branch(names[0] if names else node)
         branch = root
@@ -169,7 +173,7 @@ def _single(record: NodeRecord) -> str:
     if record.status == "failed":
         return f"✗ {record.error}"
     if record.status == "skipped":
-        return f"skipped ({record.error})" if record.error else "skipped"
+        return record.error or "skipped"  # the reason reads "skipped: ..."
     return duration_text(record.duration_s or 0.0)
 
 

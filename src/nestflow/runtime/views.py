@@ -79,6 +79,8 @@ def config_labels(config: EffectiveConfig) -> str:
         "timeout": f"timeout: {config.timeout if config.timeout is not None else 'none'}",
         "retries": f"retries: {config.retries}",
     }
+    if config.limits.any:  # shown only where some limit is in force
+        texts["limits"] = config.limits.label
     marked = []
     for aspect, text in texts.items():
         source = config.source(aspect)

@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from nestflow.core.gates import Condition, is_private, private_name
+from nestflow.core.limits import Limits
+from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node, node
 from nestflow.core.pipeline import Pipeline
+from nestflow.core.workspaces import Workspace
 from nestflow.engines.backends import LocalBackend
-from nestflow.errors import SpecValidationError, TemplateError
+from nestflow.errors import InvalidOptionError, SpecValidationError, TemplateError
 from nestflow.spec import templates
 from nestflow.spec.imports import ReferenceProblem, import_reference
 from nestflow.spec.project import allowed
@@ -53,6 +56,8 @@ class Level:
     """Loop variables of an enclosing for_each (inputs of this level)."""
     fixed: dict[str, Path_] = field(default_factory=dict)
     """Inputs of sub-pipelines given literals (bound), by name: where each was written."""
+    workspace: Workspace | None = None
+    """The workspace of the workflow's config: the default of its pipeline steps."""
     outcomes: dict[str, Path_] = field(default_factory=dict)
     """Steps whose outcome is read (``.status``, ``.error``, ``| default``): where first."""
 
@@ -68,21 +73,28 @@ class Level:
 
 REQUIRED: Any = object()
 
-NOT_YET = (
-    "enable_tracing", "trace_metadata", "inherit_context", "max_depth", "max_total_steps",
-    "memory_limit_mb", "memory_warning_mb", "workspace_dir", "cleanup_on_success",
-    "cleanup_on_error",
-)  # fmt: skip
+NOT_YET = ("enable_tracing", "trace_metadata", "inherit_context")
 """``config`` keys of SPEC 11.6 this loader reads but cannot apply yet: each is a problem."""
+
+
+LIMIT_KEYS = ("max_total_steps", "max_depth", "memory_limit_mb", "memory_warning_mb")
+"""``config`` keys that set the run's ``Limits``."""
 
 
 class Compiler:
     """Compiles one root file (or text) and everything it refers to."""
 
-    def __init__(self, registry: Any = None, allowed_dirs: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self,
+        registry: Any = None,
+        allowed_dirs: tuple[Path, ...] = (),
+        workspace_root: Path | None = None,
+    ) -> None:
         self.problems = Problems()
         self.registry = registry
         self.allowed_dirs = allowed_dirs
+        self.workspace_root = workspace_root
+        """Where relative ``workspace_dir`` paths lie (``None``: the working directory)."""
         """Where ``pipeline_file`` targets may be (``Project.pipeline_dirs``); empty: anywhere."""
         self._files: dict[Path, Pipeline | None] = {}
         self._declared: dict[str, set[str]] = {}
@@ -133,6 +145,7 @@ class Compiler:
         workflow = {"name": name, **(body.get("settings") or {})}
         level = Level(name, declared, workflow, dict(body.get("global_vars") or {}))
         settings = self.config(body.get("config"), path, marks)
+        level.workspace = self._workspace(body, path, marks, None)
         nodes: list[Any] = []
         made_by: dict[str, int] = {}
         compiled_steps = 0
@@ -462,6 +475,7 @@ class Compiler:
             input_mapping=input_mapping or None,
             output_mapping=output_mapping or None,
             on_error="continue" if _continues(step) else "raise",
+            workspace=self._workspace(step, path, marks, level),
         )
         level.steps[name] = tuple(made.outputs)
         return made if adapter is None else [adapter, made]
@@ -516,6 +530,7 @@ class Compiler:
             input_mapping={k: v for k, v in input_mapping.items() if k != v} or None,
             output_mapping=outputs or None,
             on_error="continue" if _continues(step) else "raise",
+            workspace=self._workspace(step, path, marks, level),
         )
         level.steps[name] = tuple(made.outputs)
         level.outcomes.update(
@@ -559,7 +574,7 @@ class Compiler:
 
     def parallel(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
-    ) -> Pipeline | None:
+    ) -> Pipeline | PipelineNode | None:
         """Sub-steps in a nested pipeline whose nodes run side by side (threads, at most
         ``max_parallel`` at once), unless the step's config sets a backend."""
         name = str(step["name"])
@@ -578,7 +593,8 @@ class Compiler:
             self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
             return None
         level.steps[name] = tuple(inner.outputs)
-        return inner
+        workspace = self._workspace(step, path, marks, level)
+        return inner if workspace is None else inner.as_node(workspace=workspace)
 
     # --- pieces -------------------------------------------------------------------------------
 
@@ -668,6 +684,8 @@ class Compiler:
             inner = inner.with_backend(settings["backend"])
         if "cache" in settings:
             inner = inner.with_cache(settings["cache"])
+        if "limits" in settings:
+            inner = inner.with_limits(settings["limits"])
         return inner
 
     def _sub_inputs(
@@ -786,7 +804,37 @@ class Compiler:
             found["backend"] = _backend(config["backend"])
         if "cache" in config:
             found["cache"] = _cache(config["cache"])
+        limits = {key: config[key] for key in LIMIT_KEYS if key in config}
+        if limits:
+            found["limits"] = Limits(**limits)
         return found
+
+    def _workspace(
+        self, owner: Mapping[str, Any], path: Path_, marks: Marks, level: Level | None
+    ) -> Workspace | None:
+        """The workspace ``config`` of a pipeline step (or a workflow), else the default of
+        the workflow it is in; relative paths lie under the project's workspace root."""
+        config = owner.get("config") or {}
+        if "workspace_dir" not in config:
+            for key in ("cleanup_on_success", "cleanup_on_error"):
+                if key in config:
+                    self.problems.add(
+                        marks.at((*path, "config", key)),
+                        f"`{key}` applies to a workspace: set `workspace_dir` beside it",
+                    )
+            return None if level is None else level.workspace
+        written = str(config["workspace_dir"])
+        root = self.workspace_root
+        where = written if root is None or Path(written).is_absolute() else str(root / written)
+        try:
+            return Workspace(
+                where,
+                cleanup_on_success=bool(config.get("cleanup_on_success", True)),
+                cleanup_on_error=bool(config.get("cleanup_on_error", False)),
+            )
+        except InvalidOptionError as exc:
+            self.problems.add(marks.at((*path, "config", "workspace_dir")), str(exc))
+            return None
 
     @staticmethod
     def _node_options(config: Any) -> dict[str, Any]:

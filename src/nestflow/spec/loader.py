@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nestflow.core.config import UNSET
 from nestflow.errors import (
     CircularDependencyError,
     ImportReferenceError,
@@ -51,7 +52,7 @@ def load_with_files(
     project = load_project(root)
     if registry is None:
         registry = default_registry(project)
-    compiler = Compiler(registry, project.pipeline_dirs(root))
+    compiler = Compiler(registry, project.pipeline_dirs(root), project.workspace_root)
     pipeline: Pipeline | None
     if is_file:
         path = Path(source)
@@ -72,7 +73,10 @@ def load_with_files(
         pipeline = None if marks is None else compiler.document(data, marks, Path.cwd())
     if compiler.problems or pipeline is None:
         raise _error(compiler)
-    return pipeline, compiler.files_read()
+    # The project's limits (or the defaults of SPEC 11.6), under what the root file sets.
+    own = pipeline.config["limits"]
+    base = project.limits()
+    return pipeline.with_limits(base if own is UNSET else own.over(base)), compiler.files_read()
 
 
 def _is_path(text: str) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from nestflow.core.config import UNSET, Unset
+from nestflow.core.limits import Limits
 from nestflow.errors import SpecValidationError
 
 PROFILE_VARIABLE: Final = "NESTFLOW_PROFILE"
@@ -62,6 +63,15 @@ class Project:
             root=base,
             registry_dirs=(base / "pipelines",),
             workspace_root=base / ".nestflow" / "workspaces",
+        )
+
+    def limits(self) -> Limits:
+        """The run limits a workflow of this project starts from."""
+        return Limits(
+            max_total_steps=self.max_total_steps,
+            max_depth=self.max_depth,
+            memory_limit_mb=self.memory_limit_mb,
+            memory_warning_mb=self.memory_warning_mb,
         )
 
     def pipeline_dirs(self, root_dir: Path) -> tuple[Path, ...]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 # --- generic steps --------------------------------------------------------------------------
 
@@ -304,3 +306,181 @@ def bi_report(
 def fields(record: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
     """The values of ``names`` in ``record``, in order (for a step with several outputs)."""
     return tuple(record[name] for name in names)
+
+
+# --- etl_pipeline ---------------------------------------------------------------------------
+
+_QUERY = re.compile(r"SELECT \* FROM (\w+) WHERE (\w+) >= '([^']*)'")
+
+
+def query_plan(source: dict[str, Any], query: str) -> dict[str, Any]:
+    """Stands for the model that plans the extraction: the driver, table and lower bound.
+
+    Only queries of the form ``SELECT * FROM <table> WHERE <column> >= '<value>'`` are read.
+    """
+    match = _QUERY.fullmatch(query)
+    if match is None:
+        raise ValueError(f"cannot plan the query {query!r}")
+    table, column, since = match.groups()
+    return {"driver": source["type"], "table": table, "column": column, "since": since}
+
+
+def run_query(plan: dict[str, Any], database: dict[str, list[dict[str, Any]]]) -> list[Any]:
+    """The rows of the planned table whose column is at least the plan's bound (as text)."""
+    return [row for row in database[plan["table"]] if row[plan["column"]] >= plan["since"]]
+
+
+def typed_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its ``value`` as a float (when it has one)."""
+    value = row.get("value")
+    return {**row, "value": float(value)} if value is not None else dict(row)
+
+
+def validate_records(
+    count: int, records: list[dict[str, Any]], rules: dict[str, Any]
+) -> dict[str, Any]:
+    """Stands for the model that validates the extract: ``{"valid": ..., "issues": [...]}``.
+
+    An issue is too few records, or a record without one of the required fields.
+    """
+    issues = []
+    if count < rules["min_records"]:
+        issues.append(f"{count} records, fewer than {rules['min_records']}")
+    for record in records:
+        for field in rules["required_fields"]:
+            if record.get(field) is None:
+                issues.append(f"{record.get('id', '?')}: no {field}")
+    return {"valid": not issues, "issues": issues}
+
+
+def rule_options(rules: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The transformation rules by type: ``[{type: t, k: v}]`` -> ``{t: {k: v}}``."""
+    return {rule["type"]: {k: v for k, v in rule.items() if k != "type"} for rule in rules}
+
+
+def normalize_timestamp(row: dict[str, Any], timezone_name: str) -> dict[str, Any]:
+    """The row with its ISO timestamp converted to ``timezone_name``."""
+    zone: tzinfo = UTC if timezone_name == "UTC" else ZoneInfo(timezone_name)
+    moment = datetime.fromisoformat(row["timestamp"]).astimezone(zone)
+    return {**row, "timestamp": moment.isoformat()}
+
+
+def enrich(row: dict[str, Any], lookup: dict[str, Any]) -> dict[str, Any]:
+    """The row with the region of its account from the lookup (``None`` when unknown)."""
+    return {**row, "region": lookup["regions"].get(row["account"])}
+
+
+def calculate_metrics(rows: list[dict[str, Any]], aggregations: list[str]) -> dict[str, Any]:
+    """The asked aggregations of the values (``avg`` rounded to 2 places), and a quality
+    score: the share of rows that were enriched with a region."""
+    values = [row["value"] for row in rows]
+    compute = {"sum": sum, "avg": lambda v: round(sum(v) / len(v), 2), "max": max, "min": min}
+    metrics: dict[str, Any] = {name: compute[name](values) for name in aggregations}
+    enriched = sum(row["region"] is not None for row in rows)
+    metrics["quality_score"] = round(enriched / len(rows), 2)
+    return metrics
+
+
+def load_rows(rows: list[dict[str, Any]], table: str, quality_score: float) -> dict[str, Any]:
+    """Stands for the load into the warehouse: what was written where."""
+    return {
+        "table": table,
+        "rows": len(rows),
+        "ids": [row["id"] for row in rows],
+        "quality_score": quality_score,
+    }
+
+
+# --- data_quality_pipeline ------------------------------------------------------------------
+
+
+def null_counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    """For every field of any record (sorted), how many records lack it or hold ``None``."""
+    names = sorted({name for record in records for name in record})
+    return {name: sum(record.get(name) is None for record in records) for name in names}
+
+
+def _issue(check: str, record: dict[str, Any], field: str, fix: Any) -> dict[str, Any]:
+    """One quality issue; ``fix`` is the value to write, or ``None`` when it cannot be fixed
+    automatically."""
+    return {
+        "check": check,
+        "id": record["id"],
+        "field": field,
+        "value": record.get(field),
+        "fix": fix,
+    }
+
+
+def completeness_issues(
+    records: list[dict[str, Any]], profile: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One issue per missing value, in the fields the profile found values missing from.
+    Nothing says what the value should be, so none can be fixed automatically."""
+    fields = [name for name, count in profile["null_counts"].items() if count]
+    return [
+        _issue("completeness", record, field, None)
+        for record in records
+        for field in fields
+        if record.get(field) is None
+    ]
+
+
+def consistency_issues(
+    records: list[dict[str, Any]], rules: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Issues with the rules ``{field: {case: lower|upper, allowed: [...]}}``.
+
+    A value in the wrong case can be fixed (to the right case) if that value is allowed; a
+    value that is not allowed in any case cannot.
+    """
+    issues = []
+    for record in records:
+        for field, rule in rules.items():
+            value = record.get(field)
+            if value is None:
+                continue
+            fixed = {"lower": str.lower, "upper": str.upper}.get(rule.get("case", ""), str)(value)
+            if "allowed" in rule and fixed not in rule["allowed"]:
+                issues.append(_issue("consistency", record, field, None))
+            elif fixed != value:
+                issues.append(_issue("consistency", record, field, fixed))
+    return issues
+
+
+def accuracy_issues(
+    records: list[dict[str, Any]], reference: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Values that differ from the reference data (``{id: {field: value}}``), fixed to it."""
+    return [
+        _issue("accuracy", record, field, expected)
+        for record in records
+        for field, expected in reference.get(record["id"], {}).items()
+        if record.get(field) != expected
+    ]
+
+
+def count_fixable(issues: list[dict[str, Any]]) -> int:
+    return sum(issue["fix"] is not None for issue in issues)
+
+
+def clean_share(row_count: int, issues: list[dict[str, Any]]) -> float:
+    """The share of records without any issue, rounded to 2 places."""
+    flagged = {issue["id"] for issue in issues}
+    return round((row_count - len(flagged)) / row_count, 2) if row_count else 1.0
+
+
+def planned_fixes(issues: list[dict[str, Any]], strategy: str) -> list[dict[str, Any]]:
+    """The fixable issues to fix: all of them (``all``), or only the consistency ones
+    (``format_only``)."""
+    checks = {"all": {"consistency", "accuracy"}, "format_only": {"consistency"}}[strategy]
+    return [issue for issue in issues if issue["fix"] is not None and issue["check"] in checks]
+
+
+def apply_fixes(records: list[dict[str, Any]], fixes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with every fix written in."""
+    fixed = [dict(record) for record in records]
+    by_id = {record["id"]: record for record in fixed}
+    for fix in fixes:
+        by_id[fix["id"]][fix["field"]] = fix["fix"]
+    return fixed
