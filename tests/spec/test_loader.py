@@ -542,8 +542,8 @@ def test_an_output_is_published_under_another_name_with_path_and_as(workdir: Pat
     )
     assert dict(load_yaml(flow).run(raw=" X ")) == {"tidy": "x"}
     flow.write_text(flow.read_text().replace("path: cleaned", "path: cleaned.body"))
-    with pytest.raises(SpecValidationError, match="is not supported yet"):
-        load_yaml(flow)
+    with pytest.raises(TemplateError, match="cannot publish `tidy`: the path `cleaned.body`"):
+        load_yaml(flow).run(raw=" X ")
 
 
 def test_what_is_not_supported_yet_is_a_problem_naming_the_key(workdir: Path) -> None:

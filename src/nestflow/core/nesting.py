@@ -18,7 +18,7 @@ from nestflow.core.gates import (
     tolerated,
     wired_name_problem,
 )
-from nestflow.core.names import RULE, name_problem
+from nestflow.core.names import RULE
 from nestflow.core.node import OnError
 from nestflow.core.options import on_error_problem
 from nestflow.core.workspaces import Workspace, workspace_of
@@ -194,7 +194,7 @@ def _check_output_mapping(
     inner_outputs = pipeline.outputs
     problems = []
     for inner, outer in mapping.items():
-        if (problem := name_problem(outer)) is not None:
+        if (problem := member_name_problem(outer)) is not None:
             problems.append(f"outer name {problem}")
         if inner not in inner_outputs:
             line = (

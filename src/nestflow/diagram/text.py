@@ -46,7 +46,7 @@ def _level(
             continue
         member = pipeline.node(node_id)
         ins = ", ".join(name.lstrip(".") for name in member.inputs)
-        outs = ", ".join(member.outputs)
+        outs = ", ".join(name.lstrip(".") for name in member.outputs)
         line = f"{indent}[{node_id}] ({ins}) -> {outs}"
         if isinstance(member, PipelineNode):
             line += f"  · pipeline {member.pipeline.name}"

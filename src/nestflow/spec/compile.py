@@ -35,6 +35,7 @@ from nestflow.errors import InvalidOptionError, SpecValidationError, TemplateErr
 from nestflow.spec import templates
 from nestflow.spec.imports import ReferenceProblem, import_reference
 from nestflow.spec.project import allowed
+from nestflow.spec.sandbox import Absent, lookup
 from nestflow.spec.schema import Checker, Problems, is_identifier
 from nestflow.spec.source import Key, Marks, SourceError, Where, read_file
 
@@ -155,7 +156,7 @@ class Compiler:
             if made is None:
                 continue
             compiled_steps += 1
-            *helpers, member = made if isinstance(made, list) else [made]
+            member, helpers = _split(made, str(step["name"]))
             nodes.extend(helpers)
             made_by[str(step["name"])] = len(nodes)
             nodes.append(member)
@@ -276,9 +277,7 @@ class Compiler:
         made = self._made(step, path, marks, base, level)
         if made is None or condition is None:
             return made
-        *helpers, member = made if isinstance(made, list) else [made]
-        if isinstance(member, Pipeline):  # a parallel step: its pipeline as a node
-            member = member.as_node()
+        member, helpers = _split(made, str(step["name"]))
         when, tolerated = condition
         strict = set(member.inputs) - set(member.tolerates)
         gated = member.with_options(
@@ -286,7 +285,7 @@ class Compiler:
         )
         if not helpers:
             return gated
-        # A helper computing the step's inputs runs only when the step does.
+        # The helpers computing the step's inputs or outputs run only when the step does.
         return [*(h.with_options(when=when) for h in helpers), gated]
 
     def _made(
@@ -469,7 +468,7 @@ class Compiler:
         adapted = self._adapted(inner, step, path, marks, level)
         if adapted is None:
             return None
-        inner, input_mapping, output_mapping, adapter = adapted
+        inner, input_mapping, output_mapping, helpers = adapted
         made = inner.as_node(
             name=name,
             input_mapping=input_mapping or None,
@@ -477,8 +476,8 @@ class Compiler:
             on_error="continue" if _continues(step) else "raise",
             workspace=self._workspace(step, path, marks, level),
         )
-        level.steps[name] = tuple(made.outputs)
-        return made if adapter is None else [adapter, made]
+        level.steps[name] = _published(made, helpers)
+        return [*helpers, made] if helpers else made
 
     def for_each(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
@@ -509,7 +508,7 @@ class Compiler:
         adapted = self._adapted(inner, step, path, marks, level)
         if adapted is None:
             return None
-        inner, given, outputs, adapter = adapted
+        inner, given, outputs, helpers = adapted
         unused = [v for v in variables if v not in inner.inputs]
         if unused:
             self.problems.add(
@@ -532,11 +531,11 @@ class Compiler:
             on_error="continue" if _continues(step) else "raise",
             workspace=self._workspace(step, path, marks, level),
         )
-        level.steps[name] = tuple(made.outputs)
+        level.steps[name] = _published(made, helpers)
         level.outcomes.update(
             (s, w) for s, w in inner_level.outcomes.items() if s not in level.outcomes
         )
-        return made if adapter is None else [adapter, made]
+        return [*helpers, made] if helpers else made
 
     def _loops(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
@@ -654,24 +653,29 @@ class Compiler:
 
     def _adapted(
         self, inner: Pipeline, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level
-    ) -> tuple[Pipeline, dict[str, str], dict[str, str], Node | None] | None:
+    ) -> tuple[Pipeline, dict[str, str], dict[str, str], list[Node]] | None:
         """A sub-pipeline as a step uses it: its config applied, literal inputs bound; with
-        the step's input mapping (outer name -> inner name), output mapping, and the node
-        computing its templated inputs (``None`` when it has none)."""
+        the step's input mapping (outer name -> inner name), output mapping, and the private
+        nodes computing its templated inputs and the values its outputs' paths lead to."""
         inner = self._configured(inner, step.get("config"), path, marks)
         mapping, literals, computed = self._sub_inputs(step, path, marks, level, inner)
         if literals:
             inner = inner.bind(**literals)
             for literal in literals:
                 level.fixed.setdefault(literal, (*path, "inputs", literal))
-        outputs = self._sub_outputs(step, path, marks, inner)
-        if outputs is None:
+        published = self._sub_outputs(step, path, marks, inner)
+        if published is None:
             return None
-        adapter = None
+        outputs, extracts = published
+        helpers = []
         if computed:
             adapter = _adapter(str(step["name"]), computed, level, (*path, "inputs"))
             mapping.update(zip(adapter.outputs, computed, strict=True))
-        return inner, mapping, outputs, adapter
+            helpers.append(adapter)
+        if extracts:
+            mapped = step["type"] == "for_each"
+            helpers.append(_extractor(str(step["name"]), extracts, mapped))
+        return inner, mapping, outputs, helpers
 
     def _configured(self, inner: Pipeline, config: Any, path: Path_, marks: Marks) -> Pipeline:
         """A sub-pipeline with the step's own ``config`` (timeout, retries, backend, cache)."""
@@ -727,21 +731,25 @@ class Compiler:
 
     def _sub_outputs(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, inner: Pipeline
-    ) -> dict[str, str] | None:
+    ) -> tuple[dict[str, str], list[Extract]] | None:
+        """What a pipeline step publishes: inner outputs under outer names (inner -> outer),
+        and the values found by walking a path into one (``{path: a.b, as: name}``)."""
         chosen = step.get("outputs")
         if chosen is None:
-            return {}
+            return {}, []
         mapping: dict[str, str] = {}
+        walked: list[tuple[str, tuple[Key, ...], str, Path_]] = []
         for index, entry in enumerate(chosen):
             where = (*path, "outputs", index)
-            inner_name, outer_name = _output_entry(entry)
-            if inner_name is None or outer_name is None:
+            found = _output_entry(entry)
+            if found is None:
                 self.problems.add(
                     marks.at(where),
-                    "an output is an inner output's name, or {path: name, as: new_name}; a "
-                    f"path into a value (`a.b`) is not supported yet; got {entry!r}",
+                    "an output is an inner output's name, or {path: name.field, as: new_name} "
+                    f"(names and list positions joined by '.'); got {entry!r}",
                 )
                 return None
+            inner_name, rest, outer_name = found
             if inner_name not in inner.outputs:
                 self.problems.add(
                     marks.at(where),
@@ -749,8 +757,17 @@ class Compiler:
                     f"{', '.join(inner.outputs)}",
                 )
                 return None
-            mapping[inner_name] = outer_name
-        return mapping
+            if rest:
+                walked.append((inner_name, rest, outer_name, where))
+            else:
+                mapping[inner_name] = outer_name
+        extracts = []
+        for inner_name, rest, outer_name, where in walked:
+            # The value walked into is published privately unless the step publishes it too.
+            source = mapping.setdefault(inner_name, private_name(str(step["name"]), inner_name))
+            written = ".".join(str(k) for k in (inner_name, *rest))
+            extracts.append(Extract(source, rest, outer_name, written, marks.at(where)))
+        return mapping, extracts
 
     def _template(
         self, value: Any, path: Path_, marks: Marks, level: Level
@@ -850,19 +867,100 @@ class Compiler:
         return found
 
 
-def _output_entry(entry: Any) -> tuple[str | None, str | None]:
-    """(inner output, published name) of one ``outputs:`` entry; ``None`` when unreadable."""
+def _output_entry(entry: Any) -> tuple[str, tuple[Key, ...], str] | None:
+    """(inner output, path into it, published name) of one ``outputs:`` entry; ``None``
+    when it cannot be read."""
     if isinstance(entry, str):
-        return entry, entry
-    if isinstance(entry, Mapping) and set(entry) == {"path", "as"}:
-        path, published = entry["path"], entry["as"]
-        if is_identifier(path) and is_identifier(published):
-            return str(path), str(published)
-    return None, None
+        return (entry, (), entry) if is_identifier(entry) else None
+    if not (isinstance(entry, Mapping) and set(entry) == {"path", "as"}):
+        return None
+    path, published = str(entry["path"]), entry["as"]
+    first, *rest = path.split(".")
+    keys: list[Key] = []
+    for part in rest:
+        if part.isdigit():
+            keys.append(int(part))
+        elif is_identifier(part) and not part.startswith("_"):
+            keys.append(part)
+        else:
+            return None
+    if not (is_identifier(first) and is_identifier(published)):
+        return None
+    return first, tuple(keys), str(published)
+
+
+@dataclass(frozen=True)
+class Extract:
+    """A value a pipeline step publishes from a path into one of its outputs."""
+
+    source: str
+    """The value name the step's output is published under (maybe private)."""
+    path: tuple[Key, ...]
+    outer: str
+    written: str
+    """The path as written (``report.summary``)."""
+    where: Where
+
+
+def _extractor(step: str, extracts: list[Extract], mapped: bool) -> Node:
+    """The private node publishing the values found along ``extracts``' paths (into each
+    item's value when the step maps)."""
+    sources = sorted({e.source for e in extracts})
+
+    def walk(value: Any, extract: Extract) -> Any:
+        for key in extract.path:
+            try:
+                value = lookup(value, key)
+            except Absent as absent:
+                problem = (
+                    extract.where.file,
+                    extract.where.line,
+                    extract.where.column,
+                    str(absent),
+                )
+                raise TemplateError(
+                    f"Step `{step}` cannot publish `{extract.outer}`: the path "
+                    f"`{extract.written}` has no `{key}` ({absent})",
+                    [problem],
+                ) from None
+        return value
+
+    def extract_all(values: dict[str, Any]) -> Any:
+        found = []
+        for extract in extracts:
+            value = values[extract.source]
+            found.append([walk(v, extract) for v in value] if mapped else walk(value, extract))
+        return tuple(found) if len(found) > 1 else found[0]
+
+    taking, renamed = _taking(extract_all, sources, extract_all, "outputs")
+    outputs = tuple(e.outer for e in extracts)
+    return Node(
+        taking,
+        name=private_name(step, "outputs"),
+        output_name=outputs if len(outputs) > 1 else outputs[0],
+        cache=False,  # cheap to walk again; its consumers key on the values it gives
+        input_sources=renamed,
+    )
 
 
 def _continues(step: Mapping[str, Any]) -> bool:
     return bool((step.get("config") or {}).get("continue_on_error"))
+
+
+def _published(member: Any, helpers: list[Node]) -> tuple[str, ...]:
+    """The names a step publishes: its node's public outputs and its extracted values."""
+    names = [o for o in member.outputs if not is_private(o)]
+    names += [o for h in helpers if h.name.endswith(".outputs") for o in h.outputs]
+    return tuple(names)
+
+
+def _split(made: Any, name: str) -> tuple[Any, list[Any]]:
+    """A compiled step's own node (named after the step; a pipeline as a nested node) and
+    the private helpers made with it."""
+    found = made if isinstance(made, list) else [made]
+    member = next(m for m in found if m.name == name)
+    helpers = [m for m in found if m is not member]
+    return (member.as_node() if isinstance(member, Pipeline) else member), helpers
 
 
 def _members(made: list[Any]) -> list[Any]:
