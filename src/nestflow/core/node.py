@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from nestflow.core.config import UNSET
 from nestflow.core.gates import (
@@ -79,11 +79,44 @@ class Node:
     ) -> None:
         if isinstance(func, Node):
             func = func.func
-        if not callable(func):
-            raise TypeError(f"@node needs a callable, got {type(func).__name__}: {func!r}.")
-        func_name = getattr(func, "__name__", type(func).__name__)
-        signature = _signature_of(func, func_name)
-        params = tuple(signature.parameters)
+        self._settle(
+            _function_of(func),
+            output_name=output_name,
+            name=name,
+            cache=cache,
+            timeout=timeout,
+            retries=retries,
+            on_error=on_error,
+            cache_version=cache_version,
+            input_sources=input_sources,
+            when=when,
+            outcome=outcome,
+            tolerates=tolerates,
+        )
+
+    def _settle(
+        self,
+        function: _Function,
+        *,
+        output_name: str | tuple[str, ...] | None,
+        name: str | None,
+        cache: bool,
+        timeout: float | Unset | None,
+        retries: int | Retry | Unset,
+        on_error: OnError,
+        cache_version: str | None,
+        input_sources: Mapping[str, str] | None,
+        when: str | Condition | None,
+        outcome: str | None,
+        tolerates: Sequence[str],
+    ) -> None:
+        """Check the options against the analysed function and fill in every attribute.
+
+        ``__init__`` and the ``with_*`` copies both end here, so every option is checked by
+        the same code whichever way a node is made; only reading the function is skipped
+        for a copy, whose function is the one already read.
+        """
+        func, func_name, params = function.func, function.name, function.params
         outputs = _outputs_of(output_name, func_name, name)
         sources = dict(input_sources or {})
         check_node_options(name or func_name, cache, timeout, retries, on_error)
@@ -96,22 +129,16 @@ class Node:
         )
         fields: dict[str, Any] = {
             "func": func,
-            "name": name if name is not None else func_name,
+            "name": node_name,
             "name_is_explicit": name is not None,
             "params": params,
             "inputs": inputs,
             "outputs": outputs,
             "output_name": output_name if output_name is not None else func_name,
-            "defaults": {
-                p: v.default
-                for p, v in signature.parameters.items()
-                if v.default is not inspect.Parameter.empty
-            },
+            "defaults": function.defaults,
             "input_sources": {p: sources.get(p, p) for p in params},
-            "keyword_params": frozenset(
-                p for p, v in signature.parameters.items() if v.kind is v.KEYWORD_ONLY
-            ),
-            "is_async": _is_async(func),
+            "keyword_params": function.keyword_params,
+            "is_async": function.is_async,
             "cache": cache,
             "timeout": timeout,
             "retries": retries,
@@ -167,11 +194,7 @@ class Node:
         """A copy with some decorator options changed (same keywords as ``@node``)."""
         unknown = {k: v for k, v in options.items() if k not in _OPTION_NAMES}
         misplaced_options("with_options()", unknown, _OPTION_NAMES)
-        merged = self._options()
-        if "name" not in options and merged["name"] is None:
-            merged.pop("name")
-        merged.update(options)
-        return Node(self.func, **merged)
+        return self._copy({**self._options(), **options})
 
     def with_inputs(self, sources: Mapping[str, str]) -> Node:
         """A copy whose parameters are fed from differently named values: ``{param: name}``."""
@@ -184,7 +207,52 @@ class Node:
             )
         merged = self._options()
         merged["input_sources"] = {**merged["input_sources"], **sources}
-        return Node(self.func, **merged)
+        return self._copy(merged)
+
+    def _copy(self, options: dict[str, Any]) -> Node:
+        """A node of the same function with ``options`` (every one, as ``_options`` has them).
+
+        The function is not read again: its signature, defaults and kind are this node's,
+        which is what ``Node(self.func, **options)`` would find, at a fraction of the cost
+        (a YAML step makes three nodes of each function).
+        """
+        function = _Function(
+            self.func,
+            self.__dict__["__name__"],
+            self.params,
+            dict(self.defaults),
+            self.keyword_params,
+            self.is_async,
+        )
+        made = Node.__new__(Node)
+        made._settle(function, **options)
+        return made
+
+
+class _Function(NamedTuple):
+    """What a node reads from its function, once: copies of the node reuse it."""
+
+    func: Callable[..., Any]
+    name: str
+    params: tuple[str, ...]
+    defaults: dict[str, Any]
+    keyword_params: frozenset[str]
+    is_async: bool
+
+
+def _function_of(func: Callable[..., Any]) -> _Function:
+    if not callable(func):
+        raise TypeError(f"@node needs a callable, got {type(func).__name__}: {func!r}.")
+    func_name = getattr(func, "__name__", type(func).__name__)
+    parameters = _signature_of(func, func_name).parameters
+    return _Function(
+        func,
+        func_name,
+        tuple(parameters),
+        {p: v.default for p, v in parameters.items() if v.default is not inspect.Parameter.empty},
+        frozenset(p for p, v in parameters.items() if v.kind is v.KEYWORD_ONLY),
+        _is_async(func),
+    )
 
 
 def _signature_of(func: Callable[..., Any], func_name: str) -> inspect.Signature:

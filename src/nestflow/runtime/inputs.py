@@ -84,7 +84,7 @@ def check_inputs(
             for n in published
         ]
         raise InputError("\n".join(lines))
-    unknown = [n for n in values if n not in pipeline.inputs]
+    unknown = [n for n in values if n not in pipeline.inputs and n not in pipeline.input_types]
     if unknown:
         elsewhere = calls.misplaced(pipeline, method, unknown)
         if elsewhere is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,10 +174,11 @@ class Compiler:
             self._declared[pipeline.name] = set(declared)
             if defaults:
                 pipeline = pipeline.bind(**defaults)
+            # Every declared input is part of the interface, read by a step or not.
             types = {
-                input_name: spec["type"]
+                input_name: (spec or {}).get("type", "any")
                 for input_name, spec in (body.get("inputs") or {}).items()
-                if spec and spec.get("type", "any") != "any" and input_name in pipeline.inputs
+                if (spec or {}).get("type", "any") != "any" or input_name not in pipeline.inputs
             }
             return pipeline.with_input_types(types) if types else pipeline
         except Exception as exc:  # a graph problem nestflow itself reports (duplicates, cycles)
@@ -517,15 +519,18 @@ class Compiler:
                 "the step it maps",
             )
             return None
-        input_mapping = {collection: variable for variable, collection in loops}
+        read = tuple(f for f in LOOP_FIELDS if loop_name(f) in inner.inputs)
+        input_mapping, map_over, mode, helpers = _mapping(
+            name, loops, step.get("mode", "zip"), read, helpers
+        )
         input_mapping.update(given)
         for wanted in inner.inputs:
             if wanted not in variables and wanted in level.inputs:
                 input_mapping.setdefault(wanted, wanted)
         made = inner.as_node(
             name=name,
-            map_over=[collection for _, collection in loops],
-            map_mode=step.get("mode", "zip"),
+            map_over=map_over,
+            map_mode=mode,
             input_mapping={k: v for k, v in input_mapping.items() if k != v} or None,
             output_mapping=outputs or None,
             on_error="continue" if _continues(step) else "raise",
@@ -968,6 +973,81 @@ def _members(made: list[Any]) -> list[Any]:
     return [m for one in made for m in (one if isinstance(one, list) else [one])]
 
 
+LOOP_FIELDS = ("index", "first", "last", "length")
+
+
+def loop_name(field: str) -> str:
+    """The private name a for_each item's steps read ``loop.<field>`` from."""
+    return private_name("loop", field)
+
+
+_LOOP_NAMES = tuple((f, loop_name(f)) for f in LOOP_FIELDS)
+
+
+def _mapping(
+    step: str,
+    loops: list[tuple[str, str]],
+    mode: str,
+    read: tuple[str, ...],
+    helpers: list[Node],
+) -> tuple[dict[str, str], list[str], str, list[Node]]:
+    """How a for_each maps: its input mapping, the names mapped over, the mode, and its
+    helpers (with the one giving the ``loop`` fields ``read`` first, when there are any)."""
+    if not read:
+        mapping = {collection: variable for variable, collection in loops}
+        return mapping, [collection for _, collection in loops], mode, helpers
+    looper = _looper(step, loops, mode)
+    columns = looper.outputs[: len(loops)]
+    places = dict(zip(LOOP_FIELDS, looper.outputs[len(loops) :], strict=True))
+    mapping = dict(zip(columns, (variable for variable, _ in loops), strict=True))
+    mapping.update((places[f], loop_name(f)) for f in read)
+    return mapping, [*columns, *(places[f] for f in read)], "zip", [looper, *helpers]
+
+
+def _looper(step: str, loops: list[tuple[str, str]], mode: str) -> Node:
+    """The private node of a for_each whose steps read ``loop.*``: the items, one list per
+    loop variable (the product expanded), and each item's place (``index``, ``first``,
+    ``last``, ``length``), mapped side by side."""
+    collections = [collection for _, collection in loops]
+
+    def expand(values: dict[str, Any]) -> tuple[list[Any], ...]:
+        columns = [list(values[c]) for c in collections]
+        if mode == "product":
+            rows = list(itertools.product(*columns))
+        else:
+            lengths = {len(c) for c in columns}
+            if len(lengths) > 1:
+                sizes = ", ".join(
+                    f"`{c}` has {len(v)}" for c, v in zip(collections, columns, strict=True)
+                )
+                raise ValueError(
+                    f"for_each `{step}` pairs its lists item by item (mode: zip), but {sizes} "
+                    "items; give lists of one length, or use mode: product"
+                )
+            rows = list(zip(*columns, strict=True))
+        total = len(rows)
+        return (
+            *([row[k] for row in rows] for k in range(len(columns))),
+            list(range(total)),
+            [i == 0 for i in range(total)],
+            [i == total - 1 for i in range(total)],
+            [total] * total,
+        )
+
+    taking, sources = _taking(expand, collections, expand, "loop")
+    outputs = (
+        *(private_name(step, "over", v) for v, _ in loops),
+        *(private_name(step, "loop", f) for f in LOOP_FIELDS),
+    )
+    return Node(
+        taking,
+        name=private_name(step, "loop"),
+        output_name=outputs,
+        cache=False,  # cheap; the items are keyed by their values as in any map
+        input_sources=sources,
+    )
+
+
 def outcome_name(step: str) -> str:
     """The private name a step's outcome is published under (when it is read)."""
     return private_name(step, "outcome")
@@ -996,6 +1076,9 @@ def _reads(compiled: Any, level: Level, where: Path_) -> Reads:
                 strict.add(str(rest[0]))
             elif root in level.loop:
                 strict.add(str(root))
+            elif root == "loop":  # only the fields read: an item's key changes with them only
+                fields = [rest[0]] if rest and rest[0] in LOOP_FIELDS else LOOP_FIELDS
+                strict.update(loop_name(str(f)) for f in fields)
             elif root == "steps" and rest:
                 step = str(rest[0])
                 published = level.steps.get(step, ())
@@ -1029,6 +1112,9 @@ def _context(
     ``status`` and ``error`` when its outcome is wired, and its result when it succeeded."""
     context: dict[str, Any] = {**constants, "inputs": dict(values)}
     context.update(values)  # loop variables are read by their own name
+    place = {f: values[n] for f, n in _LOOP_NAMES if n in values}
+    if place:
+        context["loop"] = place
     step_values: dict[str, Any] = {}
     for step, (published, outcome_key) in steps.items():
         state: dict[str, Any] = {}
