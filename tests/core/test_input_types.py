@@ -59,3 +59,18 @@ def test_types_survive_copies_and_pickling() -> None:
     typed = PIPELINE.with_input_types({"value": "integer"}).with_name("renamed")
     assert typed.input_types == {"value": "integer"}
     assert cloudpickle.loads(cloudpickle.dumps(typed)).input_types == {"value": "integer"}
+
+
+def test_an_input_no_node_reads_can_be_declared_and_runs_accept_it() -> None:
+    declared = PIPELINE.with_input_types({"note": "string"}, accept_unused=True)
+    assert declared.input_types == {"note": "string"}
+    assert declared.inputs == PIPELINE.inputs
+    with pytest.raises(InputError, match="note"):
+        declared.run(value=1, note=3)
+    with pytest.raises(InvalidOptionError, match="`bad name` is not an input"):
+        PIPELINE.with_input_types({"bad name": "string"}, accept_unused=True)
+
+
+def test_a_declared_unused_input_is_checked_then_left_unused() -> None:
+    declared = PIPELINE.with_input_types({"note": "string"}, accept_unused=True)
+    assert dict(declared.run(value=1, note="kept out")) == {"out": 1}

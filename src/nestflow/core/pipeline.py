@@ -244,20 +244,23 @@ class Pipeline:
 
         return to_yaml(self, path)
 
-    def with_input_types(self, types: Mapping[str, str]) -> Pipeline:
+    def with_input_types(
+        self, types: Mapping[str, str], *, accept_unused: bool = False
+    ) -> Pipeline:
         """A copy that checks the types of these inputs when a run starts (``string``,
         ``integer``, ``number``, ``boolean``, ``array``, ``object``, ``any``).
 
-        A declared name no node reads is part of the pipeline's interface all the same: a run
-        accepts it (checked, then unused)."""
-        unknown = [n for n in types if n in self.graph.producers or name_problem(n) is not None]
+        With ``accept_unused=True`` a name no node reads is declared all the same (as a
+        workflow file's inputs are): runs accept it, check it, and leave it unused."""
+        unknown = [
+            n
+            for n in types
+            if n not in self.inputs
+            and (not accept_unused or n in self.graph.producers or name_problem(n) is not None)
+        ]
         wrong = {n: t for n, t in types.items() if t not in TYPES}
         if unknown or wrong:
-            lines = [
-                f"`{n}` cannot be an input of pipeline `{self.name}`"
-                + (" (a node publishes it)" if n in self.graph.producers else "")
-                for n in unknown
-            ]
+            lines = [f"`{n}` is not an input of pipeline `{self.name}`" for n in unknown]
             lines += [
                 f"`{n}`: unknown type {t!r}; the types are {', '.join(TYPES)}"
                 for n, t in wrong.items()

@@ -180,7 +180,7 @@ class Compiler:
                 for input_name, spec in (body.get("inputs") or {}).items()
                 if (spec or {}).get("type", "any") != "any" or input_name not in pipeline.inputs
             }
-            return pipeline.with_input_types(types) if types else pipeline
+            return pipeline.with_input_types(types, accept_unused=True) if types else pipeline
         except Exception as exc:  # a graph problem nestflow itself reports (duplicates, cycles)
             self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
             return None
