@@ -559,14 +559,13 @@ def test_what_is_not_supported_yet_is_a_problem_naming_the_key(workdir: Path) ->
           config: {{max_total_steps: 5, inherit_context: true}}
           steps:
             - {{name: a, type: function, function: "{m}:clean"}}
-            - {{name: b, type: pipeline, pipeline_file: ./later.yaml, recursive: true}}
             - {{name: c, type: call, url: "http://localhost"}}
         """,
     )
     with pytest.raises(SpecValidationError) as caught:
         load_yaml(flow)
     text = str(caught.value)
-    for key in ("inherit_context", "recursive", "call"):
+    for key in ("inherit_context", "call"):
         assert f"`{key}`" in text, key
 
 

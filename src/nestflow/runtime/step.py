@@ -671,7 +671,7 @@ class NestedStep:
     def enter(self, level: Level, values: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
         """The child level and its inputs; ``on_nested_pipeline_start`` fired."""
         limit = self.child.config.limits.value("max_depth")
-        if limit is not None:
+        if limit is not None and not self._no_items(level, values):
             guard.entering(level.depth + 1, level.hierarchy, self.child.plan.name, limit)
         child = level.child(self.child, entered=self.id, mapped=bool(self.mapped))
         if "on_nested_pipeline_start" in level.hooks:
@@ -680,6 +680,17 @@ class NestedStep:
         if level.run.cached:
             caching.carry(values, sub, self.step.child_inputs)
         return child, sub
+
+    def _no_items(self, level: Level, values: dict[str, Any]) -> bool:
+        """A map with nothing to map: its level is entered, but no item runs in it."""
+        if not self.mapped:
+            return False
+        if level.run.cached:
+            caching.read(values, self.mapped)
+        try:
+            return any(len(values[name]) == 0 for name in self.mapped)
+        except TypeError:  # not a collection: the map says so
+            return False
 
     def inputs(self, values: dict[str, Any]) -> dict[str, Any]:
         """The child's inputs: its bound values, then the values it is given from here."""

@@ -32,7 +32,12 @@ from nestflow.core.node import Node, node
 from nestflow.core.pipeline import Pipeline
 from nestflow.core.workspaces import Workspace
 from nestflow.engines.backends import LocalBackend
-from nestflow.errors import InvalidOptionError, SpecValidationError, TemplateError
+from nestflow.errors import (
+    InvalidOptionError,
+    RecursionDepthError,
+    SpecValidationError,
+    TemplateError,
+)
 from nestflow.spec import templates
 from nestflow.spec.imports import ReferenceProblem, import_reference
 from nestflow.spec.project import allowed
@@ -60,6 +65,8 @@ class Level:
     """Inputs of sub-pipelines given literals (bound), by name: where each was written."""
     workspace: Workspace | None = None
     """The workspace of the workflow's config: the default of its pipeline steps."""
+    broken: set[str] = field(default_factory=set)
+    """Steps that failed to compile (their readers are not reported again)."""
     outcomes: dict[str, Path_] = field(default_factory=dict)
     """Steps whose outcome is read (``.status``, ``.error``, ``| default``): where first."""
 
@@ -70,6 +77,7 @@ class Level:
             global_vars=tuple(self.global_vars),
             workflow=tuple(self.workflow),
             loop_vars=self.loop,
+            broken=tuple(self.broken),
         )
 
 
@@ -78,6 +86,9 @@ REQUIRED: Any = object()
 NOT_YET = ("enable_tracing", "trace_metadata", "inherit_context")
 """``config`` keys of SPEC 11.6 this loader reads but cannot apply yet: each is a problem."""
 
+
+DEFAULT_MAX_DEPTH = 10
+"""``max_depth`` when neither the project nor a workflow sets one (SPEC 11.6)."""
 
 LIMIT_KEYS = ("max_total_steps", "max_depth", "memory_limit_mb", "memory_warning_mb")
 """``config`` keys that set the run's ``Limits``."""
@@ -91,11 +102,16 @@ class Compiler:
         registry: Any = None,
         allowed_dirs: tuple[Path, ...] = (),
         workspace_root: Path | None = None,
+        max_depth: int | None = None,
     ) -> None:
         self.problems = Problems()
         self.registry = registry
         self.allowed_dirs = allowed_dirs
         self.workspace_root = workspace_root
+        self._depth_caps: list[int] = [] if max_depth is None else [max_depth]
+        """The ``max_depth`` values in force where the compiler is (project, workflows)."""
+        self._unrolled: dict[tuple[Path, int], Pipeline | None] = {}
+        """Workflows compiled again for a recursive step, by file and depth."""
         """Where relative ``workspace_dir`` paths lie (``None``: the working directory)."""
         """Where ``pipeline_file`` targets may be (``Project.pipeline_dirs``); empty: anywhere."""
         self._files: dict[Path, Pipeline | None] = {}
@@ -148,6 +164,28 @@ class Compiler:
         level = Level(name, declared, workflow, dict(body.get("global_vars") or {}))
         settings = self.config(body.get("config"), path, marks)
         level.workspace = self._workspace(body, path, marks, None)
+        cap = (body.get("config") or {}).get("max_depth")
+        capped = isinstance(cap, int) and not isinstance(cap, bool)
+        if capped:
+            self._depth_caps.append(cap)
+        try:
+            return self._body_steps(body, path, marks, base, level, settings, declared, name)
+        finally:
+            if capped:
+                self._depth_caps.pop()
+
+    def _body_steps(
+        self,
+        body: Mapping[str, Any],
+        path: Path_,
+        marks: Marks,
+        base: Path,
+        level: Level,
+        settings: dict[str, Any],
+        declared: dict[str, Any],
+        name: str,
+    ) -> Pipeline | None:
+        """The steps of a workflow body compiled into its pipeline."""
         nodes: list[Any] = []
         made_by: dict[str, int] = {}
         compiled_steps = 0
@@ -155,6 +193,7 @@ class Compiler:
             where_path = (*path, "steps", index)
             made = self.step(step, where_path, marks, base, level)
             if made is None:
+                level.broken.add(str(step["name"]))
                 continue
             compiled_steps += 1
             member, helpers = _split(made, str(step["name"]))
@@ -264,11 +303,11 @@ class Compiler:
                 "does not provide yet; use a `pipeline` step with `pipeline_file:` meanwhile",
             )
             return None
-        if step.get("recursive"):
+        if step.get("recursive") and "outputs" not in step:
             self.problems.add(
                 marks.at((*path, "recursive")),
-                "`recursive` (a workflow that refers to itself) is not supported by this version "
-                "of nestflow yet",
+                "a recursive step lists the outputs it publishes (`outputs: [...]`), so its "
+                "interface is known without expanding it",
             )
             return None
         condition = None
@@ -617,7 +656,7 @@ class Compiler:
                     "folder to `allowed_pipeline_dirs` of the project (nestflow.toml)",
                 )
                 return None
-            return self._follow(target, where, str(step["name"]))
+            return self._follow(target, where, str(step["name"]), step)
         if "pipeline" in step:
             return self.body(step["pipeline"], (*path, "pipeline"), marks, base)
         reference = str(step["pipeline_ref"])
@@ -636,11 +675,18 @@ class Compiler:
             return None
         if isinstance(found, Pipeline):
             return found
-        return self._follow(Path(found).resolve(), marks.at((*path, "pipeline_ref")), reference)
+        return self._follow(
+            Path(found).resolve(), marks.at((*path, "pipeline_ref")), reference, step
+        )
 
-    def _follow(self, target: Path, where: Where, label: str) -> Pipeline | None:
-        """A referenced file, unless it is already being compiled (a cycle)."""
+    def _follow(
+        self, target: Path, where: Where, label: str, step: Mapping[str, Any]
+    ) -> Pipeline | None:
+        """A referenced file, unless it is already being compiled (a cycle, or recursion when
+        the step says so)."""
         chain = [str(p) for p, _ in self._chain]
+        if str(target) in chain and step.get("recursive"):
+            return self._recursion(target, where, step)
         if str(target) in chain:
             steps = [*self._chain, (str(target), where)]
             names = " -> ".join(Path(p).stem for p, _ in steps)
@@ -655,6 +701,82 @@ class Compiler:
             return self.file(target, where)
         finally:
             self._chain.pop()
+
+    def _recursion(self, target: Path, where: Where, step: Mapping[str, Any]) -> Pipeline | None:
+        """A workflow that refers to itself, compiled once more one level down, as far as
+        ``max_depth`` allows; below that, a stand-in that fails the run if it is reached
+        (the run's own depth guard stops it on entering that level first)."""
+        depth = len(self._chain)
+        own = (step.get("config") or {}).get("max_depth")
+        cap = min([*self._depth_caps, *([own] if isinstance(own, int) else [])], default=None)
+        if cap is None:
+            cap = DEFAULT_MAX_DEPTH
+        key = (target, depth)
+        if key in self._unrolled:
+            return self._unrolled[key]
+        if depth > cap:
+            found = self._too_deep(target, step, depth, cap)
+        else:
+            self._chain.append((str(target), where))
+            try:
+                found = self._compiled_again(target, where)
+            finally:
+                self._chain.pop()
+        self._unrolled[key] = found
+        return found
+
+    def _compiled_again(self, target: Path, where: Where) -> Pipeline | None:
+        """The file at ``target`` compiled anew (not the one compiled for another depth)."""
+        try:
+            data, marks = read_file(target)
+        except (OSError, SourceError) as exc:
+            self.problems.add(where, f"cannot read `{target}`: {exc}")
+            return None
+        return self.document(data, marks, target.parent)
+
+    def _too_deep(
+        self, target: Path, step: Mapping[str, Any], depth: int, cap: int
+    ) -> Pipeline | None:
+        """The stand-in for a recursive workflow below ``max_depth``: its interface, and a
+        node that fails with ``RecursionDepthError`` when run."""
+        try:
+            data, _ = read_file(target)
+            body = data["workflow"]
+            declared = dict(body.get("inputs") or {})
+            name = str(body["name"])
+        except Exception:
+            return None
+        chain = " -> ".join(Path(p).stem for p, _ in [*self._chain, (str(target), None)])
+        outputs = tuple(
+            dict.fromkeys(
+                entry if isinstance(entry, str) else str(entry.get("path", "")).split(".")[0]
+                for entry in step.get("outputs") or ()
+            )
+        )
+
+        def stop(values: dict[str, Any]) -> Any:
+            raise RecursionDepthError(
+                f"nesting deeper than max_depth {cap}: {chain} (depth {depth}). Raise "
+                "max_depth in the workflow's config if the data is this deep."
+            )
+
+        taking, _ = _taking(stop, sorted(declared), stop, name)
+        defaults = {
+            k: v["default"]
+            for k, v in declared.items()
+            if isinstance(v, Mapping) and "default" in v
+        }
+        try:
+            stand_in = Node(
+                taking, name=name, output_name=outputs if len(outputs) > 1 else outputs[0]
+            )
+            return (
+                Pipeline([stand_in], name=name).bind(**defaults)
+                if defaults
+                else Pipeline([stand_in], name=name)
+            )
+        except Exception:
+            return None
 
     def _adapted(
         self, inner: Pipeline, step: Mapping[str, Any], path: Path_, marks: Marks, level: Level

@@ -52,7 +52,9 @@ def load_with_files(
     project = load_project(root)
     if registry is None:
         registry = default_registry(project)
-    compiler = Compiler(registry, project.pipeline_dirs(root), project.workspace_root)
+    compiler = Compiler(
+        registry, project.pipeline_dirs(root), project.workspace_root, project.max_depth
+    )
     pipeline: Pipeline | None
     if is_file:
         path = Path(source)

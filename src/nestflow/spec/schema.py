@@ -79,7 +79,9 @@ class Problems:
         """(kind, file, line, column, message); kind names the error class to raise."""
 
     def add(self, where: Where, message: str, kind: str = "spec") -> None:
-        self.found.append((kind, where.file, where.line, where.column, message))
+        found = (kind, where.file, where.line, where.column, message)
+        if found not in self.found:  # a file compiled at several depths reports it once
+            self.found.append(found)
 
     def __bool__(self) -> bool:
         return bool(self.found)

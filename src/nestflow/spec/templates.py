@@ -82,6 +82,9 @@ class Scope:
     """Readable workflow keys: ``name`` and the keys of ``settings``."""
     loop_vars: Collection[str] = ()
     """Loop variables of the enclosing ``for_each`` steps; ``loop`` exists when any do."""
+    broken: Collection[str] = ()
+    """Steps that could not be compiled (their problems are reported): any reference to
+    them passes, so one problem is not reported again by every reader."""
 
     def with_loop_vars(self, *names: str) -> Scope:
         """This scope inside one more ``for_each``."""
@@ -302,6 +305,8 @@ def _step_problem(path: tuple[Key, ...], scope: Scope) -> str | None:
     if not path or not isinstance(path[0], str):
         return "`steps` must be followed by a step name written out: `steps.<step>.result`"
     step = path[0]
+    if step in scope.broken:
+        return None
     if step not in scope.steps:
         steps = sorted(scope.steps)
         return (
