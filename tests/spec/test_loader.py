@@ -542,7 +542,7 @@ def test_an_output_is_published_under_another_name_with_path_and_as(workdir: Pat
     )
     assert dict(load_yaml(flow).run(raw=" X ")) == {"tidy": "x"}
     flow.write_text(flow.read_text().replace("path: cleaned", "path: cleaned.body"))
-    with pytest.raises(TemplateError, match="cannot publish `tidy`: the path `cleaned.body`"):
+    with pytest.raises(TemplateError, match=r"cannot publish `tidy`: the path `cleaned\.body`"):
         load_yaml(flow).run(raw=" X ")
 
 

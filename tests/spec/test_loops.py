@@ -61,7 +61,10 @@ def test_each_item_knows_its_place(tmp_path: Path, module: str) -> None:
           step:
             type: function
             function: "MOD:tag"
-            inputs: {text: "{{loop.index}}/{{loop.length}} {{word}}{{' first' if loop.first else ''}}{{' last' if loop.last else ''}}"}
+            inputs:
+              text: >-
+                {{loop.index}}/{{loop.length}} {{word}}{{' first' if loop.first else ''}}{{'
+                last' if loop.last else ''}}
         """,
     )
     out = load_yaml(path).run(words=["a", "b", "c"], sizes=[])

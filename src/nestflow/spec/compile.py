@@ -166,7 +166,7 @@ class Compiler:
         level.workspace = self._workspace(body, path, marks, None)
         cap = (body.get("config") or {}).get("max_depth")
         capped = isinstance(cap, int) and not isinstance(cap, bool)
-        if capped:
+        if isinstance(cap, int) and capped:
             self._depth_caps.append(cap)
         try:
             return self._body_steps(body, path, marks, base, level, settings, declared, name)
@@ -569,7 +569,7 @@ class Compiler:
         made = inner.as_node(
             name=name,
             map_over=map_over,
-            map_mode=mode,
+            map_mode="product" if mode == "product" else "zip",
             input_mapping={k: v for k, v in input_mapping.items() if k != v} or None,
             output_mapping=outputs or None,
             on_error="continue" if _continues(step) else "raise",
