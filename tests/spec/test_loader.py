@@ -556,7 +556,7 @@ def test_what_is_not_supported_yet_is_a_problem_naming_the_key(workdir: Path) ->
         workflow:
           name: later
           inputs: {{text: {{type: string}}}}
-          config: {{max_total_steps: 5, inherit_context: true}}
+          config: {{max_total_steps: 5}}
           steps:
             - {{name: a, type: function, function: "{m}:clean"}}
             - {{name: c, type: call, url: "http://localhost"}}
@@ -565,7 +565,7 @@ def test_what_is_not_supported_yet_is_a_problem_naming_the_key(workdir: Path) ->
     with pytest.raises(SpecValidationError) as caught:
         load_yaml(flow)
     text = str(caught.value)
-    for key in ("inherit_context", "call"):
+    for key in ("call",):
         assert f"`{key}`" in text, key
 
 

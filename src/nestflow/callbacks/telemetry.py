@@ -13,6 +13,7 @@ that runs the function, so spans opened by user code nest under the node.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -43,8 +44,12 @@ class TelemetryCallback(PipelineCallback):
         trace_map_items: bool = True,
         sample_rate: float = 1.0,
         record_values: bool = False,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
+        """``attributes`` are set on every span this callback makes (str, bool, int, float
+        values, or lists of them; anything else as its JSON text)."""
         self._trace, self._propagate = _otel()
+        self.attributes = {str(k): _attribute(v) for k, v in (attributes or {}).items()}
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}.")
         provider = tracer_provider or self._trace.get_tracer_provider()
@@ -82,6 +87,8 @@ class TelemetryCallback(PipelineCallback):
         span.set_attribute("nestflow.backend", ctx.config.backend.label)
         if ctx.item_index is not None:
             span.set_attribute("nestflow.item_index", ctx.item_index)
+        for key, value in self.attributes.items():
+            span.set_attribute(key, value)
         for key, value in attributes.items():
             if value is not None:
                 span.set_attribute(f"nestflow.{key}", value)
@@ -214,3 +221,15 @@ def _entered(ctx: CallbackContext) -> tuple[str, ...]:
 def _shown(values: Mapping[str, Any]) -> str:
     text = repr(dict(values))
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _attribute(value: Any) -> Any:
+    """A value OpenTelemetry takes as an attribute: primitives and lists of them as they
+    are, anything else as compact JSON text."""
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, (str, bool, int, float)) for v in value
+    ):
+        return list(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

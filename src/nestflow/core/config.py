@@ -50,6 +50,15 @@ Unset: TypeAlias = _UnsetType
 """The type of ``UNSET``, for annotations: ``timeout: float | None | Unset = UNSET``."""
 
 
+class Added(tuple):  # type: ignore[type-arg]
+    """Callbacks a level adds to those it inherits (``with_callbacks(..., add=True)``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Added({list(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class EffectiveConfig:
     """The backend, cache, callbacks, timeout, retries and limits in force at one level of
@@ -103,6 +112,9 @@ def resolve(
         mine = own.get(aspect, UNSET)
         if aspect == "limits" and mine is not UNSET:  # merged field by field
             mine = mine.over(parent.limits if parent is not None else defaults["limits"])
+        if isinstance(mine, Added):  # callbacks added to the inherited ones
+            below = parent.callbacks if parent is not None else defaults["callbacks"]
+            mine = (*(below or ()), *mine)
         if mine is not UNSET:
             values[aspect], sources[aspect], origins[aspect] = mine, "explicit", owner
         elif parent is not None:

@@ -12,7 +12,7 @@ import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from nestflow.core.config import ASPECTS, UNSET
+from nestflow.core.config import ASPECTS, UNSET, Added
 from nestflow.core.limits import limits_problem
 from nestflow.errors import InvalidOptionError
 
@@ -145,8 +145,9 @@ def checked_config(owner: str, **given: Any) -> dict[str, Any]:
     ]
     if problems:
         raise InvalidOptionError(f"Invalid option(s) of {owner}:\n  " + "\n  ".join(problems))
-    if given.get("callbacks", UNSET) is not UNSET:
-        given["callbacks"] = tuple(given["callbacks"] or ())
+    callbacks = given.get("callbacks", UNSET)
+    if callbacks is not UNSET and not isinstance(callbacks, Added):
+        given["callbacks"] = tuple(callbacks or ())
     return given
 
 

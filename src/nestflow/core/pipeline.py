@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Never, overload
 
-from nestflow.core.config import ASPECTS, UNSET
+from nestflow.core.config import ASPECTS, UNSET, Added
 from nestflow.core.contracts import TYPES
 from nestflow.core.gates import Condition, is_private, produced
 from nestflow.core.names import RULE, name_problem
@@ -208,8 +208,14 @@ class Pipeline:
         """A copy with another cache (``None`` disables, ``UNSET`` inherits)."""
         return self._copy(**checked_config(f"pipeline `{self.name}`", cache=cache))
 
-    def with_callbacks(self, callbacks: Sequence[PipelineCallback] | Unset | None) -> Pipeline:
-        """A copy with other callbacks (``[]`` disables, ``UNSET`` inherits)."""
+    def with_callbacks(
+        self, callbacks: Sequence[PipelineCallback] | Unset | None, *, add: bool = False
+    ) -> Pipeline:
+        """A copy with other callbacks (``[]`` disables, ``UNSET`` inherits); with
+        ``add=True``, these callbacks in addition to the ones it inherits."""
+        if add and callbacks not in (UNSET, None):
+            checked_config(f"pipeline `{self.name}`", callbacks=callbacks)
+            return self._copy(callbacks=Added(callbacks))
         return self._copy(**checked_config(f"pipeline `{self.name}`", callbacks=callbacks))
 
     def with_timeout(self, timeout: float | Unset | None) -> Pipeline:

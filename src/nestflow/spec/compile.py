@@ -65,6 +65,8 @@ class Level:
     """Inputs of sub-pipelines given literals (bound), by name: where each was written."""
     workspace: Workspace | None = None
     """The workspace of the workflow's config: the default of its pipeline steps."""
+    global_templates: dict[str, templates.Compiled] = field(default_factory=dict)
+    """``global_vars`` written as templates (over inputs and workflow keys), compiled."""
     broken: set[str] = field(default_factory=set)
     """Steps that failed to compile (their readers are not reported again)."""
     outcomes: dict[str, Path_] = field(default_factory=dict)
@@ -83,7 +85,6 @@ class Level:
 
 REQUIRED: Any = object()
 
-NOT_YET = ("enable_tracing", "trace_metadata", "inherit_context")
 """``config`` keys of SPEC 11.6 this loader reads but cannot apply yet: each is a problem."""
 
 
@@ -110,6 +111,9 @@ class Compiler:
         self.workspace_root = workspace_root
         self._depth_caps: list[int] = [] if max_depth is None else [max_depth]
         """The ``max_depth`` values in force where the compiler is (project, workflows)."""
+        self._inherit: tuple[dict[str, Any], dict[str, Any]] | None = None
+        """The parent's ``global_vars`` and workflow keys, for the next body compiled (a
+        pipeline step with ``inherit_context: true``)."""
         self._unrolled: dict[tuple[Path, int], Pipeline | None] = {}
         """Workflows compiled again for a recursive step, by file and depth."""
         """Where relative ``workspace_dir`` paths lie (``None``: the working directory)."""
@@ -160,8 +164,12 @@ class Compiler:
             input_name: REQUIRED if spec is None or "default" not in spec else spec["default"]
             for input_name, spec in (body.get("inputs") or {}).items()
         }
-        workflow = {"name": name, **(body.get("settings") or {})}
-        level = Level(name, declared, workflow, dict(body.get("global_vars") or {}))
+        inherited_vars, inherited_keys = self._inherit or ({}, {})
+        self._inherit = None  # for this body only, not the ones it refers to
+        workflow = {**inherited_keys, "name": name, **(body.get("settings") or {})}
+        own_vars = dict(body.get("global_vars") or {})
+        level = Level(name, declared, workflow, {**inherited_vars, **own_vars})
+        self._global_templates(level, own_vars, path, marks)
         settings = self.config(body.get("config"), path, marks)
         level.workspace = self._workspace(body, path, marks, None)
         cap = (body.get("config") or {}).get("max_depth")
@@ -206,6 +214,7 @@ class Compiler:
             return None
         try:
             pipeline = Pipeline(nodes, name=name, **settings)
+            pipeline = self._traced(pipeline, body.get("config"), path, marks, level)
             # A declared input no step reads is accepted, and its default is not bound.
             defaults = {
                 k: v for k, v in declared.items() if v is not REQUIRED and k in pipeline.inputs
@@ -503,7 +512,7 @@ class Compiler:
         self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
     ) -> Any:
         name = str(step["name"])
-        inner = self._sub_pipeline(step, path, marks, base)
+        inner = self._sub_pipeline(step, path, marks, base, level)
         if inner is None:
             return None
         adapted = self._adapted(inner, step, path, marks, level)
@@ -541,7 +550,7 @@ class Compiler:
                 return None
             inner = self._pipeline(_members([made]), name, path, marks)
         else:
-            inner = self._sub_pipeline(step, path, marks, base)
+            inner = self._sub_pipeline(step, path, marks, base, level)
             if inner is not None and self._clash(variables, [inner], step, path, marks):
                 return None
         if inner is None:
@@ -632,6 +641,7 @@ class Compiler:
         config.setdefault("backend", LocalBackend(node_execution="threaded", max_workers=width))
         try:
             inner = Pipeline(_members(made), name=name, **config)
+            inner = self._traced(inner, step.get("config"), path, marks, level)
         except Exception as exc:
             self.problems.add(marks.at(path), f"{type(exc).__name__}: {exc}")
             return None
@@ -642,6 +652,18 @@ class Compiler:
     # --- pieces -------------------------------------------------------------------------------
 
     def _sub_pipeline(
+        self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
+    ) -> Pipeline | None:
+        """The pipeline a pipeline (or for_each) step runs, compiled with its parent's
+        ``global_vars`` and workflow keys when the step inherits them."""
+        if (step.get("config") or {}).get("inherit_context"):
+            self._inherit = (dict(level.global_vars), dict(level.workflow))
+        try:
+            return self._sub_pipeline_of(step, path, marks, base)
+        finally:
+            self._inherit = None
+
+    def _sub_pipeline_of(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path
     ) -> Pipeline | None:
         if "pipeline_file" in step:
@@ -674,6 +696,12 @@ class Compiler:
                 self.problems.add(Where(file, line, column), message)
             return None
         if isinstance(found, Pipeline):
+            if self._inherit is not None:
+                self.problems.add(
+                    where,
+                    f"`{reference}` is a pipeline registered from Python: it has no templates "
+                    "to give the parent's context to; remove `inherit_context`",
+                )
             return found
         return self._follow(
             Path(found).resolve(), marks.at((*path, "pipeline_ref")), reference, step
@@ -698,6 +726,8 @@ class Compiler:
             return None
         self._chain.append((str(target), where))
         try:
+            if self._inherit is not None:  # compiled with the parent's context: its own copy
+                return self._compiled_again(target, where)
             return self.file(target, where)
         finally:
             self._chain.pop()
@@ -784,7 +814,7 @@ class Compiler:
         """A sub-pipeline as a step uses it: its config applied, literal inputs bound; with
         the step's input mapping (outer name -> inner name), output mapping, and the private
         nodes computing its templated inputs and the values its outputs' paths lead to."""
-        inner = self._configured(inner, step.get("config"), path, marks)
+        inner = self._configured(inner, step.get("config"), path, marks, level)
         mapping, literals, computed = self._sub_inputs(step, path, marks, level, inner)
         if literals:
             inner = inner.bind(**literals)
@@ -804,8 +834,12 @@ class Compiler:
             helpers.append(_extractor(str(step["name"]), extracts, mapped))
         return inner, mapping, outputs, helpers
 
-    def _configured(self, inner: Pipeline, config: Any, path: Path_, marks: Marks) -> Pipeline:
-        """A sub-pipeline with the step's own ``config`` (timeout, retries, backend, cache)."""
+    def _configured(
+        self, inner: Pipeline, config: Any, path: Path_, marks: Marks, level: Level
+    ) -> Pipeline:
+        """A sub-pipeline with the step's own ``config`` (timeout, retries, backend, cache,
+        limits, tracing)."""
+        inner = self._traced(inner, config, path, marks, level)
         settings = self.config(config, path, marks)
         if "timeout" in settings:
             inner = inner.with_timeout(settings["timeout"])
@@ -933,12 +967,6 @@ class Compiler:
         """``Pipeline`` keywords for a workflow (or pipeline step) config block."""
         if not config:
             return {}
-        for key in config:
-            if key in NOT_YET:
-                self.problems.add(
-                    marks.at((*path, "config", key)),
-                    f"`{key}` is not supported by this version of nestflow yet",
-                )
         found: dict[str, Any] = {}
         if "timeout_seconds" in config:
             found["timeout"] = config["timeout_seconds"]
@@ -952,6 +980,53 @@ class Compiler:
         if limits:
             found["limits"] = Limits(**limits)
         return found
+
+    def _global_templates(
+        self, level: Level, own: dict[str, Any], path: Path_, marks: Marks
+    ) -> None:
+        """Compile the ``global_vars`` written as templates: they read inputs and workflow
+        keys (not steps or other global variables) and are rendered where they are read."""
+        scope = Level(level.name, level.inputs, level.workflow, {})
+        for key, value in own.items():
+            where = (*path, "global_vars", key)
+            compiled = self._template(value, where, marks, scope)
+            if compiled is not None and not compiled.is_literal:
+                level.global_templates[key] = compiled
+
+    def _traced(
+        self, pipeline: Pipeline, config: Any, path: Path_, marks: Marks, level: Level
+    ) -> Pipeline:
+        """``pipeline`` with a ``TelemetryCallback`` added to the callbacks it inherits when
+        the config says ``enable_tracing``; ``trace_metadata`` becomes its spans' attributes
+        (rendered when the file loads: its templates read ``workflow`` and ``global_vars``)."""
+        if not config or not config.get("enable_tracing"):
+            if config and "trace_metadata" in config:
+                self.problems.add(
+                    marks.at((*path, "config", "trace_metadata")),
+                    "`trace_metadata` describes the spans of `enable_tracing: true`; set it too",
+                )
+            return pipeline
+        where = (*path, "config", "trace_metadata")
+        constant = Level(level.name, {}, level.workflow, level.global_vars)
+        compiled = self._template(config.get("trace_metadata") or {}, where, marks, constant)
+        if compiled is None:
+            self.problems.add(
+                marks.at(where),
+                "trace_metadata is rendered when the file loads: its templates read "
+                "`workflow` and `global_vars` only",
+                kind="template",
+            )
+            return pipeline
+        _, constants = _readable(level)
+        try:
+            from nestflow.callbacks.telemetry import TelemetryCallback
+
+            attributes = compiled.render(dict(constants), str(level.name))
+            tracing = TelemetryCallback(attributes=attributes)
+        except ImportError as exc:
+            self.problems.add(marks.at((*path, "config", "enable_tracing")), str(exc))
+            return pipeline
+        return pipeline.with_callbacks([tracing], add=True)
 
     def _workspace(
         self, owner: Mapping[str, Any], path: Path_, marks: Marks, level: Level | None
@@ -1193,28 +1268,42 @@ def _reads(compiled: Any, level: Level, where: Path_) -> Reads:
     outcomes: set[str] = set()
     for value in compiled:
         for reference in value.references:
-            root, rest = reference.root, reference.path
-            if root == "inputs" and rest:
-                strict.add(str(rest[0]))
-            elif root in level.loop:
-                strict.add(str(root))
-            elif root == "loop":  # only the fields read: an item's key changes with them only
-                fields = [rest[0]] if rest and rest[0] in LOOP_FIELDS else LOOP_FIELDS
-                strict.update(loop_name(str(f)) for f in fields)
-            elif root == "steps" and rest:
-                step = str(rest[0])
+            if reference.root == "steps" and reference.path:
+                step = str(reference.path[0])
                 published = level.steps.get(step, ())
-                if rest[1:2] in (("status",), ("error",)):
+                if reference.path[1:2] in (("status",), ("error",)):
                     outcomes.add(step)
                 elif reference.guarded:
                     guarded.update(published)
                     outcomes.add(step)
                 else:
                     strict.update(published)
+            else:
+                strict.update(_names_read(reference, level))
     for step in sorted(outcomes):
         level.outcomes.setdefault(step, where)
     names = strict | guarded | {outcome_name(step) for step in outcomes}
     return Reads(names, guarded - strict, outcomes)
+
+
+def _names_read(reference: templates.Reference, level: Level) -> list[str]:
+    """The value names a reference to anything but a step reads."""
+    root, rest = reference.root, reference.path
+    if root == "inputs" and rest:
+        return [str(rest[0])]
+    if root in level.loop:
+        return [str(root)]
+    if root == "global_vars" and rest and str(rest[0]) in level.global_templates:
+        inner = level.global_templates[str(rest[0])].references
+        return [str(r.path[0]) for r in inner if r.root == "inputs" and r.path]
+    if root == "loop":  # only the fields read: an item's key changes with them only
+        fields = [rest[0]] if rest and rest[0] in LOOP_FIELDS else LOOP_FIELDS
+        return [loop_name(str(f)) for f in fields]
+    return []
+
+
+GLOBAL_TEMPLATES = private_name("global_vars")
+"""Where ``_readable`` hands the templated ``global_vars`` to ``_context``."""
 
 
 def _readable(level: Level) -> tuple[dict[str, tuple[tuple[str, ...], str]], dict[str, Any]]:
@@ -1222,6 +1311,8 @@ def _readable(level: Level) -> tuple[dict[str, tuple[tuple[str, ...], str]], dic
     published names and outcome name, and the workflow's constants."""
     steps = {step: (published, outcome_name(step)) for step, published in level.steps.items()}
     constants = {"workflow": dict(level.workflow), "global_vars": dict(level.global_vars)}
+    if level.global_templates:
+        constants[GLOBAL_TEMPLATES] = dict(level.global_templates)
     return steps, constants
 
 
@@ -1233,6 +1324,14 @@ def _context(
     """What templates read at run time, from the values wired in: a step's state has its
     ``status`` and ``error`` when its outcome is wired, and its result when it succeeded."""
     context: dict[str, Any] = {**constants, "inputs": dict(values)}
+    templated = context.pop(GLOBAL_TEMPLATES, None)
+    if templated:  # global_vars written as templates over inputs and workflow keys
+        context["global_vars"] = {
+            **context["global_vars"],
+            **{
+                key: value.render(context, f"global_vars.{key}") for key, value in templated.items()
+            },
+        }
     context.update(values)  # loop variables are read by their own name
     place = {f: values[n] for f, n in _LOOP_NAMES if n in values}
     if place:
