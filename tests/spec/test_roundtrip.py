@@ -485,3 +485,22 @@ def test_a_file_the_loader_would_refuse_is_refused(
     message = raised(review(steps))
     assert "this version cannot load" in message
     assert "`count` steps are not read yet" in message
+
+
+def test_limits_and_workspaces_are_written_and_python_conditions_are_refused(
+    steps: Any, tmp_path: Path
+) -> None:
+    from nestflow import Limits, Workspace
+
+    inner = Pipeline([steps.double], name="inner")
+    step = inner.as_node(name="inner", workspace=Workspace(str(tmp_path / "${step.name}")))
+    limited = Pipeline([step], name="outer", limits=Limits(max_total_steps=7, max_depth=4))
+    loaded = Pipeline.from_yaml(limited.to_yaml())
+    assert loaded.config["limits"].max_total_steps == 7
+    assert loaded.config["limits"].max_depth == 4
+    (member,) = loaded.nodes
+    assert member.workspace == Workspace(str(tmp_path / "${step.name}"))
+
+    gated = Pipeline([steps.double.with_options(when="go")], name="gated")
+    with pytest.raises(NotSerializableError, match="condition"):
+        gated.to_yaml()

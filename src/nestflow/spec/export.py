@@ -24,13 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from nestflow.core.config import UNSET
+from nestflow.core.limits import Limits
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node
 from nestflow.errors import NotSerializableError, SpecValidationError
 from nestflow.registry import Registry
+from nestflow.spec.compile import LIMIT_KEYS
 from nestflow.spec.forms import (
     PLAIN_SETTINGS,
     SETTINGS,
+    gate_problems,
     json_problem,
     pipeline_config,
     step_config,
@@ -152,6 +156,8 @@ class _Writer:
         return self.pipeline_step(member, place, producers)
 
     def function_step(self, node: Node, place: Place, producers: Producers) -> dict[str, Any]:
+        for problem in gate_problems(node):
+            self.problem("node", place, problem)
         node_id = place[-1]
         step: dict[str, Any] = {"name": node_id, "type": "function"}
         named = self.function(node, place)
@@ -194,6 +200,8 @@ class _Writer:
     def pipeline_step(
         self, member: PipelineNode, place: Place, producers: Producers
     ) -> dict[str, Any]:
+        for problem in gate_problems(member):
+            self.problem("node", place, problem)
         step: dict[str, Any] = {"name": place[-1]}
         if member.map_over:
             step.update(type="for_each", **_loops(member, producers))
@@ -217,8 +225,17 @@ class _Writer:
         outputs = self.outputs(member, place)
         if outputs is not None:
             step["outputs"] = outputs
+        config: dict[str, Any] = {}
         if member.on_error == "continue":
-            step["config"] = {"continue_on_error": True}
+            config["continue_on_error"] = True
+        if member.workspace is not None:
+            # Python takes a relative path from the working directory, a workflow file from
+            # the project's workspace root: written out whole, it means the same place.
+            config["workspace_dir"] = str(Path.cwd() / member.workspace.path)
+            config["cleanup_on_success"] = member.workspace.cleanup_on_success
+            config["cleanup_on_error"] = member.workspace.cleanup_on_error
+        if config:
+            step["config"] = config
         step["pipeline"] = self.body(member.pipeline, place)
         return step
 
@@ -352,6 +369,11 @@ def _check_loads_back(pipeline: Pipeline, text: str) -> None:
         raise _error(
             pipeline, "would be written as a workflow file this version cannot load", problems
         ) from exc
+    # The loader starts a workflow from the project's limits: compared here is what the
+    # file itself writes.
+    written = yaml.safe_load(text)["workflow"].get("config") or {}
+    own = {key: written[key] for key in LIMIT_KEYS if key in written}
+    loaded = loaded.with_limits(Limits(**own) if own else UNSET)
     differences = _differences(pipeline, loaded, (pipeline.name,))
     if differences:
         raise _error(

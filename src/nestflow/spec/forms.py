@@ -180,7 +180,29 @@ def pipeline_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], list[str
             block[key] = form(value)
         except NoForm as exc:
             problems.append(str(exc))
+    limits = config.get("limits", UNSET)
+    if limits is not UNSET:
+        for field in ("max_total_steps", "max_depth", "memory_limit_mb", "memory_warning_mb"):
+            value = getattr(limits, field)
+            if value is not UNSET:  # null lifts an inherited limit
+                block[field] = value
     return block, problems
+
+
+def gate_problems(member: Any) -> list[str]:
+    """Why a node's ``when``, ``outcome`` or ``tolerates`` (set in Python) has no form."""
+    problems = []
+    if getattr(member, "when", None) is not None:
+        problems.append(
+            "when= is a Python condition, which a workflow file cannot hold: write the step's "
+            "`condition:` in the file instead"
+        )
+    if getattr(member, "outcome", None) is not None or bool(getattr(member, "tolerates", None)):
+        problems.append(
+            "outcome= and tolerates= wire a node's outcome in Python; a workflow file reads "
+            "`steps.<s>.status` / `.error` and `| default(...)` instead"
+        )
+    return problems
 
 
 def json_problem(value: Any) -> str | None:
