@@ -39,7 +39,16 @@ from contract_kit import (
     total,
 )
 
-from nestflow import LocalBackend, MapInputError, Node, NodeTimeoutError, Pipeline, node
+from nestflow import (
+    Limits,
+    LocalBackend,
+    MapInputError,
+    Node,
+    NodeTimeoutError,
+    Pipeline,
+    StepLimitError,
+    node,
+)
 from nestflow.core.gates import Condition
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -1019,6 +1028,36 @@ def condition_nested(ws: Workspace) -> Pipeline:
         [inner.as_node(when="go", outcome="inner_outcome"), alt.with_inputs({"value": "x"})],
         name="outer",
     )
+
+
+# --- run guards ---------------------------------------------------------------------------------
+
+STEP_LIMIT_MESSAGE = (
+    "The run reached its limit of 2 node executions (max_total_steps): node `limited > shift` "
+    "would be execution 3. Raise the limit (Limits(max_total_steps=...), or max_total_steps: "
+    "in the workflow's config), or run on fewer items."
+)
+
+
+@scenario(
+    run({"x": 1}),
+    outcomes=[raises(StepLimitError, STEP_LIMIT_MESSAGE)],
+    statuses={"inc": "executed", "double": "executed"},
+    absent=frozenset({"shift"}),
+    run_status="failed",
+)
+def step_limit_chain(ws: Workspace) -> Pipeline:
+    """The execution that would pass max_total_steps is not started, in every driver."""
+    return Pipeline(chain(ws.log), name="limited", limits=Limits(max_total_steps=2))
+
+
+@scenario(
+    run({"x": 1}),
+    outcomes=[gives({"a": 2, "b": 4, "c": 14})],
+)
+def step_limit_not_reached(ws: Workspace) -> Pipeline:
+    """A run within its limit is counted and otherwise unchanged."""
+    return Pipeline(chain(ws.log), name="limited", limits=Limits(max_total_steps=3))
 
 
 # --- failures ----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ SUBSET = [
     "continue_root_map",
     "outcome_fallback",
     "condition_nested",
+    "step_limit_chain",
 ]
 
 
