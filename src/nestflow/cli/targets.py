@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nestflow.cli.problems import InvalidCall
+from nestflow.core.gates import is_private
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.pipeline import Pipeline
 from nestflow.errors import SpecError, SpecValidationError
@@ -52,7 +53,9 @@ def put_current_directory_first() -> None:
 def shape(pipeline: Pipeline, depth: int = 0) -> tuple[int, int]:
     """(function nodes across all levels, deepest nesting level; the root is level 0)."""
     steps, deepest = 0, depth
-    for member in pipeline.nodes:
+    for node_id, member in zip(pipeline.node_ids, pipeline.nodes, strict=True):
+        if is_private(node_id):  # a front end's own wiring, not a step of the user's
+            continue
         if isinstance(member, PipelineNode):
             inner, reached = shape(member.pipeline, depth + 1)
             steps, deepest = steps + inner, max(deepest, reached)
