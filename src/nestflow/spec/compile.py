@@ -111,6 +111,9 @@ class Compiler:
         self.workspace_root = workspace_root
         self._depth_caps: list[int] = [] if max_depth is None else [max_depth]
         """The ``max_depth`` values in force where the compiler is (project, workflows)."""
+        self._bases: dict[str, tuple[Any, Node]] = {}
+        """The node made of each function named by a step, by reference: a function is
+        analysed once per load (each step renames and rewires its own copy)."""
         self._inherit: tuple[dict[str, Any], dict[str, Any]] | None = None
         """The parent's ``global_vars`` and workflow keys, for the next body compiled (a
         pipeline step with ``inherit_context: true``)."""
@@ -422,8 +425,12 @@ class Compiler:
                 kind="import",
             )
             return None
+        found = self._bases.get(str(step["function"]))
+        if found is not None and found[0] is target:  # analysed once per load
+            return found[1]
         try:
             made: Node = node(target, output_name=str(step["name"]))
+            self._bases[str(step["function"])] = (target, made)
             return made
         except Exception as exc:  # nestflow's own explanation of why it cannot be a node
             self.problems.add(where, f"{type(exc).__name__}: {exc}", kind="import")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import threading
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -159,17 +160,59 @@ def _find(directory: Path) -> _Found | None:
 _TOML_PLACE = re.compile(r"\(at line (\d+), column (\d+)\)$")
 
 
-def _parse(path: Path) -> dict[str, Any]:
+class _ParsedFiles:
+    """The parsed TOML of the project files read last, so a load does not parse them again.
+
+    Every load still reads each file's bytes (a few microseconds) and reuses a parse only
+    when they are exactly the bytes it was made from: an edit is always seen, even one
+    that keeps the file's size and modification time (timestamps are coarser than quick
+    successive writes). A file that does not parse is not kept. At most ``size`` files are
+    kept, the least recently used dropped first; a parse is shared between loads, so
+    nothing here may change it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._kept: dict[Path, tuple[bytes, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def parse(self, path: Path) -> dict[str, Any]:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise _invalid([(str(path), 0, 0, f"cannot be read: {exc}")]) from None
+        with self._lock:
+            kept = self._kept.pop(path, None)
+            if kept is not None and kept[0] == data:
+                self._kept[path] = kept  # now the most recently used
+                return kept[1]
+        parsed = _parse_bytes(path, data)
+        with self._lock:
+            self._kept[path] = (data, parsed)
+            while len(self._kept) > self._size:
+                del self._kept[next(iter(self._kept))]
+        return parsed
+
+
+def _parse_bytes(path: Path, data: bytes) -> dict[str, Any]:
     try:
-        with path.open("rb") as stream:
-            return tomllib.load(stream)
+        return tomllib.loads(data.decode())
     except tomllib.TOMLDecodeError as exc:
         place = _TOML_PLACE.search(str(exc))
         line, column = (int(place[1]), int(place[2])) if place else (0, 0)
         message = f"not valid TOML: {exc}; fix the syntax so nestflow can read its settings"
         raise _invalid([(str(path), line, column, message)]) from None
-    except OSError as exc:
-        raise _invalid([(str(path), 0, 0, f"cannot be read: {exc}")]) from None
+    except UnicodeDecodeError as exc:
+        message = f"not valid TOML: the file is not UTF-8 text ({exc})"
+        raise _invalid([(str(path), 0, 0, message)]) from None
+
+
+_PARSED: Final = _ParsedFiles(size=32)
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    """The TOML of ``path`` (shared: read it, never change it)."""
+    return _PARSED.parse(path)
 
 
 def _table(path: Path, value: object) -> Mapping[str, Any]:

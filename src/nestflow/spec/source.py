@@ -9,9 +9,10 @@ string never interpreted as a template.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -67,11 +68,40 @@ class SourceError(Exception):
 
 
 _COLLECTIONS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_SCALAR_NAMES = ("bool", "int", "float", "binary", "timestamp")
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """The safe loader (libyaml's when PyYAML was built with it: ten times faster on a
-    100-step file); ``!raw`` is its only addition."""
+    100-step file); ``!raw`` is its only addition.
+
+    The tag of each plain scalar is resolved as PyYAML's resolver does, remembered by text
+    for the document: a workflow repeats its keys (``name``, ``type``, ``inputs``) in every
+    step, and each resolution tries the YAML 1.1 patterns its first character may start.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._plain_tags: dict[str, str] = {}
+
+    def resolve(self, kind: type[yaml.Node], value: str, implicit: tuple[bool, bool]) -> str:
+        resolvers = self.yaml_implicit_resolvers
+        if (
+            kind is not yaml.ScalarNode
+            or not implicit[0]
+            or self.yaml_path_resolvers
+            or None in resolvers
+        ):
+            return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        tag = self._plain_tags.get(value)
+        if tag is None:  # BaseResolver.resolve for a plain scalar without path resolvers
+            tag = self.DEFAULT_SCALAR_TAG
+            for candidate, pattern in resolvers.get(value[:1], ()):
+                if pattern.match(value):
+                    tag = candidate
+                    break
+            self._plain_tags[value] = tag
+        return tag
 
 
 def read(text: str, file: str) -> tuple[Any, Marks]:
@@ -94,45 +124,97 @@ def read(text: str, file: str) -> tuple[Any, Marks]:
         loader.dispose()
 
 
+_STR: Final = "tag:yaml.org,2002:str"
+_NULL: Final = "tag:yaml.org,2002:null"
+_SCALARS: Final[Mapping[str, Callable[[Any, yaml.Node], Any]]] = {
+    tag: _Loader.yaml_constructors[tag]
+    for tag in (f"tag:yaml.org,2002:{name}" for name in _SCALAR_NAMES)
+}
+"""The safe loader's constructors of the other standard scalar tags: plain functions of a
+node (the collection constructors are generators, and stay with ``construct_object``)."""
+
+
 class _Reader:
-    """Turns composed nodes into data, noting each value's place."""
+    """Turns composed nodes into data, noting each value's place.
+
+    The values are those ``yaml.safe_load`` gives: the composer has already resolved each
+    plain scalar's tag (YAML 1.1: ``yes`` is a bool, ``017`` an octal int, ``1:30`` a
+    base-60 int), so a string is its node's text and ``null`` is ``None`` without asking
+    PyYAML's ``construct_object``; the other standard scalar tags call the safe loader's
+    own constructors directly, and anything else goes through ``construct_object``.
+    """
 
     def __init__(self, loader: _Loader, marks: Marks) -> None:
         self.loader = loader
         self.marks = marks
+        self._at = marks._at
+        self._open: set[int] = set()
+        """The collection nodes being read, to refuse an alias inside its own value."""
 
     def _where(self, node: yaml.Node) -> Where:
         return Where(self.marks.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def value(self, node: yaml.Node, path: tuple[Key, ...]) -> Any:
-        self.marks.note(path, node)
-        if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTIONS:
+        mark = node.start_mark
+        self._at[path] = (mark.line + 1, mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if node.tag not in _COLLECTIONS:
             raise SourceError(
                 self._where(node),
                 f"the tag {node.tag} is not read here: nestflow reads plain YAML values and "
                 "the !raw tag (a string kept as written) only",
             )
-        if isinstance(node, yaml.MappingNode):
-            found: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise SourceError(self._where(key_node), "a mapping key must be a plain value")
-                key = self.scalar(key_node)
-                if key in found:
-                    raise SourceError(self._where(key_node), f"the key `{key}` is given twice")
-                found[key] = self.value(value_node, (*path, key))
-            return found
-        if isinstance(node, yaml.SequenceNode):
-            return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.scalar(node)
-
-    def scalar(self, node: yaml.Node) -> Any:
-        if node.tag == "!raw":
-            return Raw(node.value)
-        if node.tag not in self.loader.yaml_constructors:  # !!python/... and custom tags
+        if id(node) in self._open:
             raise SourceError(
                 self._where(node),
-                f"the tag {node.tag} is not read here: nestflow reads plain YAML values and "
+                "an alias refers to the value that holds it: a value cannot contain itself",
+            )
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+            return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
+        finally:
+            self._open.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, path: tuple[Key, ...]) -> dict[Any, Any]:
+        found: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SourceError(self._where(key_node), "a mapping key must be a plain value")
+            key = key_node.value if key_node.tag == _STR else self.scalar(key_node)
+            if key in found:
+                raise SourceError(self._where(key_node), f"the key `{key}` is given twice")
+            if value_node.tag == _STR and isinstance(value_node, yaml.ScalarNode):
+                mark = value_node.start_mark  # the most common value, read in line
+                self._at[(*path, key)] = (mark.line + 1, mark.column + 1)
+                found[key] = value_node.value
+            else:
+                found[key] = self.value(value_node, (*path, key))
+        return found
+
+    def scalar(self, node: yaml.Node) -> Any:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag == _NULL:
+            return None
+        if tag == "!raw":
+            return Raw(node.value)
+        construct = _SCALARS.get(tag)
+        if construct is not None:
+            try:
+                return construct(self.loader, node)
+            except yaml.YAMLError as exc:
+                raise SourceError(self._where(node), f"not a valid value: {exc}") from None
+            except (ValueError, LookupError, AttributeError):  # `!!int abc` and such
+                message = f"not a valid value: `{node.value}` cannot be read as {tag}"
+                raise SourceError(self._where(node), message) from None
+        if tag not in self.loader.yaml_constructors:  # !!python/... and custom tags
+            raise SourceError(
+                self._where(node),
+                f"the tag {tag} is not read here: nestflow reads plain YAML values and "
                 "the !raw tag (a string kept as written) only",
             )
         try:
