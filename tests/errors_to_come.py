@@ -1,6 +1,6 @@
 """Errors of features nestflow does not have yet (YAML workflows, the HTTP service, run
-guards, the chain builder): defined in ``nestflow.errors``, raised by no module, so not
-exported. When a feature lands, its errors move from here to ``__all__``."""
+guards): defined in ``nestflow.errors``, raised by no module, so not exported. When a
+feature lands, its errors move from here to ``__all__``."""
 
 NOT_RAISED_YET = frozenset(
     {
@@ -8,7 +8,6 @@ NOT_RAISED_YET = frozenset(
         "AuthorizationError",
         "CallCycleError",
         "CallDepthError",
-        "ChainError",
         "ContractError",
         "ReplayError",
         "ServiceError",

@@ -15,6 +15,7 @@ from nestflow.callbacks.logs import LoggingCallback
 from nestflow.callbacks.progress import ProgressCallback
 from nestflow.callbacks.recorder import RunRecorder
 from nestflow.callbacks.telemetry import TelemetryCallback
+from nestflow.chain import Chain, step
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.gates import Condition
 from nestflow.core.limits import Limits
@@ -33,6 +34,7 @@ from nestflow.errors import (
     CacheStoreError,
     CacheWarning,
     CallbackWarning,
+    ChainError,
     CircularDependencyError,
     CycleError,
     DefinitionError,
@@ -82,6 +84,8 @@ __all__ = [
     "CallbackContext",
     "CallbackWarning",
     "Capture",
+    "Chain",
+    "ChainError",
     "CircularDependencyError",
     "Condition",
     "CycleError",
@@ -141,6 +145,7 @@ __all__ = [
     "load_yaml",
     "node",
     "register_fingerprint",
+    "step",
     "workspace",
 ]
 
