@@ -46,6 +46,10 @@ class GraphvizStyle:
     font_size: str = "11"
 
 
+NOWHERE = ""
+"""Where a value made by a hidden node that reads nothing comes from: drawn as no edge."""
+
+
 def graphviz_module() -> Any:
     """The ``graphviz`` package, or an ImportError with the install command."""
     try:
@@ -95,7 +99,7 @@ class _Drawing:
             if is_private(node_id):  # a front end's wiring: its inputs stand for its outputs
                 hidden = [available.get(n) or self.input_box(n, member) for n in member.inputs]
                 for out in produced(member):
-                    available[out] = hidden[0] if hidden else self.input_box(out, member)
+                    available[out] = hidden[0] if hidden else NOWHERE
                 continue
             if isinstance(member, PipelineNode) and self._expands(path):
                 available.update(self._expanded(graph, member, (*path, node_id), available))
@@ -125,7 +129,11 @@ class _Drawing:
                 dot_id, label, shape="box", style="rounded,filled", fillcolor=style.function_color
             )
         for name in member.inputs:
-            source = available.get(name) or self.input_box(name, member)
+            source = available.get(name)
+            if source == NOWHERE:  # made by a hidden node that reads nothing: no edge
+                continue
+            if source is None:
+                source = self.input_box(name, member)
             edge = {"label": name.lstrip(".")} if not source.startswith("input ") else {}
             self.graph.edge(source, dot_id, **edge)
         for out in produced(member):
@@ -139,7 +147,7 @@ class _Drawing:
             inner_sources[inner] = available.get(outer) or self.input_box(outer, member)
         label = f"{member.name} [pipeline {member.pipeline.name}]"
         if member.map_over:
-            label += f" · maps over {', '.join(member.map_over)}"
+            label += f" · maps over {', '.join(n.lstrip('.') for n in member.map_over)}"
         if self.options.show_config:
             label += f"\n[{config_labels(effective_config(self.root, path))}]"
         if self.options.flatten:
@@ -199,7 +207,7 @@ def _node_label(member: Any, show_types: bool) -> str:
     if isinstance(member, PipelineNode):
         label = f"{member.name}\n[pipeline {member.pipeline.name}]"
         if member.map_over:
-            label += f"\nmaps over {', '.join(member.map_over)}"
+            label += f"\nmaps over {', '.join(n.lstrip('.') for n in member.map_over)}"
         return label + "\n→ " + ", ".join(member.outputs)
     kind = _annotation(inspect.signature(member.func).return_annotation) if show_types else ""
     outs = ", ".join(member.outputs)

@@ -51,7 +51,7 @@ def _level(
         if isinstance(member, PipelineNode):
             line += f"  · pipeline {member.pipeline.name}"
             if member.map_over:
-                line += f" · maps over {', '.join(member.map_over)}"
+                line += f" · maps over {', '.join(n.lstrip('.') for n in member.map_over)}"
             if show_config:
                 line += f" [{config_labels(effective_config(root, (*path, node_id)))}]"
         lines.append(line)
