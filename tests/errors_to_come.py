@@ -8,7 +8,6 @@ NOT_RAISED_YET = frozenset(
         "AuthorizationError",
         "CallCycleError",
         "CallDepthError",
-        "ContractError",
         "ReplayError",
         "ServiceError",
         "SignatureError",
