@@ -13,7 +13,8 @@ DEV_STAMP := $(VENV)/.dev-installed
 # Run apt-get as root directly, otherwise through sudo when there is one.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
 
-.PHONY: demo test check bench lint format typecheck imports clean system-deps graphviz redis-server
+.PHONY: demo test check bench lint format typecheck imports clean system-deps graphviz redis-server \
+	postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +29,8 @@ $(DEV_STAMP): pyproject.toml Makefile | $(BIN)/python
 	touch $@
 
 # Debian packages: graphviz's `dot` renders pipeline pictures (the demo draws one); the
-# RedisCache tests start a real redis-server.
+# RedisCache tests start a real redis-server; the service store tests start a real PostgreSQL
+# with initdb and pg_ctl, which Debian keeps in /usr/lib/postgresql/<version>/bin.
 graphviz:
 	@command -v dot >/dev/null 2>&1 || { \
 		echo "Installing graphviz with apt-get"; \
@@ -41,7 +43,13 @@ redis-server:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
-system-deps: graphviz redis-server
+postgresql:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "Installing postgresql with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+system-deps: graphviz redis-server postgresql
 
 demo: $(DEMO_STAMP) graphviz
 	$(BIN)/python examples/retrieval.py
