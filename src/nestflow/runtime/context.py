@@ -10,7 +10,6 @@ children): nestflow never draws from, or reseeds, the user's ``random``.
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 import threading
@@ -101,8 +100,9 @@ class RunState:
         """Caches this run looks up in, each asked once whether it was cleared elsewhere."""
         self.sessions: list[Any] | None = None
         self.warned: set[str] | None = None
-        self.step_count = itertools.count(1)
-        """Numbers node executions counted against ``max_total_steps`` (``runtime.guard``)."""
+        self.step_count: Any = None
+        """Numbers node executions counted against ``max_total_steps`` (an
+        ``itertools.count`` made by ``runtime.guard`` when a run first counts)."""
         self.steps_taken = 0
         """The last number taken from ``step_count``."""
         self.memory: Any = None

@@ -108,7 +108,7 @@ def run_plain_tree(level: Level, chain: tuple[NestedStep, ...], values: dict[str
     records are read; a failure makes the failing one)."""
     pending = level.run.report.pending
     entered = chain[-1].child
-    depth_limit = entered.config.limits.value("max_depth")
+    depth_limit = entered.depth_limit
     if depth_limit is not None:
         hierarchy = (*level.hierarchy, *(n.child.plan.name for n in chain[:-1]))
         guard.entering(level.depth + len(chain), hierarchy, entered.plan.name, depth_limit)

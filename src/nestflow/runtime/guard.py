@@ -8,6 +8,7 @@ starts. What a guard finds stops the run: a ``GuardError`` is never continued pa
 
 from __future__ import annotations
 
+import itertools
 import threading
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -23,9 +24,20 @@ SAMPLE_EVERY_S = 1.0
 """How often the memory of a run is sampled while a node runs."""
 
 
+def counter_of(run: RunState) -> Any:
+    """The run's execution counter, made at its first use."""
+    found = run.step_count
+    if found is None:
+        with _MAKING:
+            found = run.step_count
+            if found is None:
+                found = run.step_count = itertools.count(run.steps_taken + 1)
+    return found
+
+
 def take(run: RunState) -> int:
     """Count one more execution of ``run``; its number in the run."""
-    number: int = next(run.step_count)  # atomic: threads of one run share the count
+    number: int = next(counter_of(run))  # atomic: threads of one run share the count
     run.steps_taken = number
     return number
 
@@ -33,7 +45,7 @@ def take(run: RunState) -> int:
 def room(run: RunState, wanted: int, limit: int) -> int:
     """Count up to ``wanted`` executions of ``run`` without passing ``limit``; how many were
     (each number is taken once, so threads sharing the count never both get one)."""
-    counter = run.step_count
+    counter = counter_of(run)
     for done in range(wanted):
         number: int = next(counter)
         run.steps_taken = number
@@ -44,7 +56,7 @@ def room(run: RunState, wanted: int, limit: int) -> int:
 
 def add(run: RunState, executions: int) -> None:
     """Count what a map item run elsewhere executed."""
-    counter = run.step_count
+    counter = counter_of(run)
     for _ in range(executions):
         run.steps_taken = next(counter)
 

@@ -10,7 +10,6 @@ before it delivers the item's result.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sys
 import threading
 import traceback
@@ -177,8 +176,7 @@ class ItemRun:
         state.codes = self.shared.codes
         where = self.location
         state.run_id, state.trace_id = where.run_id, where.trace_id
-        if where.steps_taken:
-            state.step_count = itertools.count(where.steps_taken + 1)
+        state.steps_taken = where.steps_taken  # the count goes on from there
         level = Level.at(
             state,
             compiled(plan_for(self.pipeline, self.outputs), self.config, relay=self.relay),

@@ -62,6 +62,7 @@ class Compiled:
         "cache_label",
         "caches",
         "config",
+        "depth_limit",
         "flat",
         "handlers",
         "hooks",
@@ -101,6 +102,8 @@ class Compiled:
         """``(callback, bound hook)`` per implemented hook, in list order."""
         self.signatures: dict[Any, list[str]] = {}
         """A plain run's signatures per (code fingerprints, input representations)."""
+        self.depth_limit: int | None = config.limits.value("max_depth")
+        """The deepest level this one may be at (``Limits.max_depth``), checked on entering."""
         self.backend_label = config.backend.label
         self.cache_label = None if config.cache is None else config.cache.label
         steps: list[NodeStep | NestedStep] = []
@@ -670,7 +673,7 @@ class NestedStep:
 
     def enter(self, level: Level, values: dict[str, Any]) -> tuple[Level, dict[str, Any]]:
         """The child level and its inputs; ``on_nested_pipeline_start`` fired."""
-        limit = self.child.config.limits.value("max_depth")
+        limit = self.child.depth_limit
         if limit is not None and not self._no_items(level, values):
             guard.entering(level.depth + 1, level.hierarchy, self.child.plan.name, limit)
         child = level.child(self.child, entered=self.id, mapped=bool(self.mapped))
