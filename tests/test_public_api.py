@@ -119,7 +119,7 @@ def test_a0_1_all_has_no_duplicates() -> None:
     assert len(nestflow.__all__) == len(set(nestflow.__all__))
 
 
-LAZY = {"load_yaml"}
+LAZY = {"load_yaml", "pipeline_call"}
 """Names the package gives on first use (``__getattr__``), so importing it stays light."""
 
 

@@ -146,6 +146,7 @@ __all__ = [
     "format_error",
     "load_yaml",
     "node",
+    "pipeline_call",
     "register_fingerprint",
     "step",
     "workspace",
@@ -158,4 +159,8 @@ def __getattr__(name: str) -> object:
         from nestflow.spec.loader import load_yaml
 
         return load_yaml
+    if name == "pipeline_call":  # httpx (extra `client`) only when it is used
+        from nestflow.service.call import pipeline_call
+
+        return pipeline_call
     raise AttributeError(f"module 'nestflow' has no attribute {name!r}")

@@ -18,6 +18,10 @@ run beyond its inputs and outputs:
 Names made by a front end for its own wiring start with ``.`` (``private_name``), which no
 user name can; a pipeline never publishes them as outputs, and progress displays and
 pictures leave private nodes out.
+
+The one other name that is not an identifier is the error output a ``pipeline_call`` node
+publishes beside its result (``error_output``: ``summary._error``, SPEC 1.6 and 12.7), so
+that other nodes can read it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,21 @@ def is_private(name: str) -> bool:
     return name.startswith(PRIVATE)
 
 
+ERROR_SUFFIX = "._error"
+"""What ``error_output`` appends to an output name."""
+
+
+def error_output(key: str) -> str:
+    """The output beside ``key`` that says how a remote call failed (``None`` when it did
+    not): ``error_output("summary")`` is ``"summary._error"``."""
+    return key + ERROR_SUFFIX
+
+
+def _error_output_problem(name: str) -> str | None:
+    problem = name_problem(name[: -len(ERROR_SUFFIX)])
+    return None if problem is None else f"`{name}` is not `<name>._error`: {problem}"
+
+
 def _private_problem(name: str) -> str | None:
     parts = name[len(PRIVATE) :].split(".")
     if all(part.isidentifier() for part in parts):
@@ -53,16 +72,22 @@ def _private_problem(name: str) -> str | None:
 
 
 def wired_name_problem(name: object) -> str | None:
-    """``input_name_problem`` for a name a node reads, private names allowed."""
+    """``input_name_problem`` for a name a node reads, private names and error outputs
+    allowed."""
     if isinstance(name, str) and is_private(name):
         return _private_problem(name)
+    if isinstance(name, str) and name.endswith(ERROR_SUFFIX):
+        return _error_output_problem(name)
     return input_name_problem(name)
 
 
 def member_name_problem(name: object) -> str | None:
-    """``name_problem`` for a node id or an output, private names allowed."""
+    """``name_problem`` for a node id or an output, private names and error outputs
+    allowed."""
     if isinstance(name, str) and is_private(name):
         return _private_problem(name)
+    if isinstance(name, str) and name.endswith(ERROR_SUFFIX):
+        return _error_output_problem(name)
     return name_problem(name)
 
 
