@@ -1,0 +1,77 @@
+"""The HTTP service (SPEC 12): registered pipelines behind ``/v1/call/{org}/{pipeline}``.
+
+``create_app(store)`` builds the ASGI app: the call endpoints (``GET`` the contract document,
+``POST`` a synchronous call) and the management API of ``nestflow.service.admin``. The checks
+of a call live in ``gate``, its run in ``runs``; this module only wires them to HTTP. The
+store is read on every request, so changes made by the command line apply to the next one.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from nestflow.service.admin import Admin
+from nestflow.service.gate import Gate, Incoming
+from nestflow.service.refusals import Refusal, error_response
+from nestflow.service.runs import Runner
+from nestflow.service.store import Store
+
+CALL_PATH = "/v1/call/{org}/{pipeline}"
+
+
+def create_app(
+    store: Store,
+    *,
+    public_url: str | None = None,
+    max_call_depth: int = 8,
+    workers: int = 4,
+) -> FastAPI:
+    """The service app over ``store``.
+
+    ``public_url`` prefixes the call URLs that registration returns (default: the URL the
+    request came in on); a request deeper than ``max_call_depth`` is cut with 508; at most
+    ``workers`` runs execute at once, in threads, off the event loop.
+    """
+    gate = Gate(store, max_call_depth)
+    runner = Runner(store, workers)
+    app = FastAPI(title="nestflow service", on_shutdown=[runner.close])
+    app.add_exception_handler(Refusal, _refused)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.include_router(Admin(store, public_url).router())
+
+    @app.get(CALL_PATH)
+    async def contract_document(org: str, pipeline: str, request: Request) -> Response:
+        incoming = await _incoming(org, pipeline, request)
+        return JSONResponse(await run_in_threadpool(gate.document, incoming))
+
+    @app.post(CALL_PATH)
+    async def call(org: str, pipeline: str, request: Request) -> Response:
+        incoming = await _incoming(org, pipeline, request)
+        admission = await run_in_threadpool(gate.admit, incoming)
+        return await runner.answer(admission)
+
+    return app
+
+
+async def _incoming(org: str, pipeline: str, request: Request) -> Incoming:
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    body = await request.body()
+    return Incoming(org, pipeline, request.method, request.url.path, headers, body)
+
+
+def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    return exc.to_response()
+
+
+def _invalid(request: Request, exc: Exception) -> Response:
+    """FastAPI's own validation (a query parameter, a JSON body) in the service's error shape."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    ]
+    message = "The request is malformed: " + "; ".join(problems) + "."
+    return error_response(400, "malformed_request", message, None, {"problems": problems})

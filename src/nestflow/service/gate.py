@@ -1,0 +1,244 @@
+"""The checks a call passes before it runs, in the order of SPEC 12.10.
+
+Route and pipeline (404), token valid for this pipeline (401), holder allowed (403),
+signature when the pipeline is open to other organisations (401), depth (508), body (400) and
+contract (422). A call refused for a known pipeline is recorded in the audit trail with the
+reason; the store is read on every request, so a rotation or a setting changed by another
+process applies to the very next call. Everything here blocks on the store: the app calls it
+from a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from nestflow.errors import ContractError
+from nestflow.service import signing
+from nestflow.service.client import Hop
+from nestflow.service.contract import Contract
+from nestflow.service.refusals import Refusal, bad_token, cross_org_closed, not_found
+from nestflow.service.store import AuditCall, RegisteredPipeline, Store, TokenGrant
+
+DEPTH_HEADER = "x-nestflow-depth"
+CHAIN_HEADER = "x-nestflow-call-chain"
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A request to ``/v1/call/{org}/{pipeline}``: what the checks read, framework-free.
+
+    ``headers`` have lower-case names; ``path`` is the URL path without the query string.
+    """
+
+    org: str
+    pipeline: str
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An accepted call: what to run, with which inputs, and where it stands in the chain."""
+
+    registered: RegisteredPipeline
+    contract: Contract
+    inputs: dict[str, Any]
+    call: AuditCall
+    hop: Hop
+    trace: dict[str, str]
+    """The incoming W3C trace context (``traceparent``, ``tracestate``), continued by the run."""
+
+
+class Gate:
+    """Admits or refuses calls against the store; ``clock`` gives Unix seconds for signatures."""
+
+    def __init__(
+        self, store: Store, max_call_depth: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._max_depth = max_call_depth
+        self._clock = clock
+
+    def document(self, incoming: Incoming) -> dict[str, Any]:
+        """The contract document of ``GET``, once the token (and signature) are accepted."""
+        registered = self._registered(incoming)
+        self._authorised(incoming, registered)
+        return contract_of(registered).to_document()
+
+    def admit(self, incoming: Incoming) -> Admission:
+        """The admission of a ``POST``; raises ``Refusal``, audited for a known pipeline."""
+        registered = self._registered(incoming)
+        call = AuditCall(
+            incoming.org,
+            incoming.pipeline,
+            caller_pipeline=incoming.headers.get("x-nestflow-caller-pipeline"),
+            caller_node=incoming.headers.get("x-nestflow-caller-node"),
+            depth=_lenient_depth(incoming.headers),
+            trace_id=_trace_id(incoming.headers.get("traceparent")),
+        )
+        try:
+            grant = self._authorised(incoming, registered)
+            call = replace(call, caller_org=grant.holder)
+            return self._admitted(incoming, registered, call)
+        except Refusal as refusal:
+            self._store.audit_rejected(call, refusal.reason)
+            raise
+
+    def _registered(self, incoming: Incoming) -> RegisteredPipeline:
+        found = self._store.get_pipeline(incoming.org, incoming.pipeline)
+        if found is None:
+            raise not_found(incoming.org, incoming.pipeline)
+        return found
+
+    def _authorised(self, incoming: Incoming, registered: RegisteredPipeline) -> TokenGrant:
+        org, name = registered.org, registered.name
+        grant = self._grant(incoming.headers.get("authorization", ""))
+        if grant is None or (grant.org, grant.pipeline) != (org, name):
+            raise bad_token(org, name)
+        if grant.holder != org and not registered.allow_cross_org:
+            raise cross_org_closed(org, name, grant.holder)
+        if registered.allow_cross_org:
+            self._check_signature(incoming, grant)
+        return grant
+
+    def _grant(self, authorization: str) -> TokenGrant | None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self._store.lookup_token(token.strip())
+
+    def _check_signature(self, incoming: Incoming, grant: TokenGrant) -> None:
+        if grant.secret is None:
+            raise Refusal(
+                401,
+                "unauthorized",
+                "This pipeline accepts only signed requests, and this token was issued before "
+                "it was opened to other organisations, so it has no signing secret. Rotate the "
+                "token to get one.",
+                reason="signature_no_secret",
+            )
+        verdict = signing.verify(
+            grant.secret,
+            incoming.method,
+            incoming.path,
+            incoming.body,
+            incoming.headers.get(DEPTH_HEADER, "0"),
+            incoming.headers,
+            now=self._clock(),
+            record_nonce=lambda nonce, expires_at: self._store.record_nonce(
+                grant.token_id, nonce, expires_at
+            ),
+        )
+        if not verdict.ok:
+            raise Refusal(
+                401, "unauthorized", verdict.message, reason=f"signature_{verdict.reason}"
+            )
+
+    def _admitted(
+        self, incoming: Incoming, registered: RegisteredPipeline, call: AuditCall
+    ) -> Admission:
+        depth = _strict_depth(incoming.headers)
+        chain = (*_chain(incoming.headers), f"{registered.org}/{registered.name}")
+        if depth > self._max_depth:
+            raise Refusal(
+                508,
+                "depth_exceeded",
+                f"Call depth {depth} exceeds this server's maximum of {self._max_depth}: "
+                f"{' -> '.join(chain)}. Pipelines calling each other in a loop stop here.",
+                reason="depth_exceeded",
+                details={"chain": list(chain)},
+            )
+        contract = contract_of(registered)
+        inputs = _inputs(incoming)
+        problems = contract.input_problems(inputs)
+        if problems:
+            raise Refusal(
+                422,
+                "contract_violation",
+                f"The inputs break the contract of `{registered.name}`: " + "; ".join(problems),
+                reason="contract_violation",
+                details={"problems": problems},
+            )
+        hop = Hop(depth + 1, chain, registered.name)
+        trace = {k: incoming.headers[k] for k in TRACE_HEADERS if k in incoming.headers}
+        return Admission(registered, contract, inputs, call, hop, trace)
+
+
+def contract_of(registered: RegisteredPipeline) -> Contract:
+    """The ``Contract`` of a registered pipeline (the store keeps its ``contract`` section)."""
+    try:
+        return Contract.from_mapping(
+            {
+                "name": registered.name,
+                "source": registered.source,
+                "contract": registered.contract,
+                "allow_cross_org": registered.allow_cross_org,
+            }
+        )
+    except ContractError as exc:  # stored by another version, or edited by hand
+        raise Refusal(500, "invalid_contract", str(exc), reason="invalid_contract") from None
+
+
+def _lenient_depth(headers: Mapping[str, str]) -> int:
+    """The depth for the audit record: 0 when absent or malformed (that is refused later)."""
+    text = headers.get(DEPTH_HEADER, "0").strip()
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
+def _strict_depth(headers: Mapping[str, str]) -> int:
+    text = headers.get(DEPTH_HEADER, "0").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise Refusal(
+            400,
+            "malformed_request",
+            f"X-Nestflow-Depth must be a non-negative integer, got {text!r}; send 0 for a call "
+            "made by a run started locally.",
+            reason="malformed_request",
+        )
+    return int(text)
+
+
+def _chain(headers: Mapping[str, str]) -> tuple[str, ...]:
+    text = headers.get(CHAIN_HEADER, "")
+    return tuple(hop.strip() for hop in text.split(",") if hop.strip())
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+def _inputs(incoming: Incoming) -> dict[str, Any]:
+    try:
+        document = json.loads(incoming.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _malformed(f"The body is not valid JSON ({exc}).") from None
+    if not isinstance(document, dict):
+        raise _malformed(f"The body is a JSON {type(document).__name__}, not an object.")
+    unknown = sorted(set(document) - {"inputs", "mode"})
+    if unknown:
+        raise _malformed(f"Unknown keys in the body: {', '.join(unknown)}.")
+    if document.get("mode", "sync") != "sync" or "text/event-stream" in incoming.headers.get(
+        "accept", ""
+    ):
+        raise _malformed("Streaming calls are not served yet; call without `mode: stream`.")
+    inputs = document.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise _malformed(f'"inputs" is a JSON {type(inputs).__name__}, not an object.')
+    return inputs
+
+
+def _malformed(problem: str) -> Refusal:
+    return Refusal(
+        400,
+        "malformed_request",
+        f'{problem} Send a JSON object such as {{"inputs": {{"name": value}}}}.',
+        reason="malformed_request",
+    )
