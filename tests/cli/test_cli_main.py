@@ -8,7 +8,7 @@ from cli_workspace import Invoke, command, invoker
 
 from nestflow import __version__
 
-COMMANDS = ("cache", "run", "trace", "validate", "visualize")
+COMMANDS = ("cache", "run", "serve", "service", "trace", "validate", "visualize")
 
 
 def test_help_lists_every_command_under_the_name_nestflow(nestflow: Invoke) -> None:

@@ -6,6 +6,8 @@ import click
 
 from nestflow.cli.cache import cache_group
 from nestflow.cli.run import run_command
+from nestflow.cli.serve import serve_command
+from nestflow.cli.service import service_group
 from nestflow.cli.trace import trace_command
 from nestflow.cli.validate import validate_command
 from nestflow.cli.visualize import visualize_command
@@ -29,3 +31,5 @@ main.add_command(validate_command)
 main.add_command(visualize_command)
 main.add_command(trace_command)
 main.add_command(cache_group)
+main.add_command(serve_command)
+main.add_command(service_group)

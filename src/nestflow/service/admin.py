@@ -8,14 +8,16 @@ pool, so the store's blocking I/O and pipeline loading stay off the event loop.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Header, Query, Request
 
 from nestflow.errors import ContractError
+from nestflow.service import registration
 from nestflow.service.contract import Contract
 from nestflow.service.refusals import Refusal
-from nestflow.service.sources import SourceError, content_hash, load_pipeline, resolved
+from nestflow.service.sources import SourceError, resolved
 from nestflow.service.store import Store
 
 Authorization = Annotated[str, Header()]
@@ -51,20 +53,10 @@ class Admin:
         org = self._org(authorization)
         try:
             contract = Contract.from_mapping(body)
-            source = resolved(contract.source)
-            contract.check(load_pipeline(source))
-            digest = content_hash(source)
+            contract = replace(contract, source=resolved(contract.source))
+            registration.register(self._store, org, contract)
         except (ContractError, SourceError) as exc:
             raise Refusal(400, type(exc).__name__, f"{type(exc).__name__}: {exc}") from None
-        section = contract.to_mapping()["contract"]
-        self._store.register_pipeline(
-            org,
-            contract.name,
-            source=source,
-            contract=section,
-            content_hash=digest,
-            allow_cross_org=contract.allow_cross_org,
-        )
         base = self._public_url or str(request.base_url).rstrip("/")
         return {"name": contract.name, "url": f"{base}/v1/call/{org}/{contract.name}"}
 
