@@ -17,8 +17,7 @@ from nestflow.core.gates import is_private
 from nestflow.core.nesting import PipelineNode
 from nestflow.core.pipeline import Pipeline
 from nestflow.errors import SpecError, SpecValidationError
-
-YAML_SUFFIXES = (".yaml", ".yml")
+from nestflow.service.sources import SourceError, is_yaml, load_pipeline
 
 
 @dataclass(frozen=True)
@@ -33,14 +32,12 @@ class Target:
 def load_target(text: str) -> Target:
     """The target ``text`` names; ``InvalidCall`` (exit 2) when it cannot be loaded."""
     put_current_directory_first()
-    if text.endswith(YAML_SUFFIXES) or Path(text).is_file():
+    if is_yaml(text):
         return _from_yaml(Path(text))
-    if ":" in text:
-        return Target(_from_reference(text))
-    raise InvalidCall(
-        f"`{text}` is neither a YAML file nor a `module:attribute` reference; give the path of "
-        "a workflow file (flow.yaml) or a Pipeline object such as `flows:pipeline`."
-    )
+    try:
+        return Target(load_pipeline(text))  # a `module:attribute` reference
+    except SourceError as exc:
+        raise InvalidCall(str(exc)) from None
 
 
 def put_current_directory_first() -> None:
@@ -87,21 +84,3 @@ def _shown(file: str) -> str:
     path = Path(file)
     here = Path.cwd()
     return str(path.relative_to(here)) if path.is_absolute() and path.is_relative_to(here) else file
-
-
-# --- module:attribute ------------------------------------------------------------------------
-
-
-def _from_reference(text: str) -> Pipeline:
-    from nestflow.spec.imports import ReferenceProblem, import_reference
-
-    try:
-        found = import_reference(text)
-    except ReferenceProblem as exc:
-        raise InvalidCall(f"cannot load `{text}`: {exc}.") from None
-    if not isinstance(found, Pipeline):
-        raise InvalidCall(
-            f"`{text}` is an object of type {type(found).__name__}, not a Pipeline; name a "
-            "Pipeline object, or give a YAML workflow file."
-        )
-    return found

@@ -331,14 +331,7 @@ class NodeStep:
             cause = f"`{level.path(self.id)}` was skipped"
         else:
             why = cause
-        outs = self.spec.outs
-        values.update(dict.fromkeys(outs))
-        blocked.update(dict.fromkeys(outs, cause))
-        if self.outcome is not None:
-            values[self.outcome] = gates.skipped()
-        level.run.report.pending.append(
-            (level, self.id, "skipped", 0.0, 1, None, f"skipped: {why}")
-        )
+        _skipped(level, self.id, self.spec.outs, self.outcome, why, cause, values, blocked)
         return True
 
     def lookup(self, level: Level, values: dict[str, Any], batch: Batch | None, item: int) -> str:
@@ -785,13 +778,27 @@ class NestedStep:
                     return True
             why = f"its condition `{self.when.shown}` is false"
             cause = f"`{level.path(self.id)}` was skipped"
-        row = (level, self.id, "skipped", 0.0, 1, None, f"skipped: {why}")
-        level.run.report.pending.append(row)
-        values.update(dict.fromkeys(self.step.outs))
-        blocked.update(dict.fromkeys(self.step.outs, cause))
-        if self.outcome is not None:
-            values[self.outcome] = gates.skipped()
+        _skipped(level, self.id, self.step.outs, self.outcome, why, cause, values, blocked)
         return True
+
+
+def _skipped(
+    level: Level,
+    node_id: str,
+    outs: tuple[str, ...],
+    outcome: str | None,
+    why: str,
+    cause: str,
+    values: dict[str, Any],
+    blocked: Blocked,
+) -> None:
+    """A skipped node or nested node (the one way): recorded with ``why``, its outputs None,
+    their consumers to be skipped for ``cause``, its outcome ``skipped``."""
+    level.run.report.pending.append((level, node_id, "skipped", 0.0, 1, None, f"skipped: {why}"))
+    values.update(dict.fromkeys(outs))
+    blocked.update(dict.fromkeys(outs, cause))
+    if outcome is not None:
+        values[outcome] = gates.skipped()
 
 
 def _holds(level: Level, when: gates.Condition, values: dict[str, Any]) -> bool:

@@ -1,9 +1,9 @@
 """Where a registered pipeline comes from: its source, content hash, and a cache of loaded ones.
 
-A source is a YAML workflow path or a ``module:attribute`` reference, as for the command line.
-(The command line's ``nestflow.cli.targets`` sits above the service layer, so its loader is
-not imported here; this one follows the same two rules.) Loading a pipeline is slow (YAML
-compilation, imports), so the server loads each registered source once per content hash.
+A source is a YAML workflow path or a ``module:attribute`` reference. These are the rules of
+the command line's targets too: ``nestflow.cli.targets`` calls ``is_yaml`` and
+``load_pipeline`` here. Loading a pipeline is slow (YAML compilation, imports), so the server
+loads each registered source once per content hash.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ class SourceError(ValueError):
 
 def resolved(source: str) -> str:
     """``source`` with a relative YAML path made absolute (against the working directory)."""
-    if _is_yaml(source):
+    if is_yaml(source):
         return str(Path(source).resolve())
     return source
 
 
 def content_hash(source: str) -> str:
     """``sha256:<hex>`` of a YAML file's bytes, or of a ``module:attribute`` reference."""
-    if _is_yaml(source):
+    if is_yaml(source):
         try:
             data = Path(source).read_bytes()
         except OSError as exc:
@@ -44,7 +44,7 @@ def content_hash(source: str) -> str:
 
 def load_pipeline(source: str) -> Pipeline:
     """The pipeline ``source`` names; ``SourceError`` when it cannot be loaded."""
-    if _is_yaml(source):
+    if is_yaml(source):
         from nestflow.spec.loader import load_with_files
 
         try:
@@ -74,7 +74,8 @@ def _from_reference(source: str) -> Pipeline:
     return found
 
 
-def _is_yaml(source: str) -> bool:
+def is_yaml(source: str) -> bool:
+    """Whether ``source`` names a workflow file (by its suffix, or an existing file)."""
     return source.endswith(YAML_SUFFIXES) or Path(source).is_file()
 
 
