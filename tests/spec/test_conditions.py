@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -91,19 +90,12 @@ workflow:
 
 
 @pytest.fixture
-def flows(tmp_path: Path) -> Iterator[tuple[Path, object]]:
+def flows(tmp_path: Path, step_module: Callable[[str, str], str]) -> tuple[Path, object]:
     """A folder with the module of step functions (importable) and the three workflows."""
-    name = f"condsteps_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(MODULE)
+    name = step_module("condsteps", MODULE)
     for file, text in (("primary", PRIMARY), ("fallback", FALLBACK), ("main", MAIN)):
         (tmp_path / f"{file}.yaml").write_text(text.replace("MOD", name))
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = __import__(name)
-        yield tmp_path, module
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(name, None)
+    return tmp_path, __import__(name)
 
 
 def write(folder: Path, name: str, module: object, text: str) -> Path:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,17 +52,11 @@ EXPORTER = _exporter()
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Iterator[Path]:
-    name = f"ctxsteps_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(MODULE)
+def folder(tmp_path: Path, step_module: Callable[[str, str], str]) -> Path:
+    name = step_module("ctxsteps", MODULE)
     (tmp_path / "child.yaml").write_text(textwrap.dedent(CHILD).lstrip().replace("MOD", name))
-    sys.path.insert(0, str(tmp_path))
     EXPORTER.clear()
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(name, None)
+    return tmp_path
 
 
 def write(folder: Path, text: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import textwrap
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,15 +25,9 @@ def square(n: int) -> int:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Iterator[Path]:
-    name = f"guardsteps_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(MODULE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(name, None)
+def folder(tmp_path: Path, step_module: Callable[[str, str], str]) -> Path:
+    step_module("guardsteps", MODULE)
+    return tmp_path
 
 
 def write(folder: Path, file: str, text: str) -> Path:

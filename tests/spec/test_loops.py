@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,15 +22,8 @@ def tag(text: str) -> str:
 
 
 @pytest.fixture
-def module(tmp_path: Path) -> Iterator[str]:
-    name = f"loopsteps_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(MODULE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        yield name
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(name, None)
+def module(step_module: Callable[[str, str], str]) -> str:
+    return step_module("loopsteps", MODULE)
 
 
 def flow(tmp_path: Path, module: str, body: str) -> Path:

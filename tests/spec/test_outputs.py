@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,9 +30,8 @@ def shout(text: str) -> str:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Iterator[Path]:
-    name = f"outsteps_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(MODULE)
+def folder(tmp_path: Path, step_module: Callable[[str, str], str]) -> Path:
+    name = step_module("outsteps", MODULE)
     (tmp_path / "scorer.yaml").write_text(
         textwrap.dedent(
             f"""
@@ -46,12 +44,7 @@ def folder(tmp_path: Path) -> Iterator[Path]:
             """
         ).lstrip()
     )
-    sys.path.insert(0, str(tmp_path))
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(name, None)
+    return tmp_path
 
 
 def write(folder: Path, text: str) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +48,9 @@ workflow:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Iterator[Path]:
-    name = f"treesteps_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(MODULE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(name, None)
+def folder(tmp_path: Path, step_module: Callable[[str, str], str]) -> Path:
+    step_module("treesteps", MODULE)
+    return tmp_path
 
 
 def write(folder: Path, file: str, text: str) -> Path:
