@@ -12,7 +12,8 @@ every problem before the loader raises. A step compiles to one node:
   and its ``cache_version`` digests the templates;
 * a pipeline step is the sub-workflow ``as_node``, a for_each step the same with
   ``map_over`` (one name per list), a parallel step a nested pipeline of its sub-steps on
-  threads.
+  threads;
+* a call step is a ``pipeline_call`` node (``spec.calls``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from nestflow.errors import (
     TemplateError,
 )
 from nestflow.spec import templates
+from nestflow.spec.calls import compile_call
 from nestflow.spec.imports import ReferenceProblem, import_reference
 from nestflow.spec.project import allowed
 from nestflow.spec.sandbox import Absent, lookup
@@ -71,6 +73,8 @@ class Level:
     """Steps that failed to compile (their readers are not reported again)."""
     outcomes: dict[str, Path_] = field(default_factory=dict)
     """Steps whose outcome is read (``.status``, ``.error``, ``| default``): where first."""
+    call_errors: dict[str, str] = field(default_factory=dict)
+    """Call steps, by name: the ``<output_key>._error`` output their ``.error`` reads."""
 
     def scope(self) -> templates.Scope:
         return templates.Scope(
@@ -307,14 +311,6 @@ class Compiler:
     def step(
         self, step: Mapping[str, Any], path: Path_, marks: Marks, base: Path, level: Level
     ) -> Any:
-        kind = step["type"]
-        if kind == "call":
-            self.problems.add(
-                marks.at((*path, "type")),
-                "`call` steps invoke pipelines served over HTTP, which this version of nestflow "
-                "does not provide yet; use a `pipeline` step with `pipeline_file:` meanwhile",
-            )
-            return None
         if step.get("recursive") and "outputs" not in step:
             self.problems.add(
                 marks.at((*path, "recursive")),
@@ -354,6 +350,15 @@ class Compiler:
             return self.for_each(step, path, marks, base, level)
         if kind == "parallel":
             return self.parallel(step, path, marks, base, level)
+        if kind == "call":
+            return compile_call(
+                step,
+                path,
+                marks,
+                level,
+                self.problems,
+                lambda value, where: self._template(value, where, marks, level),
+            )
         self.problems.add(
             marks.at((*path, "type")),
             f"`{kind}` steps are not supported by this version of nestflow yet",
@@ -549,6 +554,7 @@ class Compiler:
             (*level.loop, *variables),
         )  # fmt: skip
         inner_level.steps = dict(level.steps)
+        inner_level.call_errors = dict(level.call_errors)
         inner: Pipeline | None
         if "step" in step:
             inner_step = {"name": name, **step["step"]}
@@ -964,6 +970,8 @@ class Compiler:
         if root == "steps" and len(rest) == 2:
             step, part = rest
             published = level.steps.get(str(step), ())
+            if part == "error" and str(step) in level.call_errors:
+                return level.call_errors[str(step)]
             if part == "result" and len(published) == 1:
                 return published[0]
             if part in published:
@@ -1278,7 +1286,9 @@ def _reads(compiled: Any, level: Level, where: Path_) -> Reads:
             if reference.root == "steps" and reference.path:
                 step = str(reference.path[0])
                 published = level.steps.get(step, ())
-                if reference.path[1:2] in (("status",), ("error",)):
+                if reference.path[1:2] == ("error",) and step in level.call_errors:
+                    strict.add(level.call_errors[step])  # a call's failure is data
+                elif reference.path[1:2] in (("status",), ("error",)):
                     outcomes.add(step)
                 elif reference.guarded:
                     guarded.update(published)
@@ -1312,6 +1322,9 @@ def _names_read(reference: templates.Reference, level: Level) -> list[str]:
 GLOBAL_TEMPLATES = private_name("global_vars")
 """Where ``_readable`` hands the templated ``global_vars`` to ``_context``."""
 
+CALL_ERRORS = private_name("call_errors")
+"""Where ``_readable`` hands the call steps' error outputs to ``_context``."""
+
 
 def _readable(level: Level) -> tuple[dict[str, tuple[tuple[str, ...], str]], dict[str, Any]]:
     """What a template of ``level`` can read at run time besides its inputs: each step's
@@ -1320,6 +1333,8 @@ def _readable(level: Level) -> tuple[dict[str, tuple[tuple[str, ...], str]], dic
     constants = {"workflow": dict(level.workflow), "global_vars": dict(level.global_vars)}
     if level.global_templates:
         constants[GLOBAL_TEMPLATES] = dict(level.global_templates)
+    if level.call_errors:
+        constants[CALL_ERRORS] = dict(level.call_errors)
     return steps, constants
 
 
@@ -1332,6 +1347,7 @@ def _context(
     ``status`` and ``error`` when its outcome is wired, and its result when it succeeded."""
     context: dict[str, Any] = {**constants, "inputs": dict(values)}
     templated = context.pop(GLOBAL_TEMPLATES, None)
+    call_errors = context.pop(CALL_ERRORS, {})
     if templated:  # global_vars written as templates over inputs and workflow keys
         context["global_vars"] = {
             **context["global_vars"],
@@ -1349,6 +1365,8 @@ def _context(
         outcome = values.get(outcome_key)
         if outcome is not None:
             state["status"], state["error"] = outcome["status"], outcome["error"]
+        if call_errors.get(step) in values:  # a call step succeeds; its failure is data
+            state["error"] = values[call_errors[step]]
         succeeded = outcome is None or outcome["status"] == "ok"
         if succeeded and published and all(p in values for p in published):
             entry = {p: values[p] for p in published}
@@ -1365,7 +1383,7 @@ def _taking(body: Any, names: list[str], wrapped: Any, label: str) -> tuple[Any,
     value ``names``; with the sources of the parameters that a name could not be (private
     names). Its code fingerprint is that of ``wrapped``."""
     params = {
-        (name if not is_private(name) else f"p{index}_{name.split('.')[-1]}"): name
+        (name if name.isidentifier() else f"p{index}_{name.split('.')[-1]}"): name
         for index, name in enumerate(names)
     }
     if all(param == name for param, name in params.items()):

@@ -43,17 +43,21 @@ STEP_KEYS: dict[str, tuple[str, ...]] = {
         "step",
         *SUB_PIPELINE_KEYS,
     ),
+    # The fields of pipeline_call (SPEC 12.7); no `config`: a call keeps its own time and
+    # its failures are data, so node timeouts, retries and continue_on_error do not apply.
     "call": (
-        *COMMON_STEP_KEYS,
+        "name",
+        "type",
+        "description",
+        "condition",
         "url",
-        "endpoint",
-        "inputs",
-        "outputs",
-        "timeout_seconds",
         "token",
         "secret",
-        "retries",
-        "headers",
+        "inputs",
+        "mode",
+        "timeout",
+        "output_key",
+        "cache",
     ),
 }
 BACKEND_KEYS = {
