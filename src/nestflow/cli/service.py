@@ -24,7 +24,7 @@ import yaml
 
 from nestflow.cli.problems import USAGE_EXIT, RunFailed
 from nestflow.cli.targets import put_current_directory_first
-from nestflow.errors import ContractError
+from nestflow.errors import CallCycleError, ContractError
 from nestflow.service.contract import Contract
 from nestflow.service.sources import YAML_SUFFIXES, SourceError
 
@@ -72,8 +72,8 @@ def _guarded(action: Callable[[], T]) -> T:
     """Run a store action; its documented refusals exit 2 with the reason."""
     try:
         return action()
-    except (ContractError, SourceError):
-        raise  # a problem of the contract, which the caller names as such
+    except (ContractError, SourceError, CallCycleError):
+        raise  # a problem of the registration, which the caller names as such
     except LookupError as exc:
         raise Refused(f"Error: {str(exc).strip(QUOTES)}") from None
     except (PermissionError, ValueError) as exc:  # forbidden by cross-org; exists already
@@ -183,8 +183,8 @@ def register(file: Path, org: str, public_url: str, db: str) -> None:
         from nestflow.service import registration
 
         try:
-            _guarded(lambda: registration.register(store, org, contract))
-        except (ContractError, SourceError) as exc:
+            _guarded(lambda: registration.register(store, org, contract, public_url=public_url))
+        except (ContractError, SourceError, CallCycleError) as exc:
             raise Refused(f"{type(exc).__name__}: {exc}") from None
     click.echo(f"{public_url.rstrip('/')}/v1/call/{org}/{contract.name}")
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Header, Query, Request
 
-from nestflow.errors import ContractError
+from nestflow.errors import CallCycleError, ContractError
 from nestflow.service import registration
 from nestflow.service.contract import Contract
 from nestflow.service.refusals import Refusal
@@ -49,15 +49,24 @@ class Admin:
     def register(
         self, request: Request, body: Annotated[Any, Body()], authorization: Authorization = ""
     ) -> dict[str, str]:
-        """Register (or update) a pipeline from a contract file's content; its call URL."""
+        """Register (or update) a pipeline from a contract file's content; its call URL.
+
+        A contract that does not fit, or a source that cannot load, is 400. A pipeline whose
+        calls would close a loop is 409 Conflict: the request itself is sound, but it
+        conflicts with the pipelines registered now (it may pass once one of them changes).
+        Calls under this server's URL (``public_url``, else the URL the request came in on,
+        which the returned call URL uses too) count as calls within the server.
+        """
         org = self._org(authorization)
+        base = self._public_url or str(request.base_url).rstrip("/")
         try:
             contract = Contract.from_mapping(body)
             contract = replace(contract, source=resolved(contract.source))
-            registration.register(self._store, org, contract)
+            registration.register(self._store, org, contract, public_url=base)
         except (ContractError, SourceError) as exc:
             raise Refusal(400, type(exc).__name__, f"{type(exc).__name__}: {exc}") from None
-        base = self._public_url or str(request.base_url).rstrip("/")
+        except CallCycleError as exc:
+            raise Refusal(409, type(exc).__name__, f"{type(exc).__name__}: {exc}") from None
         return {"name": contract.name, "url": f"{base}/v1/call/{org}/{contract.name}"}
 
     def issue(
