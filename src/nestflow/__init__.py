@@ -6,6 +6,8 @@ node too.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nestflow.cache.disk import DiskCache
 from nestflow.cache.fingerprint import register_fingerprint
 from nestflow.cache.redis import RedisCache
@@ -23,6 +25,7 @@ from nestflow.core.nesting import PipelineNode
 from nestflow.core.node import Node, node
 from nestflow.core.pipeline import Pipeline
 from nestflow.core.retry import Retry
+from nestflow.core.usage import record_usage
 from nestflow.core.workspaces import Workspace
 from nestflow.diagram.dot import GraphvizStyle
 from nestflow.engines.backends import LocalBackend
@@ -73,6 +76,9 @@ from nestflow.runtime.failure import ErrorContext, format_error
 from nestflow.runtime.report import Capture, ErrorRecord, NodeRecord, Outputs, RunReport, capture
 from nestflow.runtime.workspaces import workspace
 from nestflow.version import __version__ as __version__
+
+if TYPE_CHECKING:  # imported on first use (the client extra); typed for checkers here
+    from nestflow.service.call import pipeline_call
 
 __all__ = [
     "UNSET",
@@ -149,6 +155,7 @@ __all__ = [
     "load_yaml",
     "node",
     "pipeline_call",
+    "record_usage",
     "register_fingerprint",
     "step",
     "workspace",

@@ -344,6 +344,26 @@ def test_refusals_before_the_token_is_accepted_name_no_caller(
     assert callers["depth over the ceiling"] == "acme"
 
 
+def test_refusals_after_the_token_is_accepted_name_its_holder(
+    sqlite_outcomes: dict[str, Outcome],
+) -> None:
+    """The caller sees its own refused calls in its audit listing."""
+    callers = {name: outcome.records[0]["caller_org"] for name, outcome in sqlite_outcomes.items()}
+    named = {name: caller for name, caller in callers.items() if caller is not None}
+    assert named.pop("depth over the ceiling") == "acme"
+    assert set(named.values()) <= {"acme", "beta"}
+    for name in (
+        "timestamp 301 s old",
+        "timestamp 301 s ahead",
+        "tampered body",
+        "wrong secret",
+        "replayed request",
+        "unsigned, cross-org on",
+        "other holder, cross-org off",
+    ):
+        assert callers[name] == "beta", name
+
+
 def test_the_depth_refusal_cites_the_chain(postgresql_outcomes: dict[str, Outcome]) -> None:
     error = postgresql_outcomes["depth over the ceiling"].body["error"]
     assert error["chain"] == [

@@ -36,8 +36,21 @@ from nestflow.cli.targets import put_current_directory_first
     show_default=True,
     help="How many runs execute at once.",
 )
+@click.option(
+    "--stream-max-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600,
+    show_default=True,
+    help="The longest a streamed run may last.",
+)
 def serve_command(
-    db: str, host: str, port: int, max_call_depth: int, public_url: str | None, workers: int
+    db: str,
+    host: str,
+    port: int,
+    max_call_depth: int,
+    public_url: str | None,
+    workers: int,
+    stream_max_seconds: float,
 ) -> None:
     """Serve the registered pipelines over HTTP until interrupted."""
     try:
@@ -56,5 +69,6 @@ def serve_command(
             public_url=public_url or f"http://{host}:{port}",
             max_call_depth=max_call_depth,
             workers=workers,
+            stream_max_seconds=stream_max_seconds,
         )
         uvicorn.run(app, host=host, port=port)

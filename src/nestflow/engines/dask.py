@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from nestflow.core import usage
+from nestflow.core.usage import Usage
 from nestflow.engines.backends import MODES, Mode
 from nestflow.engines.protocol import Dimension
 from nestflow.errors import BackendError
@@ -59,12 +61,16 @@ def _run_task(task: Task) -> Any:
     """
     from nestflow.engines import executors
 
+    collected = Usage()
     try:
-        value = task.run()
+        with usage.collecting(collected):
+            value = task.run()
     except BaseException as exc:
         if executors.runaway():
             return _Replace(_distributed().get_worker().address, exc, failed=True)
         raise
+    if collected:  # what a node call reported with record_usage travels with its value
+        value = _Used(value, collected.totals())
     if executors.runaway():
         return _Replace(_distributed().get_worker().address, value)
     return value
@@ -77,6 +83,25 @@ class _Replace:
         self.address = address
         self.outcome = outcome
         self.failed = failed
+
+
+class _Used:
+    """A task's value and the usage its call reported (``record_usage``)."""
+
+    def __init__(self, value: Any, amounts: dict[str, float]) -> None:
+        self.value = value
+        self.amounts = amounts
+
+
+def _unused(value: Any, sink: Usage | None) -> Any:
+    """``value`` without the usage it carries, which is added to ``sink``."""
+    if isinstance(value, _Replace):
+        value.outcome = _unused(value.outcome, sink)
+    elif isinstance(value, _Used):
+        if sink is not None:
+            sink.merge(value.amounts)
+        return value.value
+    return value
 
 
 def _still_running(key: Any, dask_worker: Any = None) -> bool:
@@ -256,7 +281,7 @@ class DaskSession:
             _secede_once()
         resources = self.backend.resources or None
         remote = self.client.submit(_run_task, task, resources=resources, pure=False)
-        local = _bridge(self.client, remote)
+        local = _bridge(self.client, remote, usage.current())
         self._remotes[local] = remote.key
         return local
 
@@ -399,7 +424,7 @@ def _canceller(remote: Any) -> Callable[[Future[Any]], None]:
     return cancel_remote
 
 
-def _bridge(client: Any, remote: Any) -> Future[Any]:
+def _bridge(client: Any, remote: Any, sink: Usage | None = None) -> Future[Any]:
     local: Future[Any] = Future()
 
     def settle(done: Any) -> None:
@@ -408,6 +433,7 @@ def _bridge(client: Any, remote: Any) -> Future[Any]:
         except BaseException as exc:
             _settle(local, False, exc)
         else:
+            value = _unused(value, sink)
             _settle(local, True, value, client, remote)
 
     remote.add_done_callback(settle)

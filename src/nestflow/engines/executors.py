@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
+from nestflow.core import usage
 from nestflow.engines import processes
 from nestflow.engines.protocol import NodeCall, Session
 
@@ -157,7 +158,8 @@ class Processes:
 
     def submit_pickled(self, payload: bytes, timeout: float | None = None) -> Future[Any]:
         """Run a call already pickled by ``processes.dumps_call``."""
-        return processes.decoded(processes.shared_pool(self.size).submit(payload, timeout))
+        reply = processes.shared_pool(self.size).submit(payload, timeout)
+        return processes.decoded(reply, usage.current())
 
     def call(self, call: NodeCall) -> Any:
         return wait(self, self.submit(call), None)

@@ -24,6 +24,8 @@ from typing import Any
 
 import cloudpickle
 
+from nestflow.core import usage
+from nestflow.core.usage import Usage
 from nestflow.errors import BackendError
 
 IN_WORKER = False
@@ -78,40 +80,47 @@ def _worker_main(conn: Connection) -> None:
 
 
 def _execute(payload: bytes) -> bytes:
+    collected = Usage()  # what the call reports with record_usage, sent back with its reply
     try:
-        fn, args, kwargs = cloudpickle.loads(payload)
-        result = fn(*args, **kwargs)
-        if asyncio.iscoroutine(result):
-            result = asyncio.run(result)
+        with usage.collecting(collected):
+            fn, args, kwargs = cloudpickle.loads(payload)
+            result = fn(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
     except BaseException as exc:
-        return _dump_error(exc)
+        return _dump_error(exc, collected.totals())
     try:
-        return bytes(cloudpickle.dumps(("ok", result)))
+        return bytes(cloudpickle.dumps(("ok", result, collected.totals())))
     except Exception as exc:
-        return _dump_error(exc, result_type=type(result).__name__)
+        return _dump_error(exc, collected.totals(), result_type=type(result).__name__)
 
 
-def _dump_error(exc: BaseException, result_type: str | None = None) -> bytes:
+def _dump_error(
+    exc: BaseException, used: dict[str, float], result_type: str | None = None
+) -> bytes:
     if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
         exc.__traceback__ = exc.__traceback__.tb_next  # from the called function on
     text = "".join(traceback.format_exception(exc))
     if result_type is not None:
         failure = RemoteFailure("SerializationError", f"result of type {result_type}: {exc}", text)
-        return bytes(cloudpickle.dumps(("unsendable", failure)))
+        return bytes(cloudpickle.dumps(("unsendable", failure, used)))
     try:
         blob = cloudpickle.dumps(exc)
     except Exception:
         blob = None
     failure = RemoteFailure(type(exc).__name__, str(exc), text)
-    return bytes(cloudpickle.dumps(("error", (blob, failure))))
+    return bytes(cloudpickle.dumps(("error", (blob, failure), used)))
 
 
-def decode(message: bytes) -> Any:
-    """The value a worker sent back, or raise what it raised.
+def decode(message: bytes, sink: Usage | None = None) -> Any:
+    """The value a worker sent back, or raise what it raised; the usage the call reported
+    is added to ``sink`` either way.
 
     An exception that cannot be rebuilt here raises ``RemoteFailure`` data wrapped by the caller.
     """
-    kind, body = cloudpickle.loads(message)
+    kind, body, used = cloudpickle.loads(message)
+    if used and sink is not None:
+        sink.merge(used)
     if kind == "ok":
         return body
     if kind == "unsendable":
@@ -338,13 +347,14 @@ def close_pools() -> None:
         pool.close()
 
 
-def decoded(reply: Future[bytes]) -> Future[Any]:
-    """A future of the decoded value (or raised exception) of a worker's reply."""
+def decoded(reply: Future[bytes], sink: Usage | None = None) -> Future[Any]:
+    """A future of the decoded value (or raised exception) of a worker's reply; the usage
+    the call reported is added to ``sink``."""
     result: Future[Any] = Future()
 
     def settle(done: Future[bytes]) -> None:
         try:
-            result.set_result(decode(done.result()))
+            result.set_result(decode(done.result(), sink))
         except BackendError as exc:
             # A lost worker is reported by nestflow itself; the frames of the pool's feeder
             # thread would only push the message further from the user's own call.

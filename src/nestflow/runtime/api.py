@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+from nestflow.core import usage
 from nestflow.runtime import drive_async, drive_sync
 from nestflow.runtime.context import Level, RunState
 from nestflow.runtime.drivers import forced
@@ -99,6 +100,7 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     state = RunState(pipeline.name)
     level = Level.root(state, compiled(call.plan, root_config(pipeline)))
     values = dict(call.values)
+    current = usage.enter(state.usage)
     try:
         if level.compiled.sync and forced.get() != "async":
             state.drivers.append("sync")
@@ -112,6 +114,8 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     except BaseException as exc:
         close(state, exc)
         raise cleaned(exc)  # noqa: B904 (it is the exception being handled: no chaining)
+    finally:
+        usage.leave(current)
     close(state, None)
     return call.shape(values, state.report)
 
@@ -121,6 +125,7 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     call = _Call(pipeline, positional, kwargs, "arun")
     state, level = call.root()
     values = dict(call.values)
+    current = usage.enter(state.usage)
     try:
         if call.synchronous(level):
             state.uses("sync")
@@ -131,6 +136,8 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     except BaseException as exc:
         close(state, exc)
         raise cleaned(exc)  # noqa: B904
+    finally:
+        usage.leave(current)
     close(state, None)
     return call.shape(values, state.report)
 
@@ -149,6 +156,7 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once per item; see ``Pipeline.map``."""
     call = _Call(pipeline, positional, kwargs, "map")
     state, level = call.root()
+    current = usage.enter(state.usage)
     try:
         if call.synchronous(level):
             state.uses("sync")
@@ -159,6 +167,8 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     except BaseException as exc:
         close(state, exc)
         raise cleaned(exc)  # noqa: B904
+    finally:
+        usage.leave(current)
     close(state, None)
     return call.shape(results, state.report)
 
@@ -167,6 +177,7 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     """Map on the caller's event loop."""
     call = _Call(pipeline, positional, kwargs, "amap")
     state, level = call.root()
+    current = usage.enter(state.usage)
     try:
         if call.synchronous(level):
             state.uses("sync")
@@ -177,6 +188,8 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     except BaseException as exc:
         close(state, exc)
         raise cleaned(exc)  # noqa: B904
+    finally:
+        usage.leave(current)
     close(state, None)
     return call.shape(results, state.report)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nestflow.callbacks.dispatch import Dispatcher
 from nestflow.callbacks.events import CallbackContext
 from nestflow.core.config import EffectiveConfig
+from nestflow.core.usage import Usage
 from nestflow.engines import executors, processes
 from nestflow.engines.backends import LocalBackend
 from nestflow.engines.threads import ThreadPools
@@ -72,7 +73,7 @@ class RunState:
     __slots__ = (
         "_dispatcher", "_pools", "_store", "cached", "caches", "codes", "drivers",
         "flush_failure", "memory", "metadata", "refreshed", "relayed", "report", "run_id",
-        "sessions", "signers", "started", "step_count", "steps_taken", "warned",
+        "sessions", "signers", "started", "step_count", "steps_taken", "usage", "warned",
     )  # fmt: skip
 
     def __init__(self, pipeline_name: str, relay: bool = False) -> None:
@@ -107,6 +108,8 @@ class RunState:
         """The last number taken from ``step_count``."""
         self.memory: Any = None
         """The memory watch of a run with a memory limit (``runtime.guard``)."""
+        self.usage = Usage()
+        """What the run's nodes report with ``record_usage`` (current while the run runs)."""
         self._store: dict[str, Any] | None = None
         self._dispatcher: Dispatcher | None = None
         self._pools: ThreadPools | None = None
@@ -200,6 +203,8 @@ class RunState:
             error = self.flush_failure
         report.duration_s = perf_counter() - self.started
         report.drivers = tuple(self.drivers)
+        if self.usage:
+            report.usage = self.usage.totals()
         if error is not None:
             report.status = "failed"
         elif report.errors:

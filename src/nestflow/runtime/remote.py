@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
+from nestflow.core import usage
 from nestflow.core.config import EffectiveConfig
 from nestflow.engines import dask as dask_engine
 from nestflow.engines import executors, processes
@@ -68,6 +69,7 @@ class ItemResult:
     maps: list[tuple[str, ...]] = field(default_factory=list)
     cache_hits: int = 0
     cache_misses: int = 0
+    usage: dict[str, float] = field(default_factory=dict)
 
 
 class ItemShared:
@@ -189,7 +191,8 @@ class ItemRun:
         values = dict(self.inputs)
         result = ItemResult(values={})
         try:
-            with tracing.attached(self.carrier):  # user spans nest under the item's span
+            # User spans nest under the item's span; record_usage adds to the item's run.
+            with tracing.attached(self.carrier), usage.collecting(state.usage):
                 _run_and_read(level, values, self.outputs)
         except Exception as exc:
             result.error = exc
@@ -207,6 +210,7 @@ class ItemRun:
         result.errors = state.report.errors
         result.cache_hits = state.report.cache_hits
         result.cache_misses = state.report.cache_misses
+        result.usage = state.usage.totals()
         result.abandoned_threads = state.report.abandoned_threads
         result.maps = state.report.maps or []
         notices = context.pending_fallbacks()
@@ -495,6 +499,8 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
         report.maps.extend(m for m in result.maps if m not in report.maps)
     report.cache_hits += result.cache_hits
     report.cache_misses += result.cache_misses
+    if result.usage:
+        level.run.usage.merge(result.usage)
     if level.config.limits.value("max_total_steps") is not None:  # counted here too
         ran = sum(1 for r in result.records if r.status in ("executed", "failed"))
         guard.add(level.run, ran)

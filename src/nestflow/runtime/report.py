@@ -84,6 +84,8 @@ class RunReport:
     """Node paths (with ``[item i]``) whose timed-out thread was left running, result discarded."""
     drivers: tuple[str, ...] = ()
     """The drivers that ran levels of this run (``"sync"``, ``"async"``), in order of first use."""
+    usage: dict[str, float] = field(default_factory=dict)
+    """The counters the run's nodes reported with ``nestflow.record_usage``, by name."""
     maps: list[tuple[str, ...]] | None = field(default_factory=list)
     """The levels that ran once per item, each named by the ids of the nested nodes that
     entered it (``()``: the root, run by ``Pipeline.map``). ``None`` in a report saved
@@ -162,6 +164,7 @@ class RunReport:
             "callback_failures": self.callback_failures,
             "abandoned_threads": list(self.abandoned_threads),
             "drivers": list(self.drivers),
+            "usage": dict(self.usage),
             "maps": None if self.maps is None else [list(m) for m in self.maps],
             "records": [asdict(r) for r in self.records],
         }

@@ -16,7 +16,7 @@ by the functions at the end of this module, so both drivers emit them the same w
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from time import perf_counter
 from typing import Any
@@ -33,7 +33,7 @@ from nestflow.engines import executors
 from nestflow.engines.backends import LocalBackend
 from nestflow.engines.protocol import NodeCall
 from nestflow.errors import GuardError, NodeTimeoutError
-from nestflow.runtime import caching, guard, shipping, tracing, workspaces
+from nestflow.runtime import caching, guard, shipping, sites, tracing, workspaces
 from nestflow.runtime.caching import REP, Batch, Signer, Unread, UnreadPart
 from nestflow.runtime.calls import REQUIRED, CallSpec, call_spec
 from nestflow.runtime.context import Level
@@ -164,7 +164,8 @@ class Compiled:
 _HOOKS = (
     "on_pipeline_start", "on_pipeline_end", "on_node_start", "on_node_end", "on_node_cached",
     "on_error", "on_nested_pipeline_start", "on_nested_pipeline_end", "on_map_start",
-    "on_map_item_start", "on_map_item_end", "on_map_item_cached", "on_map_end", "carrier",
+    "on_map_item_start", "on_map_item_end", "on_map_item_cached", "on_map_end", "on_remote_event",
+    "carrier",
 )  # fmt: skip
 
 Call = tuple[Callable[..., Any], tuple[str, ...], str]
@@ -254,7 +255,8 @@ class NodeStep:
     __slots__ = (
         "blocking", "cached", "cached_hook", "continues", "direct", "ends", "errors", "gated",
         "id", "index", "is_async", "limits", "node", "out", "outcome", "plain", "policy",
-        "position", "simple", "spec", "starts", "step", "timeout", "traced", "when", "wired",
+        "position", "simple", "sited", "spec", "starts", "step", "timeout", "traced", "when",
+        "wired",
     )  # fmt: skip
 
     def __init__(self, compiled: Compiled, index: int, step: Step) -> None:
@@ -291,7 +293,11 @@ class NodeStep:
         self.errors = "on_error" in hooks
         self.cached_hook = "on_node_cached" in hooks
         self.traced = "carrier" in hooks
-        self.direct = not (self.traced or self.timeout is not None or self.policy.attempts)
+        self.sited = sites.wants_site(self.spec.fn)
+        """Its function asks where it runs (``runtime/sites.py``): it is wrapped per call."""
+        self.direct = not (
+            self.traced or self.sited or self.timeout is not None or self.policy.attempts
+        )
         """One attempt, nothing to wrap: a call in this thread needs no ``Attempt``."""
         self.plain = not (
             self.cached
@@ -299,6 +305,7 @@ class NodeStep:
             or self.ends
             or self.errors
             or self.traced
+            or self.sited
             or self.timeout is not None
             or self.policy.attempts
             or self.continues
@@ -420,7 +427,7 @@ class NodeStep:
         attempt.args, attempt.kwargs = self.arguments(level, values)
         if self.timeout is not None:
             attempt.executor = executors.for_call(level.executor, self.timeout)
-        if self.starts or self.traced:
+        if self.starts or self.traced or self.sited:
             self._announce(attempt)
         attempt.called = perf_counter()
         return attempt
@@ -473,6 +480,29 @@ class NodeStep:
         if self.traced:
             carrier = tracing.carrier_for(level, self.id, attempt.number)
             attempt.fn = tracing.traced_fn(self.spec.fn, carrier, self.is_async)
+        if self.sited:
+            attempt.fn = self._sited(level, attempt.fn)
+
+    def _sited(self, level: Level, fn: Any) -> sites.Sited:
+        """``fn`` run with its site current; its events reach ``on_remote_event`` here."""
+        live: Callable[[Mapping[str, Any]], None] | None = None
+        if level.run.relayed is not None or "on_remote_event" in level.hooks:
+            node_id = self.id
+
+            def live(event: Mapping[str, Any]) -> None:
+                level.notify("on_remote_event", (node_id, event), node_id)
+
+        wrapper = sites.SitedAsync if self.is_async else sites.Sited
+        return wrapper(fn, level.hierarchy[0], self.id, level.path(self.id), live)
+
+    def _delivered(self, level: Level, result: Any) -> Any:
+        """A sited call's value; the events it kept reach ``on_remote_event`` now."""
+        if not isinstance(result, sites.Delivered):
+            return result
+        if result.events and (level.run.relayed is not None or "on_remote_event" in level.hooks):
+            for event in result.events:
+                level.notify("on_remote_event", (self.id, event), self.id)
+        return result.value
 
     def node_call(self, attempt: Attempt) -> NodeCall:
         """The call as a task for an executor that is not this thread."""
@@ -510,6 +540,8 @@ class NodeStep:
         returns late, and its result is discarded as a timeout (never published or cached).
         Worker processes are stopped at the deadline and need no such check.
         """
+        if self.sited:
+            result = self._delivered(attempt.level, result)
         timeout = self.timeout
         if (
             timeout is not None

@@ -1,8 +1,8 @@
 """The HTTP service (SPEC 12): registered pipelines behind ``/v1/call/{org}/{pipeline}``.
 
 ``create_app(store)`` builds the ASGI app: the call endpoints (``GET`` the contract document,
-``POST`` a synchronous call) and the management API of ``nestflow.service.admin``. The checks
-of a call live in ``gate``, its run in ``runs``; this module only wires them to HTTP. The
+``POST`` a call, synchronous or streamed) and the management API of ``nestflow.service.admin``.
+The checks of a call live in ``gate``, its run in ``runs``; this module only wires them to HTTP. The
 store is read on every request, so changes made by the command line apply to the next one.
 """
 
@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from nestflow.service.admin import Admin
 from nestflow.service.gate import Gate, Incoming
 from nestflow.service.refusals import Refusal, error_response
-from nestflow.service.runs import Runner
+from nestflow.service.runs import PING_S, STREAM_MAX_SECONDS, Runner
 from nestflow.service.store import Store
 
 CALL_PATH = "/v1/call/{org}/{pipeline}"
@@ -28,15 +28,18 @@ def create_app(
     public_url: str | None = None,
     max_call_depth: int = 8,
     workers: int = 4,
+    stream_max_seconds: float = STREAM_MAX_SECONDS,
+    ping_s: float = PING_S,
 ) -> FastAPI:
     """The service app over ``store``.
 
     ``public_url`` prefixes the call URLs that registration returns (default: the URL the
     request came in on); a request deeper than ``max_call_depth`` is cut with 508; at most
-    ``workers`` runs execute at once, in threads, off the event loop.
+    ``workers`` runs execute at once, in threads, off the event loop. A streamed run may last
+    ``stream_max_seconds`` and hears a ``: ping`` after ``ping_s`` seconds of silence.
     """
     gate = Gate(store, max_call_depth)
-    runner = Runner(store, workers)
+    runner = Runner(store, workers, stream_max_seconds=stream_max_seconds, ping_s=ping_s)
     app = FastAPI(title="nestflow service", on_shutdown=[runner.close])
     app.add_exception_handler(Refusal, _refused)
     app.add_exception_handler(RequestValidationError, _invalid)

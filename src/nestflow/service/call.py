@@ -19,12 +19,12 @@ the node's fingerprint (``RemoteCall.__cache_key__``), its repr, its outputs or 
 (``client.redact`` masks a server that echoes them). Caching is off by default, as a call may
 have side effects and a cost.
 
-What the function cannot know yet: the runtime hands a node's function its inputs only, not
-where it runs. So ``X-Nestflow-Caller-Node`` is the node id given when the node was made
-(a later ``with_name`` is not seen), ``X-Nestflow-Caller-Pipeline`` is sent only inside a
-service run (``client.calling_from``), and the ``progress`` events of a streamed call are read
-but reach no ``on_remote_event`` hook. Each needs the runtime to expose the running node (its
-pipeline, its id, and a way to emit ``on_remote_event`` at its level) to the function.
+The function asks the runtime where it runs (``__nestflow_site__``, ``runtime/sites.py``): the
+request names the run's pipeline (``X-Nestflow-Caller-Pipeline``; inside a service run, the
+served pipeline) and the node's id as it runs (``X-Nestflow-Caller-Node``), and each
+``progress`` event of a streamed call reaches the callbacks' ``on_remote_event`` as it comes
+when the node runs in the thread coordinating the run (the default), or when the call returns
+when it runs elsewhere (a pool thread, a worker process).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from nestflow.core.gates import error_output
 from nestflow.core.names import input_name_problem, name_problem
 from nestflow.core.node import Node
 from nestflow.errors import InvalidOptionError
+from nestflow.runtime.sites import Site, current_site
 from nestflow.spec.sandbox import Absent, lookup
 
 if TYPE_CHECKING:
@@ -176,6 +177,8 @@ class RemoteCall:
     """
 
     __slots__ = ("_signature", "mode", "node", "secret", "selectors", "timeout", "token", "url")
+    __nestflow_site__ = True
+    """The runtime tells the call its pipeline and node, and takes its remote events."""
 
     def __init__(
         self,
@@ -205,7 +208,8 @@ class RemoteCall:
         inputs = {key: selector.read(values[selector.root]) for key, selector in self.selectors}
         token, secret = self._credentials()
         started = perf_counter()
-        outcome = self._outcome(inputs, token, secret)
+        site = current_site()
+        outcome = self._outcome(inputs, token, secret, site)
         if isinstance(outcome, client.Success):
             return outcome.result, None
         return None, outcome.to_error(self.url, perf_counter() - started, (token, secret or ""))
@@ -216,18 +220,28 @@ class RemoteCall:
             return token, None
         return token, self.secret.resolve(os.environ, "secret", self.node)
 
-    def _outcome(self, inputs: dict[str, Any], token: str, secret: str | None) -> Outcome:
+    def _outcome(
+        self, inputs: dict[str, Any], token: str, secret: str | None, site: Site | None
+    ) -> Outcome:
         from nestflow.service import client
 
-        request = self._request("POST", inputs, token, secret)
-        return client.send(request, self._timeout(token, secret), on_event=None)
+        request = self._request("POST", inputs, token, secret, site)
+        on_event = None if site is None else site.emit
+        return client.send(request, self._timeout(token, secret, site), on_event=on_event)
 
     def _request(
-        self, method: str, inputs: dict[str, Any] | None, token: str, secret: str | None
+        self,
+        method: str,
+        inputs: dict[str, Any] | None,
+        token: str,
+        secret: str | None,
+        site: Site | None,
     ) -> Request:
         from nestflow.service import client
 
-        stream = self.mode == "stream"
+        hop = client.current_hop()
+        if hop.pipeline is None and site is not None:  # a local run: name its pipeline
+            hop = client.Hop(hop.depth, hop.chain, site.pipeline)
         try:
             return client.prepare(
                 method,
@@ -235,9 +249,9 @@ class RemoteCall:
                 inputs,
                 token=token,
                 secret=secret,
-                hop=client.current_hop(),
-                node=self.node,
-                stream=stream,
+                hop=hop,
+                node=self.node if site is None else site.node,
+                stream=self.mode == "stream",
             )
         except (TypeError, ValueError):
             unsendable = [k for k, v in (inputs or {}).items() if not _is_json(v)]
@@ -245,7 +259,7 @@ class RemoteCall:
                 raise
             raise TypeError(self._unsendable(inputs or {}, unsendable)) from None
 
-    def _timeout(self, token: str, secret: str | None) -> float:
+    def _timeout(self, token: str, secret: str | None, site: Site | None) -> float:
         from nestflow.service import client
 
         if self.timeout is not None:
@@ -253,7 +267,7 @@ class RemoteCall:
         if self.mode == "stream":
             return client.STREAM_IDLE_TIMEOUT_S
         if self.url not in _budgets:
-            budget = client.fetch_budget(self._request("GET", None, token, secret))
+            budget = client.fetch_budget(self._request("GET", None, token, secret, site))
             if budget is not None:
                 _budgets[self.url] = budget
         return client.sync_timeout(_budgets.get(self.url))

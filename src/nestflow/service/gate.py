@@ -81,11 +81,13 @@ class Gate:
             caller_pipeline=incoming.headers.get("x-nestflow-caller-pipeline"),
             caller_node=incoming.headers.get("x-nestflow-caller-node"),
             depth=_lenient_depth(incoming.headers),
+            mode="stream" if streams(incoming.headers) else "sync",
             trace_id=_trace_id(incoming.headers.get("traceparent")),
         )
         try:
-            grant = self._authorised(incoming, registered)
-            call = replace(call, caller_org=grant.holder)
+            grant = self._granted(incoming, registered)
+            call = replace(call, caller_org=grant.holder)  # refusals from here name the caller
+            self._allowed(incoming, registered, grant)
             return self._admitted(incoming, registered, call)
         except Refusal as refusal:
             self._store.audit_rejected(call, refusal.reason)
@@ -98,15 +100,27 @@ class Gate:
         return found
 
     def _authorised(self, incoming: Incoming, registered: RegisteredPipeline) -> TokenGrant:
+        grant = self._granted(incoming, registered)
+        self._allowed(incoming, registered, grant)
+        return grant
+
+    def _granted(self, incoming: Incoming, registered: RegisteredPipeline) -> TokenGrant:
+        """The grant of the request's token, when it is one for this pipeline (else 401)."""
         org, name = registered.org, registered.name
         grant = self._grant(incoming.headers.get("authorization", ""))
         if grant is None or (grant.org, grant.pipeline) != (org, name):
             raise bad_token(org, name)
+        return grant
+
+    def _allowed(
+        self, incoming: Incoming, registered: RegisteredPipeline, grant: TokenGrant
+    ) -> None:
+        """The holder may call (403) and, on a pipeline open to others, signed (401)."""
+        org, name = registered.org, registered.name
         if grant.holder != org and not registered.allow_cross_org:
             raise cross_org_closed(org, name, grant.holder)
         if registered.allow_cross_org:
             self._check_signature(incoming, grant)
-        return grant
 
     def _grant(self, authorization: str) -> TokenGrant | None:
         scheme, _, token = authorization.partition(" ")
@@ -186,6 +200,11 @@ def contract_of(registered: RegisteredPipeline) -> Contract:
         raise Refusal(500, "invalid_contract", str(exc), reason="invalid_contract") from None
 
 
+def streams(headers: Mapping[str, str]) -> bool:
+    """Whether the caller asks for server-sent events (``Accept: text/event-stream``)."""
+    return "text/event-stream" in headers.get("accept", "")
+
+
 def _lenient_depth(headers: Mapping[str, str]) -> int:
     """The depth for the audit record: 0 when absent or malformed (that is refused later)."""
     text = headers.get(DEPTH_HEADER, "0").strip()
@@ -222,13 +241,9 @@ def _inputs(incoming: Incoming) -> dict[str, Any]:
         raise _malformed(f"The body is not valid JSON ({exc}).") from None
     if not isinstance(document, dict):
         raise _malformed(f"The body is a JSON {type(document).__name__}, not an object.")
-    unknown = sorted(set(document) - {"inputs", "mode"})
+    unknown = sorted(set(document) - {"inputs"})
     if unknown:
         raise _malformed(f"Unknown keys in the body: {', '.join(unknown)}.")
-    if document.get("mode", "sync") != "sync" or "text/event-stream" in incoming.headers.get(
-        "accept", ""
-    ):
-        raise _malformed("Streaming calls are not served yet; call without `mode: stream`.")
     inputs = document.get("inputs", {})
     if not isinstance(inputs, dict):
         raise _malformed(f'"inputs" is a JSON {type(inputs).__name__}, not an object.')

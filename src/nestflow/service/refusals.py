@@ -40,8 +40,15 @@ def error_response(
     details: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """An error reply of the shape of SPEC 12.3."""
+    return JSONResponse(error_body(kind, message, run_id, details), status_code=status)
+
+
+def error_body(
+    kind: str, message: str, run_id: str | None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``{"status": "error", "error": {"type", "message", "run_id", ...}}``."""
     error = {"type": kind, "message": message, "run_id": run_id, **(details or {})}
-    return JSONResponse({"status": "error", "error": error}, status_code=status)
+    return {"status": "error", "error": error}
 
 
 def not_found(org: str, pipeline: str) -> Refusal:

@@ -8,6 +8,12 @@ loop, so the API keeps answering while they work. A run past its budget is answe
 and abandoned: a queued run is cancelled; a thread already running cannot be interrupted, so
 its eventual result is discarded (as for a thread node past its timeout, SPEC 7.6) and it
 holds its worker until it ends.
+
+A streamed call (``Accept: text/event-stream``) answers 200 at once and sends the run's
+events as they happen (``relay.py``), a ``: ping`` comment after every ``ping_s`` of
+silence, then one ``result`` or ``error`` event with the body a synchronous call would
+have had. The contract's budget does not apply; the server's ``stream_max_seconds`` does.
+A caller that goes away does not stop the run: its audit record is finished when it ends.
 """
 
 from __future__ import annotations
@@ -15,23 +21,32 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import threading
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from nestflow.runtime.report import capture
 from nestflow.runtime.tracing import attached
 from nestflow.service.client import calling_from
-from nestflow.service.refusals import error_response
+from nestflow.service.refusals import error_body
+from nestflow.service.relay import Relay
 from nestflow.service.sources import PipelineCache
 
 if TYPE_CHECKING:
+    from nestflow.runtime.report import RunReport
     from nestflow.service.gate import Admission
     from nestflow.service.store import Store
+
+STREAM_MAX_SECONDS = 3600.0
+"""How long a streamed run may last on this server (``stream_max_seconds``)."""
+PING_S = 15.0
+"""A streamed call hears a ``: ping`` after this many seconds of silence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,66 +62,149 @@ class Outcome:
 class Runner:
     """Runs admitted calls in ``workers`` threads, loading each pipeline once per content hash."""
 
-    def __init__(self, store: Store, workers: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        workers: int,
+        *,
+        stream_max_seconds: float = STREAM_MAX_SECONDS,
+        ping_s: float = PING_S,
+    ) -> None:
         if workers < 1:
             raise ValueError(f"The service needs at least one worker, not {workers}.")
         self._store = store
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nestflow-service-run")
         self._pipelines = PipelineCache()
+        self._stream_max_s = stream_max_seconds
+        self._ping_s = ping_s
 
     def close(self) -> None:
         """Stop taking runs; runs under way finish in their threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def answer(self, admission: Admission) -> JSONResponse:
-        """Run the admitted call and answer it: 200, 500 (the run failed) or 504 (budget)."""
+    async def answer(self, admission: Admission) -> Response:
+        """Run the admitted call and answer it: 200, 500 (the run failed) or 504 (budget);
+        a streamed call is answered 200 with its events."""
+        if admission.call.mode == "stream":
+            return StreamingResponse(
+                self._events(admission),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        call = await self._start(admission, None)
+        try:
+            outcome: Outcome | None = await asyncio.wait_for(
+                asyncio.shield(call.work), admission.contract.time_budget_s
+            )
+        except TimeoutError:
+            outcome = None
+        await run_in_threadpool(call.finish, outcome)
+        return JSONResponse(_body(admission, outcome, call.latency_ms), _status(outcome))
+
+    async def _start(self, admission: Admission, relay: Relay | None) -> Call:
         record = await run_in_threadpool(self._store.audit_started, admission.call)
-        started = time.perf_counter()
         # Copy the context: OpenTelemetry keeps the current span in a contextvar, and pool
         # threads start empty.
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._pool, context.run, self._execute, admission)
-        try:
-            outcome: Outcome | None = await asyncio.wait_for(work, admission.contract.time_budget_s)
-        except TimeoutError:
-            outcome = None
-        latency_ms = (time.perf_counter() - started) * 1000
-        await run_in_threadpool(self._finish, record, outcome, latency_ms)
-        return _reply(admission, outcome, latency_ms)
+        work = loop.run_in_executor(self._pool, context.run, self._execute, admission, relay)
+        return Call(self._store, record, work)
 
-    def _execute(self, admission: Admission) -> Outcome:
+    async def _events(self, admission: Admission) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def sink(event: dict[str, Any]) -> None:  # called in the run's thread
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        relay = Relay(sink)
+        call = await self._start(admission, relay)
+        call.work.add_done_callback(lambda _: queue.put_nowait(None))
+        deadline = call.started + self._stream_max_s
+        outcome: Outcome | None = None
+        try:
+            while (left := deadline - time.perf_counter()) > 0:
+                try:
+                    event = await asyncio.wait_for(queue.get(), min(self._ping_s, left))
+                except TimeoutError:
+                    yield ": ping\n\n"
+                    continue
+                if event is None:
+                    outcome = call.work.result()
+                    break
+                yield _event("progress", event)
+            await run_in_threadpool(call.finish, outcome)
+            body = _body(admission, outcome, call.latency_ms, self._stream_max_s)
+            yield _event("error" if body["status"] == "error" else "result", body)
+        finally:
+            if not call.finished:  # the caller went away: the record is finished at the end
+                call.work.add_done_callback(lambda done: _finish_later(call, done))
+
+    def _execute(self, admission: Admission, relay: Relay | None) -> Outcome:
         wall, cpu = time.perf_counter(), time.thread_time()
         registered = admission.registered
         with attached(admission.trace), calling_from(admission.hop), capture() as captured:
             try:
                 pipeline = self._pipelines.get(registered.source, registered.content_hash)
+                if relay is not None:
+                    pipeline = pipeline.with_callbacks([relay], add=True)
                 outputs = pipeline.run(admission.inputs)
             except Exception as exc:
-                run_id = captured.reports[-1].run_id if captured.reports else None
-                return Outcome(None, exc, run_id, _usage(wall, cpu))
+                report = captured.reports[-1] if captured.reports else None
+                run_id = None if report is None else report.run_id
+                return Outcome(None, exc, run_id, _usage(wall, cpu, report))
         values = {name: outputs.get(name) for name in admission.contract.outputs}
         problem = _unsendable(values)
         kept = values if problem is None else None
-        return Outcome(kept, problem, outputs.report.run_id, _usage(wall, cpu))
+        return Outcome(kept, problem, outputs.report.run_id, _usage(wall, cpu, outputs.report))
 
-    def _finish(self, record: int, outcome: Outcome | None, latency_ms: float) -> None:
+
+class Call:
+    """One admitted call under way: its audit record, finished exactly once."""
+
+    def __init__(self, store: Store, record: int, work: asyncio.Future[Outcome]) -> None:
+        self._store, self.record, self.work = store, record, work
+        self.started = time.perf_counter()
+        self.latency_ms = 0.0
+        self.finished = False
+        self._lock = threading.Lock()
+
+    def finish(self, outcome: Outcome | None) -> None:
+        """Complete the record with ``outcome`` (``None``: the run ran out of time)."""
+        with self._lock:
+            if self.finished:
+                return
+            self.finished = True
+        self.latency_ms = (time.perf_counter() - self.started) * 1000
         if outcome is None:
-            usage = {"wall_s": latency_ms / 1000}
             self._store.audit_finished(
-                record, "timeout", latency_ms=latency_ms, error_type="timeout", usage=usage
+                self.record,
+                "timeout",
+                latency_ms=self.latency_ms,
+                error_type="timeout",
+                usage={"wall_s": self.latency_ms / 1000},
             )
             return
         error = outcome.error
         self._store.audit_finished(
-            record,
+            self.record,
             "ok" if error is None else "error",
-            latency_ms=latency_ms,
+            latency_ms=self.latency_ms,
             error_type=None if error is None else type(error).__name__,
             error_message=None if error is None else str(error),
             run_id=outcome.run_id,
             usage=outcome.usage,
         )
+
+
+def _finish_later(call: Call, done: asyncio.Future[Outcome]) -> None:
+    """Finish the record of a call whose caller went away, off the event loop."""
+    outcome = None if done.cancelled() or done.exception() is not None else done.result()
+    asyncio.get_running_loop().run_in_executor(None, call.finish, outcome)
+
+
+def _event(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, default=repr)}\n\n"
 
 
 def _unsendable(values: dict[str, Any]) -> TypeError | None:
@@ -121,29 +219,47 @@ def _unsendable(values: dict[str, Any]) -> TypeError | None:
     return None
 
 
-def _usage(wall: float, cpu: float) -> dict[str, float]:
-    """Wall and CPU seconds of the run's coordinating thread (the callee organisation pays)."""
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": time.thread_time() - cpu}
+def _usage(wall: float, cpu: float, report: RunReport | None) -> dict[str, float]:
+    """What the run used (the callee organisation pays): the counters its nodes reported
+    with ``record_usage``, and the wall and CPU seconds of its coordinating thread."""
+    counted = {} if report is None else dict(report.usage)
+    return {**counted, "wall_s": time.perf_counter() - wall, "cpu_s": time.thread_time() - cpu}
 
 
-def _reply(admission: Admission, outcome: Outcome | None, latency_ms: float) -> JSONResponse:
+def _status(outcome: Outcome | None) -> int:
+    if outcome is None:
+        return 504
+    return 200 if outcome.error is None else 500
+
+
+def _body(
+    admission: Admission,
+    outcome: Outcome | None,
+    latency_ms: float,
+    limit_s: float | None = None,
+) -> dict[str, Any]:
+    """The body of the answer: a synchronous reply, or the last event of a stream."""
     contract = admission.contract
     if outcome is None:
-        message = (
-            f"The run of `{admission.registered.name}` exceeded its time budget of "
-            f"{contract.time_budget_s} s and was abandoned; stream long runs instead."
-        )
-        return error_response(504, "timeout", message, None)
+        name = admission.registered.name
+        if limit_s is None:
+            message = (
+                f"The run of `{name}` exceeded its time budget of {contract.time_budget_s} s "
+                "and was abandoned; stream long runs instead."
+            )
+        else:
+            message = (
+                f"The streamed run of `{name}` exceeded this server's limit of {limit_s:g} s "
+                "(stream_max_seconds) and was abandoned."
+            )
+        return error_body("timeout", message, None)
     if outcome.error is not None:
-        kind, message = type(outcome.error).__name__, str(outcome.error)
-        return error_response(500, kind, message, outcome.run_id)
+        return error_body(type(outcome.error).__name__, str(outcome.error), outcome.run_id)
     values = outcome.values or {}
-    return JSONResponse(
-        {
-            "status": "ok",
-            "result": values.get(contract.response_key),
-            "outputs": {name: values.get(name) for name in contract.outputs},
-            "run_id": outcome.run_id,
-            "duration_ms": latency_ms,
-        }
-    )
+    return {
+        "status": "ok",
+        "result": values.get(contract.response_key),
+        "outputs": {name: values.get(name) for name in contract.outputs},
+        "run_id": outcome.run_id,
+        "duration_ms": latency_ms,
+    }
