@@ -284,6 +284,10 @@ class MemoryLimitError(GuardError):
     """The process used more memory than the allowed limit."""
 
 
+class TimeLimitError(GuardError):
+    """The run lasted longer than its allowed wall-clock time (``max_run_seconds``)."""
+
+
 # --- service ---------------------------------------------------------------------------------
 
 

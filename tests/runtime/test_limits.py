@@ -189,3 +189,88 @@ def test_the_default_probe_reads_this_process() -> None:
 def test_bad_limits_say_what_was_expected(make: Any) -> None:
     with pytest.raises(InvalidOptionError):
         make()
+
+
+# --- max_run_seconds ------------------------------------------------------------------------
+
+
+class Clocked:
+    """Nodes that note which of them started; the first one waits past the run's limit."""
+
+    started: list[str] = []
+
+
+@node(output_name="a")
+def slow_first(x: int) -> int:
+    Clocked.started.append("slow_first")
+    import time
+
+    time.sleep(0.3)
+    return x
+
+
+@node(output_name="b")
+def then_this(a: int) -> int:
+    Clocked.started.append("then_this")
+    return a
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_past_the_run_time_limit_no_node_starts(driver: str) -> None:
+    from nestflow.errors import TimeLimitError
+    from nestflow.runtime.drivers import forced
+
+    Clocked.started = []
+    pipeline = Pipeline([slow_first, then_this], name="timed")
+    token = forced.set(driver if driver == "async" else None)
+    try:
+        assert pipeline.with_limits(Limits(max_run_seconds=5)).run(x=1)["b"] == 1
+        Clocked.started = []
+        with pytest.raises(TimeLimitError) as caught:
+            pipeline.with_limits(Limits(max_run_seconds=0.1)).run(x=1)
+    finally:
+        forced.reset(token)
+    assert Clocked.started == ["slow_first"]
+    message = str(caught.value)
+    assert "time limit of 0.1 s (max_run_seconds)" in message
+    assert "timed > then_this" in message
+
+
+def test_the_run_time_limit_reaches_map_items_in_worker_processes() -> None:
+    """The clock goes on in a worker: an item starts with the time the run already spent
+    (0.3 s here), so its second node, 0.6 s into the run, is past the 0.5 s limit."""
+    from nestflow.errors import TimeLimitError
+
+    @node(output_name="xs")
+    def prepare(n: int) -> list[int]:
+        import time
+
+        time.sleep(0.3)
+        return list(range(n))
+
+    @node(output_name="y")
+    def nap(x: int) -> int:
+        import time
+
+        time.sleep(0.3)
+        return x
+
+    inner = Pipeline([nap, then_this.with_inputs({"a": "y"})], name="napper")
+    outer = Pipeline(
+        [prepare, inner.as_node(map_over="xs", input_mapping={"xs": "x"})],
+        name="outer",
+        limits=Limits(max_run_seconds=0.5),
+        backend=LocalBackend(map_execution="parallel", max_workers=2),
+    )
+    with pytest.raises(TimeLimitError, match="outer > napper > then_this"):
+        outer.run(n=2)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "5", True, float("nan")])
+def test_a_run_time_limit_must_be_a_positive_number(bad: Any) -> None:
+    with pytest.raises(InvalidOptionError, match="max_run_seconds must be a positive number"):
+        Limits(max_run_seconds=bad)
+
+
+def test_the_run_time_limit_is_shown_with_the_other_limits() -> None:
+    assert Limits(max_run_seconds=2.5).label == "limits: max_run_seconds=2.5"

@@ -99,6 +99,15 @@ def wait_for_release(ticket: str) -> str:
 slow = Pipeline([wait_for_release], name="slow")
 
 
+@node(output_name="done")
+def after_release(record: str) -> str:
+    probe.seen.append({"after": record})
+    return record
+
+
+slow_then_more = Pipeline([wait_for_release, after_release], name="slow_then_more")
+
+
 @node(output_name="record")
 def fail(ticket: str) -> str:
     raise ValueError(f"cannot file {ticket}")
@@ -499,6 +508,35 @@ def test_a_run_past_its_budget_gives_504_and_is_audited_as_timeout(
     assert error_of(reply)["type"] == "timeout"
     (record,) = service.audit()
     assert (record["status"], record["error_type"]) == ("timeout", "timeout")
+
+
+def test_past_its_budget_a_run_starts_no_more_nodes_and_the_504_names_it(
+    sqlite_url: str, fresh_probe: Probe
+) -> None:
+    """One worker: the second call runs only once the abandoned run has ended."""
+    contract = ticket_contract("slow_then_more", budget=0.3)
+    contract["contract"]["outputs"] = ["done"]
+    contract["contract"]["response_key"] = "done"
+    with open_store(sqlite_url) as store, serve(create_app(store, workers=1)) as url:
+        keys = {"acme": store.create_org("acme")}
+        with httpx.Client(timeout=WAIT_S) as http:
+            service = Service(url, store, keys, http)
+            service.register(contract)
+            service.register(SUMMARISER)
+            token = service.token("slow_then_more")["token"]
+            reply = service.call("slow_then_more", token, {"ticket": "x"})
+            assert reply.status_code == 504
+            error = error_of(reply)
+            assert error["type"] == "timeout"
+            assert isinstance(error["run_id"], str)
+            fresh_probe.release.set()
+            other = service.token("summariser")["token"]
+            assert service.call("summariser", other, {"thread": []}).status_code == 200
+            records = {r["pipeline"]: r for r in service.audit()}
+    assert fresh_probe.interval != (0.0, 0.0)  # the held node did end
+    assert {"after": "x"} not in fresh_probe.seen  # but the node after it never started
+    timed_out = records["slow_then_more"]
+    assert (timed_out["status"], timed_out["run_id"]) == ("timeout", error["run_id"])
 
 
 def test_a_pipeline_calling_itself_stops_at_the_depth_ceiling(

@@ -12,6 +12,9 @@ inherits field by field: a field left ``UNSET`` inherits, ``None`` lifts the lim
   process, sampled before and after every node execution and every second while one runs.
   Crossing the warning level (default 75 % of the limit) warns once per crossing with
   ``MemoryWarning``; crossing the limit stops new node executions with ``MemoryLimitError``.
+* ``max_run_seconds``: the wall-clock time of the whole run. No node execution starts once it
+  has passed: the next one fails the run with ``TimeLimitError``. A node already running is
+  not interrupted (its own ``timeout=`` does that).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Limits:
     max_depth: int | Unset | None = UNSET
     memory_limit_mb: float | Unset | None = UNSET
     memory_warning_mb: float | Unset | None = UNSET
+    max_run_seconds: float | Unset | None = UNSET
 
     def __post_init__(self) -> None:
         problems = []
@@ -48,6 +52,13 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 problems.append(f"{name} must be a positive number of MiB or None; got {value!r}")
+        seconds = self.max_run_seconds
+        if seconds not in (UNSET, None) and (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0
+        ):
+            problems.append(
+                f"max_run_seconds must be a positive number of seconds or None; got {seconds!r}"
+            )
         if problems:
             raise InvalidOptionError("Invalid Limits(...):\n  " + "\n  ".join(problems))
 
@@ -71,6 +82,17 @@ class Limits:
         return self.memory_limit_mb not in (UNSET, None)
 
     @property
+    def times(self) -> bool:
+        """Whether the run's wall-clock time is limited (``max_run_seconds``)."""
+        return self.max_run_seconds not in (UNSET, None)
+
+    @property
+    def checks_each_step(self) -> bool:
+        """Whether something is checked before every node execution besides the count
+        (memory, time): such a level runs no stretch of plain calls."""
+        return self.watches_memory or self.times
+
+    @property
     def any(self) -> bool:
         """Whether some limit is in force (a run then checks it at every execution)."""
         return any(getattr(self, f.name) not in (UNSET, None) for f in fields(self))
@@ -87,7 +109,7 @@ class Limits:
         return f"limits: {', '.join(shown) or 'none'}"
 
 
-NO_LIMITS = Limits(None, None, None, None)
+NO_LIMITS = Limits(None, None, None, None, None)
 """The library default: nothing limited."""
 
 

@@ -24,7 +24,7 @@ from nestflow.runtime.inputs import (
 from nestflow.runtime.items import MapCall, collections, map_names
 from nestflow.runtime.loop import run_sync
 from nestflow.runtime.plan import plan_for
-from nestflow.runtime.report import Outputs, RunReport, deliver
+from nestflow.runtime.report import Outputs, RunReport, announce, deliver
 from nestflow.runtime.settings import root_config
 from nestflow.runtime.step import compiled
 from nestflow.runtime.views import config_labels, describe_config, effective_config
@@ -80,6 +80,7 @@ class _Call:
     def root(self) -> tuple[RunState, Level]:
         """The run's state and its root level."""
         state = RunState(self.pipeline.name)
+        announce(state.report)
         level = Level.root(state, compiled(self.plan, root_config(self.pipeline)))
         if self.is_map and level.hooks:
             level.register(mapped=True)
@@ -98,6 +99,7 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once; see ``Pipeline.run``."""
     call = _Call(pipeline, positional, kwargs, "run")
     state = RunState(pipeline.name)
+    announce(state.report)
     level = Level.root(state, compiled(call.plan, root_config(pipeline)))
     values = dict(call.values)
     current = usage.enter(state.usage)

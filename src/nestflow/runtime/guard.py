@@ -11,11 +11,18 @@ from __future__ import annotations
 import itertools
 import threading
 import warnings
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from nestflow import guards
 from nestflow.core.limits import MIB, Limits
-from nestflow.errors import MemoryLimitError, MemoryWarning, RecursionDepthError, StepLimitError
+from nestflow.errors import (
+    MemoryLimitError,
+    MemoryWarning,
+    RecursionDepthError,
+    StepLimitError,
+    TimeLimitError,
+)
 
 if TYPE_CHECKING:
     from nestflow.runtime.context import Level, RunState
@@ -71,6 +78,18 @@ def before(level: Level, node_id: str, limits: Limits) -> None:
             raise over_limit(level, node_id, limit, taken)
     if limits.value("memory_limit_mb") is not None:
         watch_of(run, limits).check(level)
+    seconds = limits.value("max_run_seconds")
+    if seconds is not None and perf_counter() - run.started > seconds:
+        raise out_of_time(level, node_id, seconds, perf_counter() - run.started)
+
+
+def out_of_time(level: Level, node_id: str, limit: float, taken: float) -> TimeLimitError:
+    """The error for a node that would start ``taken`` seconds into a run limited to ``limit``."""
+    return TimeLimitError(
+        f"The run reached its time limit of {limit:g} s (max_run_seconds): node "
+        f"`{level.path(node_id)}` would start {taken:.2f} s into it, so it was not started. "
+        "Raise the limit (Limits(max_run_seconds=...)) or make the run shorter."
+    )
 
 
 def over_limit(level: Level, node_id: str, limit: int, number: int) -> StepLimitError:

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -53,6 +54,8 @@ class Location:
     trace_id: str
     steps_taken: int = 0
     """Node executions the run had counted when the item was sent (``max_total_steps``)."""
+    elapsed_s: float = 0.0
+    """How long the run had lasted when the item was sent (``max_run_seconds``)."""
 
 
 @dataclass(slots=True)
@@ -179,6 +182,7 @@ class ItemRun:
         where = self.location
         state.run_id, state.trace_id = where.run_id, where.trace_id
         state.steps_taken = where.steps_taken  # the count goes on from there
+        state.started = perf_counter() - where.elapsed_s  # and so does the clock
         level = Level.at(
             state,
             compiled(plan_for(self.pipeline, self.outputs), self.config, relay=self.relay),
@@ -292,6 +296,7 @@ def item_run(level: Level, values: dict[str, Any], shared: ItemShared) -> ItemRu
             run_id=run.run_id,
             trace_id=run.trace_id,
             steps_taken=run.steps_taken,
+            elapsed_s=perf_counter() - run.started,
         ),
     )
 

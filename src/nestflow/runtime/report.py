@@ -235,6 +235,9 @@ class Capture:
 
     def __init__(self) -> None:
         self.reports: list[RunReport] = []
+        """The reports of the runs that ended, in the order they ended."""
+        self.started: list[RunReport] = []
+        """The reports of the runs that started, as they start (still being written)."""
 
     @property
     def last(self) -> RunReport:
@@ -261,6 +264,12 @@ def capture() -> Iterator[Capture]:
         yield cap
     finally:
         _captures.reset(token)
+
+
+def announce(report: RunReport) -> None:
+    """Hand a root report whose run is starting to every active capture."""
+    for cap in _captures.get():
+        cap.started.append(report)
 
 
 def deliver(report: RunReport) -> None:

@@ -149,7 +149,7 @@ class Compiled:
         self.plain: bool = (
             self.sync
             and local
-            and not config.limits.watches_memory
+            and not config.limits.checks_each_step
             and not self.hooks
             and config.cache is None
             and all(
@@ -279,7 +279,7 @@ class NodeStep:
         """Inputs that skip this node when their producer failed or was skipped."""
         self.cached = config.cache is not None and node.cache
         limits = config.limits
-        self.limits: Limits | None = limits if limits.counts or limits.watches_memory else None
+        self.limits: Limits | None = limits if limits.counts or limits.checks_each_step else None
         """The limits a run checks before and after each execution of this node."""
         self.position = -1
         """Index among the level's signed nodes (cached ones)."""
@@ -311,7 +311,7 @@ class NodeStep:
             or self.continues
             or self.is_async
             or self.gated
-            or limits.watches_memory
+            or limits.checks_each_step
             or self.outcome is not None
             or len(self.blocking) != len(step.args)
         )
@@ -685,7 +685,7 @@ class NestedStep:
         """Inputs that skip the child when their producer failed or was skipped."""
         self.workspace = node.workspace
         self.plain: bool = (
-            not self.child.config.limits.watches_memory
+            not self.child.config.limits.checks_each_step
             and self.child.plain
             and not self.mapped
             and not self.continues

@@ -53,8 +53,8 @@ def create_app(
     @app.post(CALL_PATH)
     async def call(org: str, pipeline: str, request: Request) -> Response:
         incoming = await _incoming(org, pipeline, request)
-        admission = await run_in_threadpool(gate.admit, incoming)
-        return await runner.answer(admission)
+        admitted = await run_in_threadpool(runner.admit, gate, incoming)
+        return await runner.answer(admitted)
 
     return app
 

@@ -26,6 +26,8 @@ from nestflow.service.store import AuditCall, RegisteredPipeline, Store, TokenGr
 DEPTH_HEADER = "x-nestflow-depth"
 CHAIN_HEADER = "x-nestflow-call-chain"
 TRACE_HEADERS = ("traceparent", "tracestate")
+_CONTRACTS_KEPT = 1024
+"""Contracts kept read, at most (the registrations a server answers for)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +67,17 @@ class Gate:
         self._store = store
         self._max_depth = max_call_depth
         self._clock = clock
+        self._contracts: dict[tuple[str, str, str, str], Contract] = {}
 
     def document(self, incoming: Incoming) -> dict[str, Any]:
         """The contract document of ``GET``, once the token (and signature) are accepted."""
-        registered = self._registered(incoming)
-        self._authorised(incoming, registered)
-        return contract_of(registered).to_document()
+        registered, grant = self._found(incoming)
+        self._allowed(incoming, registered, self._granted(registered, grant))
+        return self._contract(registered).to_document()
 
     def admit(self, incoming: Incoming) -> Admission:
         """The admission of a ``POST``; raises ``Refusal``, audited for a known pipeline."""
-        registered = self._registered(incoming)
+        registered, found_grant = self._found(incoming)
         call = AuditCall(
             incoming.org,
             incoming.pipeline,
@@ -85,7 +88,7 @@ class Gate:
             trace_id=_trace_id(incoming.headers.get("traceparent")),
         )
         try:
-            grant = self._granted(incoming, registered)
+            grant = self._granted(registered, found_grant)
             call = replace(call, caller_org=grant.holder)  # refusals from here name the caller
             self._allowed(incoming, registered, grant)
             return self._admitted(incoming, registered, call)
@@ -93,24 +96,32 @@ class Gate:
             self._store.audit_rejected(call, refusal.reason)
             raise
 
-    def _registered(self, incoming: Incoming) -> RegisteredPipeline:
-        found = self._store.get_pipeline(incoming.org, incoming.pipeline)
-        if found is None:
+    def _found(self, incoming: Incoming) -> tuple[RegisteredPipeline, TokenGrant | None]:
+        """The pipeline called (404 when unknown) and what the presented token grants."""
+        scheme, _, token = incoming.headers.get("authorization", "").partition(" ")
+        presented = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+        registered, grant = self._store.find_call(incoming.org, incoming.pipeline, presented)
+        if registered is None:
             raise not_found(incoming.org, incoming.pipeline)
-        return found
+        return registered, grant
 
-    def _authorised(self, incoming: Incoming, registered: RegisteredPipeline) -> TokenGrant:
-        grant = self._granted(incoming, registered)
-        self._allowed(incoming, registered, grant)
-        return grant
-
-    def _granted(self, incoming: Incoming, registered: RegisteredPipeline) -> TokenGrant:
-        """The grant of the request's token, when it is one for this pipeline (else 401)."""
+    def _granted(self, registered: RegisteredPipeline, grant: TokenGrant | None) -> TokenGrant:
+        """``grant``, when it is one for this pipeline (else 401)."""
         org, name = registered.org, registered.name
-        grant = self._grant(incoming.headers.get("authorization", ""))
         if grant is None or (grant.org, grant.pipeline) != (org, name):
             raise bad_token(org, name)
         return grant
+
+    def _contract(self, registered: RegisteredPipeline) -> Contract:
+        """The contract of ``registered``, read once per registration (a re-registration
+        changes what it is made from, and so the key)."""
+        key = (registered.org, registered.name, registered.content_hash, repr(registered.contract))
+        found = self._contracts.get(key)
+        if found is None:
+            if len(self._contracts) >= _CONTRACTS_KEPT:
+                self._contracts.clear()
+            found = self._contracts[key] = contract_of(registered)
+        return found
 
     def _allowed(
         self, incoming: Incoming, registered: RegisteredPipeline, grant: TokenGrant
@@ -121,12 +132,6 @@ class Gate:
             raise cross_org_closed(org, name, grant.holder)
         if registered.allow_cross_org:
             self._check_signature(incoming, grant)
-
-    def _grant(self, authorization: str) -> TokenGrant | None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        return self._store.lookup_token(token.strip())
 
     def _check_signature(self, incoming: Incoming, grant: TokenGrant) -> None:
         if grant.secret is None:
@@ -169,7 +174,7 @@ class Gate:
                 reason="depth_exceeded",
                 details={"chain": list(chain)},
             )
-        contract = contract_of(registered)
+        contract = self._contract(registered)
         inputs = _inputs(incoming)
         problems = contract.input_problems(inputs)
         if problems:

@@ -5,9 +5,10 @@ makes its own calls one hop deeper, with this pipeline appended to the chain. Th
 record is committed as ``started`` before the run starts and finished after it, so
 a node of the run that reads the audit store sees its own call. Runs execute off the event
 loop, so the API keeps answering while they work. A run past its budget is answered with 504
-and abandoned: a queued run is cancelled; a thread already running cannot be interrupted, so
-its eventual result is discarded (as for a thread node past its timeout, SPEC 7.6) and it
-holds its worker until it ends.
+(with its run id, once it started) and abandoned: it runs limited to the budget
+(``Limits(max_run_seconds=...)``), so no node of it starts after that; the node running then
+cannot be interrupted, and its result is discarded (as for a thread node past its timeout,
+SPEC 7.6).
 
 A streamed call (``Accept: text/event-stream``) answers 200 at once and sends the run's
 events as they happen (``relay.py``), a ``: ping`` comment after every ``ping_s`` of
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from nestflow.core.limits import Limits
 from nestflow.runtime.report import capture
 from nestflow.runtime.tracing import attached
 from nestflow.service.client import calling_from
@@ -39,9 +41,10 @@ from nestflow.service.relay import Relay
 from nestflow.service.sources import PipelineCache
 
 if TYPE_CHECKING:
-    from nestflow.runtime.report import RunReport
-    from nestflow.service.gate import Admission
-    from nestflow.service.store import Store
+    from nestflow.core.pipeline import Pipeline
+    from nestflow.runtime.report import Capture, RunReport
+    from nestflow.service.gate import Admission, Gate, Incoming
+    from nestflow.service.store import RegisteredPipeline, Store
 
 STREAM_MAX_SECONDS = 3600.0
 """How long a streamed run may last on this server (``stream_max_seconds``)."""
@@ -75,6 +78,7 @@ class Runner:
         self._store = store
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nestflow-service-run")
         self._pipelines = PipelineCache()
+        self._timed: dict[tuple[str, str, float], Pipeline] = {}
         self._stream_max_s = stream_max_seconds
         self._ping_s = ping_s
 
@@ -82,70 +86,77 @@ class Runner:
         """Stop taking runs; runs under way finish in their threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def answer(self, admission: Admission) -> Response:
+    def admit(self, gate: Gate, incoming: Incoming) -> Call:
+        """Admit ``incoming`` and commit its ``started`` audit record (one trip off the loop);
+        raises the gate's ``Refusal``."""
+        admission = gate.admit(incoming)
+        return Call(self._store, admission, self._store.audit_started(admission.call))
+
+    async def answer(self, call: Call) -> Response:
         """Run the admitted call and answer it: 200, 500 (the run failed) or 504 (budget);
         a streamed call is answered 200 with its events."""
-        if admission.call.mode == "stream":
+        if call.admission.call.mode == "stream":
             return StreamingResponse(
-                self._events(admission),
+                self._events(call),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        call = await self._start(admission, None)
+        budget = call.admission.contract.time_budget_s
+        work = self._start(call, None, budget)
         try:
-            outcome: Outcome | None = await asyncio.wait_for(
-                asyncio.shield(call.work), admission.contract.time_budget_s
-            )
+            outcome: Outcome | None = await asyncio.wait_for(asyncio.shield(work), budget)
         except TimeoutError:
             outcome = None
-        await run_in_threadpool(call.finish, outcome)
-        return JSONResponse(_body(admission, outcome, call.latency_ms), _status(outcome))
+            await run_in_threadpool(call.finish, None)
+        return JSONResponse(_body(call, outcome), _status(outcome))
 
-    async def _start(self, admission: Admission, relay: Relay | None) -> Call:
-        record = await run_in_threadpool(self._store.audit_started, admission.call)
+    def _start(self, call: Call, relay: Relay | None, limit_s: float) -> asyncio.Future[Outcome]:
         # Copy the context: OpenTelemetry keeps the current span in a contextvar, and pool
         # threads start empty.
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self._pool, context.run, self._execute, admission, relay)
-        return Call(self._store, record, work)
+        return loop.run_in_executor(self._pool, context.run, self._run, call, relay, limit_s)
 
-    async def _events(self, admission: Admission) -> AsyncIterator[str]:
+    async def _events(self, call: Call) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
         def sink(event: dict[str, Any]) -> None:  # called in the run's thread
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        relay = Relay(sink)
-        call = await self._start(admission, relay)
-        call.work.add_done_callback(lambda _: queue.put_nowait(None))
+        work = self._start(call, Relay(sink), self._stream_max_s)
+        work.add_done_callback(lambda _: queue.put_nowait(None))
         deadline = call.started + self._stream_max_s
         outcome: Outcome | None = None
-        try:
-            while (left := deadline - time.perf_counter()) > 0:
-                try:
-                    event = await asyncio.wait_for(queue.get(), min(self._ping_s, left))
-                except TimeoutError:
-                    yield ": ping\n\n"
-                    continue
-                if event is None:
-                    outcome = call.work.result()
-                    break
-                yield _event("progress", event)
-            await run_in_threadpool(call.finish, outcome)
-            body = _body(admission, outcome, call.latency_ms, self._stream_max_s)
-            yield _event("error" if body["status"] == "error" else "result", body)
-        finally:
-            if not call.finished:  # the caller went away: the record is finished at the end
-                call.work.add_done_callback(lambda done: _finish_later(call, done))
-
-    def _execute(self, admission: Admission, relay: Relay | None) -> Outcome:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        registered = admission.registered
-        with attached(admission.trace), calling_from(admission.hop), capture() as captured:
+        while (left := deadline - time.perf_counter()) > 0:
             try:
-                pipeline = self._pipelines.get(registered.source, registered.content_hash)
+                event = await asyncio.wait_for(queue.get(), min(self._ping_s, left))
+            except TimeoutError:
+                yield ": ping\n\n"
+                continue
+            if event is None:
+                outcome = work.result()
+                break
+            yield _event("progress", event)
+        if outcome is None:
+            await run_in_threadpool(call.finish, None)
+        body = _body(call, outcome, self._stream_max_s)
+        yield _event("error" if body["status"] == "error" else "result", body)
+
+    def _run(self, call: Call, relay: Relay | None, limit_s: float) -> Outcome:
+        """Run the call here (a pool thread) and finish its record: the outcome is audited
+        even when nobody waits for it any more (a stream whose caller went away)."""
+        outcome = self._execute(call, relay, limit_s)
+        call.finish(outcome)
+        return outcome
+
+    def _execute(self, call: Call, relay: Relay | None, limit_s: float) -> Outcome:
+        admission = call.admission
+        wall, cpu = time.perf_counter(), time.thread_time()
+        with attached(admission.trace), calling_from(admission.hop), capture() as captured:
+            call.runs = captured
+            try:
+                pipeline = self._pipeline(admission.registered, limit_s)
                 if relay is not None:
                     pipeline = pipeline.with_callbacks([relay], add=True)
                 outputs = pipeline.run(admission.inputs)
@@ -158,16 +169,37 @@ class Runner:
         kept = values if problem is None else None
         return Outcome(kept, problem, outputs.report.run_id, _usage(wall, cpu, outputs.report))
 
+    def _pipeline(self, registered: RegisteredPipeline, limit_s: float) -> Pipeline:
+        """The registered pipeline, limited to ``limit_s`` seconds: once the budget has
+        passed, no node of an abandoned run starts (``TimeLimitError`` ends it)."""
+        key = (registered.source, registered.content_hash, limit_s)
+        found = self._timed.get(key)
+        if found is None:
+            loaded = self._pipelines.get(registered.source, registered.content_hash)
+            given = loaded.config["limits"]
+            own = given if isinstance(given, Limits) else Limits()
+            found = loaded.with_limits(Limits(max_run_seconds=limit_s).over(own))
+            self._timed[key] = found
+        return found
+
 
 class Call:
-    """One admitted call under way: its audit record, finished exactly once."""
+    """One admitted call: its audit record, finished exactly once, and its run."""
 
-    def __init__(self, store: Store, record: int, work: asyncio.Future[Outcome]) -> None:
-        self._store, self.record, self.work = store, record, work
+    def __init__(self, store: Store, admission: Admission, record: int) -> None:
+        self._store, self.admission, self.record = store, admission, record
         self.started = time.perf_counter()
         self.latency_ms = 0.0
         self.finished = False
+        self.runs: Capture | None = None
+        """The runs of the call as they start (set in the worker, when it takes the call)."""
         self._lock = threading.Lock()
+
+    @property
+    def run_id(self) -> str | None:
+        """The id of the call's run, once it has started."""
+        started = None if self.runs is None else self.runs.started
+        return started[0].run_id if started else None
 
     def finish(self, outcome: Outcome | None) -> None:
         """Complete the record with ``outcome`` (``None``: the run ran out of time)."""
@@ -175,13 +207,14 @@ class Call:
             if self.finished:
                 return
             self.finished = True
-        self.latency_ms = (time.perf_counter() - self.started) * 1000
+            self.latency_ms = (time.perf_counter() - self.started) * 1000
         if outcome is None:
             self._store.audit_finished(
                 self.record,
                 "timeout",
                 latency_ms=self.latency_ms,
                 error_type="timeout",
+                run_id=self.run_id,
                 usage={"wall_s": self.latency_ms / 1000},
             )
             return
@@ -195,12 +228,6 @@ class Call:
             run_id=outcome.run_id,
             usage=outcome.usage,
         )
-
-
-def _finish_later(call: Call, done: asyncio.Future[Outcome]) -> None:
-    """Finish the record of a call whose caller went away, off the event loop."""
-    outcome = None if done.cancelled() or done.exception() is not None else done.result()
-    asyncio.get_running_loop().run_in_executor(None, call.finish, outcome)
 
 
 def _event(kind: str, data: dict[str, Any]) -> str:
@@ -232,13 +259,9 @@ def _status(outcome: Outcome | None) -> int:
     return 200 if outcome.error is None else 500
 
 
-def _body(
-    admission: Admission,
-    outcome: Outcome | None,
-    latency_ms: float,
-    limit_s: float | None = None,
-) -> dict[str, Any]:
+def _body(call: Call, outcome: Outcome | None, limit_s: float | None = None) -> dict[str, Any]:
     """The body of the answer: a synchronous reply, or the last event of a stream."""
+    admission = call.admission
     contract = admission.contract
     if outcome is None:
         name = admission.registered.name
@@ -252,7 +275,7 @@ def _body(
                 f"The streamed run of `{name}` exceeded this server's limit of {limit_s:g} s "
                 "(stream_max_seconds) and was abandoned."
             )
-        return error_body("timeout", message, None)
+        return error_body("timeout", message, call.run_id)
     if outcome.error is not None:
         return error_body(type(outcome.error).__name__, str(outcome.error), outcome.run_id)
     values = outcome.values or {}
@@ -261,5 +284,5 @@ def _body(
         "result": values.get(contract.response_key),
         "outputs": {name: values.get(name) for name in contract.outputs},
         "run_id": outcome.run_id,
-        "duration_ms": latency_ms,
+        "duration_ms": call.latency_ms,
     }

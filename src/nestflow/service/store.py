@@ -183,6 +183,16 @@ class Store:
             grant = Target(registry.pipeline_id(connection, org, pipeline), holder or org)
             return call_tokens.revoke(connection, grant, self._clock())
 
+    def find_call(
+        self, org: str, name: str, token: str | None
+    ) -> tuple[RegisteredPipeline | None, TokenGrant | None]:
+        """The pipeline ``org/name`` and what ``token`` grants, read together (one
+        transaction: what every call needs first)."""
+        with self._db.reading() as connection:
+            found = registry.find_pipelines(connection, org, name)
+            grant = None if token is None else call_tokens.lookup(connection, token)
+        return (found[0] if found else None), grant
+
     def lookup_token(self, token: str) -> TokenGrant | None:
         """What the presented ``token`` grants, or ``None`` when it is unknown or revoked."""
         with self._db.reading() as connection:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
 from nestflow.service.storage.schema import audit
 
@@ -78,7 +78,7 @@ def add(connection: Connection, call: AuditCall, now: float, reason: str | None 
     """Insert a record for ``call``: ``started``, or ``rejected`` when there is a ``reason``."""
     status = "started" if reason is None else "rejected"
     values = asdict(call) | {"time": now, "status": status, "reason": reason}
-    return int(connection.execute(insert(audit).values(values).returning(audit.c.id)).scalar_one())
+    return int(connection.execute(_ADD, values).scalar_one())
 
 
 def finish(connection: Connection, record_id: int, outcome: Mapping[str, Any]) -> None:
@@ -90,10 +90,19 @@ def finish(connection: Connection, record_id: int, outcome: Mapping[str, Any]) -
     if outcome["status"] not in FINISHED:
         status = outcome["status"]
         raise ValueError(f"A run finishes as one of {sorted(FINISHED)}, not {status!r}.")
-    values = {**outcome, "usage": _usage(outcome.get("usage"))}
-    change = update(audit).where(audit.c.id == record_id, audit.c.status == "started")
-    if connection.execute(change.values(values)).rowcount != 1:
+    values = {**_NO_OUTCOME, **outcome, "usage": _usage(outcome.get("usage"))}
+    if connection.execute(_FINISH, {**values, "record_id": record_id}).rowcount != 1:
         raise LookupError(f"No started audit record has id {record_id}.")
+
+
+_ADD: Final = insert(audit).returning(audit.c.id)
+"""A new record (values given at execution): written for every call, so built once."""
+_FINISH: Final = update(audit).where(
+    audit.c.id == bindparam("record_id"), audit.c.status == "started"
+)
+"""A started record completed (values given at execution), built once."""
+_NO_OUTCOME: Final = {"error_type": None, "error_message": None, "run_id": None, "usage": None}
+"""Every outcome column, so one compiled form serves every finish."""
 
 
 def records_for(connection: Connection, org: str, limit: int) -> list[AuditRecord]:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from nestflow.service.storage.credentials import digest
 from nestflow.service.storage.database import upsert
@@ -124,10 +124,17 @@ def find_pipelines(
     connection: Connection, org: str, name: str | None = None
 ) -> list[RegisteredPipeline]:
     """The pipelines of ``org`` by name, or only the one called ``name``."""
-    query = select(pipelines).where(pipelines.c.org == org).order_by(pipelines.c.name)
     if name is not None:
-        query = query.where(pipelines.c.name == name)
+        return [_pipeline(row) for row in connection.execute(_ONE, {"org": org, "name": name})]
+    query = select(pipelines).where(pipelines.c.org == org).order_by(pipelines.c.name)
     return [_pipeline(row) for row in connection.execute(query)]
+
+
+_ONE: Final = select(pipelines).where(
+    pipelines.c.org == bindparam("org"), pipelines.c.name == bindparam("name")
+)
+"""One pipeline by organisation and name: read for every call, so built once (SQLAlchemy
+then reuses its compiled form without recomputing its cache key)."""
 
 
 def pipeline_id(connection: Connection, org: str, name: str, *, lock: bool = False) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 
 from nestflow.service.storage.credentials import digest, new_credential, seal, unseal
 from nestflow.service.storage.registry import pipeline_id, require_org
@@ -100,16 +100,19 @@ def revoke(connection: Connection, grant: Target, now: float) -> int:
 
 def lookup(connection: Connection, token: str) -> TokenGrant | None:
     """What the presented ``token`` grants, or ``None`` when it is unknown or revoked."""
-    query = (
-        select(tokens.c.id, pipelines.c.org, pipelines.c.name)
-        .add_columns(tokens.c.holder_org, tokens.c.sealed_secret)
-        .join(pipelines, pipelines.c.id == tokens.c.pipeline_id)
-        .where(tokens.c.token_hash == digest(token), tokens.c.revoked_at.is_(None))
-    )
-    row = connection.execute(query).first()
+    row = connection.execute(_LOOKUP, {"token_hash": digest(token)}).first()
     if row is None:
         return None
     token_id, org, name, holder, sealed = row
     return TokenGrant(
         token_id, org, name, holder, None if sealed is None else unseal(sealed, token)
     )
+
+
+_LOOKUP = (
+    select(tokens.c.id, pipelines.c.org, pipelines.c.name)
+    .add_columns(tokens.c.holder_org, tokens.c.sealed_secret)
+    .join(pipelines, pipelines.c.id == tokens.c.pipeline_id)
+    .where(tokens.c.token_hash == bindparam("token_hash"), tokens.c.revoked_at.is_(None))
+)
+"""The grant of a token hash: read for every call, so built once."""
