@@ -6,7 +6,6 @@ NOT_RAISED_YET = frozenset(
     {
         "AuthenticationError",
         "AuthorizationError",
-        "CallCycleError",
         "CallDepthError",
         "ReplayError",
         "ServiceError",

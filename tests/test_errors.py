@@ -43,6 +43,9 @@ HIERARCHY: dict[str, tuple[str, type[BaseException] | None]] = {
     "RecursionDepthError": ("GuardError", RuntimeError),
     "StepLimitError": ("GuardError", RuntimeError),
     "MemoryLimitError": ("GuardError", RuntimeError),
+    # Beyond the tree of 10.1: Limits(max_run_seconds), what the service's time budget stops
+    # a run with (docs/design.md).
+    "TimeLimitError": ("GuardError", RuntimeError),
     "ServiceError": ("NestflowError", None),
     "AuthenticationError": ("ServiceError", None),
     "AuthorizationError": ("ServiceError", None),

@@ -6,7 +6,7 @@ node too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import typing as _typing
 
 from nestflow.cache.disk import DiskCache
 from nestflow.cache.fingerprint import register_fingerprint
@@ -78,7 +78,7 @@ from nestflow.runtime.report import Capture, ErrorRecord, NodeRecord, Outputs, R
 from nestflow.runtime.workspaces import workspace
 from nestflow.version import __version__ as __version__
 
-if TYPE_CHECKING:  # imported on first use (the client extra); typed for checkers here
+if _typing.TYPE_CHECKING:  # imported on first use (the client extra); typed for checkers here
     from nestflow.service.call import pipeline_call
 
 __all__ = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from nestflow.service.admin import Admin
 from nestflow.service.gate import Gate, Incoming
@@ -43,26 +42,33 @@ def create_app(
     app = FastAPI(title="nestflow service", on_shutdown=[runner.close])
     app.add_exception_handler(Refusal, _refused)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.include_router(Admin(store, public_url).router())
 
-    @app.get(CALL_PATH)
-    async def contract_document(org: str, pipeline: str, request: Request) -> Response:
-        incoming = await _incoming(org, pipeline, request)
-        return JSONResponse(await run_in_threadpool(gate.document, incoming))
+    async def contract_document(request: Request) -> Response:
+        incoming = await _incoming(request)
+        return JSONResponse(await runner.checking(gate.document, incoming))
 
-    @app.post(CALL_PATH)
-    async def call(org: str, pipeline: str, request: Request) -> Response:
-        incoming = await _incoming(org, pipeline, request)
-        admitted = await run_in_threadpool(runner.admit, gate, incoming)
+    async def call(request: Request) -> Response:
+        incoming = await _incoming(request)
+        admitted = await runner.checking(runner.admit, gate, incoming)
         return await runner.answer(admitted)
 
+    # Plain routes, matched first: every call passes here, and FastAPI's parameter solving
+    # would only read the two path segments that Starlette has parsed already.
+    app.router.add_route(CALL_PATH, contract_document, methods=["GET"], include_in_schema=False)
+    app.router.add_route(CALL_PATH, call, methods=["POST"], include_in_schema=False)
+    app.include_router(Admin(store, public_url).router())
     return app
 
 
-async def _incoming(org: str, pipeline: str, request: Request) -> Incoming:
-    headers = {name.lower(): value for name, value in request.headers.items()}
+async def _incoming(request: Request) -> Incoming:
+    scope = request.scope
+    # The raw header list (names are lower case in ASGI), and the path as received.
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     body = await request.body()
-    return Incoming(org, pipeline, request.method, request.url.path, headers, body)
+    params = scope["path_params"]
+    return Incoming(
+        params["org"], params["pipeline"], scope["method"], scope["path"], headers, body
+    )
 
 
 def _refused(request: Request, exc: Exception) -> Response:

@@ -21,7 +21,7 @@ from nestflow.service import signing
 from nestflow.service.client import Hop
 from nestflow.service.contract import Contract
 from nestflow.service.refusals import Refusal, bad_token, cross_org_closed, not_found
-from nestflow.service.store import AuditCall, RegisteredPipeline, Store, TokenGrant
+from nestflow.service.store import AuditCall, Door, RegisteredPipeline, Store, TokenGrant
 
 DEPTH_HEADER = "x-nestflow-depth"
 CHAIN_HEADER = "x-nestflow-call-chain"
@@ -58,6 +58,14 @@ class Admission:
     """The incoming W3C trace context (``traceparent``, ``tracestate``), continued by the run."""
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An admission and the id of its ``started`` audit record."""
+
+    admission: Admission
+    record: int
+
+
 class Gate:
     """Admits or refuses calls against the store; ``clock`` gives Unix seconds for signatures."""
 
@@ -71,36 +79,45 @@ class Gate:
 
     def document(self, incoming: Incoming) -> dict[str, Any]:
         """The contract document of ``GET``, once the token (and signature) are accepted."""
-        registered, grant = self._found(incoming)
-        self._allowed(incoming, registered, self._granted(registered, grant))
+        with self._store.admitting() as door:
+            registered, grant = self._found(door, incoming)
+            self._allowed(door, incoming, registered, self._granted(registered, grant))
         return self._contract(registered).to_document()
 
-    def admit(self, incoming: Incoming) -> Admission:
-        """The admission of a ``POST``; raises ``Refusal``, audited for a known pipeline."""
-        registered, found_grant = self._found(incoming)
-        call = AuditCall(
-            incoming.org,
-            incoming.pipeline,
-            caller_pipeline=incoming.headers.get("x-nestflow-caller-pipeline"),
-            caller_node=incoming.headers.get("x-nestflow-caller-node"),
-            depth=_lenient_depth(incoming.headers),
-            mode="stream" if streams(incoming.headers) else "sync",
-            trace_id=_trace_id(incoming.headers.get("traceparent")),
-        )
-        try:
-            grant = self._granted(registered, found_grant)
-            call = replace(call, caller_org=grant.holder)  # refusals from here name the caller
-            self._allowed(incoming, registered, grant)
-            return self._admitted(incoming, registered, call)
-        except Refusal as refusal:
-            self._store.audit_rejected(call, refusal.reason)
-            raise
+    def admit(self, incoming: Incoming) -> Admitted:
+        """The admission of a ``POST`` with its ``started`` audit record, committed together;
+        raises ``Refusal``, recorded as ``rejected`` for a known pipeline."""
+        refused: Refusal | None = None
+        with self._store.admitting() as door:
+            registered, found_grant = self._found(door, incoming)
+            call = AuditCall(
+                incoming.org,
+                incoming.pipeline,
+                caller_pipeline=incoming.headers.get("x-nestflow-caller-pipeline"),
+                caller_node=incoming.headers.get("x-nestflow-caller-node"),
+                depth=_lenient_depth(incoming.headers),
+                mode="stream" if streams(incoming.headers) else "sync",
+                trace_id=_trace_id(incoming.headers.get("traceparent")),
+            )
+            try:
+                grant = self._granted(registered, found_grant)
+                call = replace(call, caller_org=grant.holder)  # refusals from here name it
+                self._allowed(door, incoming, registered, grant)
+                admission = self._admitted(incoming, registered, call)
+            except Refusal as refusal:
+                door.audit_rejected(call, refusal.reason)
+                refused = refusal  # raised once the record is committed
+            else:
+                return Admitted(admission, door.audit_started(admission.call))
+        raise refused
 
-    def _found(self, incoming: Incoming) -> tuple[RegisteredPipeline, TokenGrant | None]:
+    def _found(
+        self, door: Door, incoming: Incoming
+    ) -> tuple[RegisteredPipeline, TokenGrant | None]:
         """The pipeline called (404 when unknown) and what the presented token grants."""
         scheme, _, token = incoming.headers.get("authorization", "").partition(" ")
         presented = token.strip() if scheme.lower() == "bearer" and token.strip() else None
-        registered, grant = self._store.find_call(incoming.org, incoming.pipeline, presented)
+        registered, grant = door.find_call(incoming.org, incoming.pipeline, presented)
         if registered is None:
             raise not_found(incoming.org, incoming.pipeline)
         return registered, grant
@@ -124,16 +141,16 @@ class Gate:
         return found
 
     def _allowed(
-        self, incoming: Incoming, registered: RegisteredPipeline, grant: TokenGrant
+        self, door: Door, incoming: Incoming, registered: RegisteredPipeline, grant: TokenGrant
     ) -> None:
         """The holder may call (403) and, on a pipeline open to others, signed (401)."""
         org, name = registered.org, registered.name
         if grant.holder != org and not registered.allow_cross_org:
             raise cross_org_closed(org, name, grant.holder)
         if registered.allow_cross_org:
-            self._check_signature(incoming, grant)
+            self._check_signature(door, incoming, grant)
 
-    def _check_signature(self, incoming: Incoming, grant: TokenGrant) -> None:
+    def _check_signature(self, door: Door, incoming: Incoming, grant: TokenGrant) -> None:
         if grant.secret is None:
             raise Refusal(
                 401,
@@ -151,7 +168,7 @@ class Gate:
             incoming.headers.get(DEPTH_HEADER, "0"),
             incoming.headers,
             now=self._clock(),
-            record_nonce=lambda nonce, expires_at: self._store.record_nonce(
+            record_nonce=lambda nonce, expires_at: door.record_nonce(
                 grant.token_id, nonce, expires_at
             ),
         )

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from nestflow.core.limits import Limits
 from nestflow.runtime.report import capture
@@ -50,6 +50,12 @@ STREAM_MAX_SECONDS = 3600.0
 """How long a streamed run may last on this server (``stream_max_seconds``)."""
 PING_S = 15.0
 """A streamed call hears a ``: ping`` after this many seconds of silence."""
+SWEEP_S = 0.05
+"""How often the calls waiting for their runs are checked against their deadlines."""
+CHECKERS = 8
+"""Threads for the store work before a run: admissions, refusals and their records."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +83,30 @@ class Runner:
             raise ValueError(f"The service needs at least one worker, not {workers}.")
         self._store = store
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nestflow-service-run")
+        self._checks = ThreadPoolExecutor(CHECKERS, thread_name_prefix="nestflow-service-check")
         self._pipelines = PipelineCache()
         self._timed: dict[tuple[str, str, float], Pipeline] = {}
         self._stream_max_s = stream_max_seconds
         self._ping_s = ping_s
+        self._deadlines = Deadlines()
 
     def close(self) -> None:
         """Stop taking runs; runs under way finish in their threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._checks.shutdown(wait=False, cancel_futures=True)
+        self._deadlines.close()
+
+    async def checking(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a thread for the checks and records that come before a run (they
+        block on the store), never held up by the runs."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._checks, functools.partial(fn, *args))
 
     def admit(self, gate: Gate, incoming: Incoming) -> Call:
         """Admit ``incoming`` and commit its ``started`` audit record (one trip off the loop);
         raises the gate's ``Refusal``."""
-        admission = gate.admit(incoming)
-        return Call(self._store, admission, self._store.audit_started(admission.call))
+        admitted = gate.admit(incoming)
+        return Call(self._store, admitted.admission, admitted.record)
 
     async def answer(self, call: Call) -> Response:
         """Run the admitted call and answer it: 200, 500 (the run failed) or 504 (budget);
@@ -103,11 +119,9 @@ class Runner:
             )
         budget = call.admission.contract.time_budget_s
         work = self._start(call, None, budget)
-        try:
-            outcome: Outcome | None = await asyncio.wait_for(asyncio.shield(work), budget)
-        except TimeoutError:
-            outcome = None
-            await run_in_threadpool(call.finish, None)
+        outcome = await self._deadlines.first(work, call.started + budget)
+        if outcome is None:
+            await self.checking(call.finish, None)
         return JSONResponse(_body(call, outcome), _status(outcome))
 
     def _start(self, call: Call, relay: Relay | None, limit_s: float) -> asyncio.Future[Outcome]:
@@ -139,7 +153,7 @@ class Runner:
                 break
             yield _event("progress", event)
         if outcome is None:
-            await run_in_threadpool(call.finish, None)
+            await self.checking(call.finish, None)
         body = _body(call, outcome, self._stream_max_s)
         yield _event("error" if body["status"] == "error" else "result", body)
 
@@ -181,6 +195,53 @@ class Runner:
             found = loaded.with_limits(Limits(max_run_seconds=limit_s).over(own))
             self._timed[key] = found
         return found
+
+
+class Deadlines:
+    """Waits for runs until their deadlines, all with one timer task on the event loop.
+
+    A timer per call (``asyncio.wait_for``) costs more than the run of a small pipeline: each
+    is pushed onto the loop's heap and, cancelled when the run ends in time, stays there
+    until it expires. Here a call is one dict entry; ``SWEEP_S`` apart, the task answers
+    the calls past their deadlines (a 504 comes at most that much later).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[asyncio.Future[Outcome | None], float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def first(self, work: asyncio.Future[Outcome], deadline: float) -> Outcome | None:
+        """What ``work`` gives, or ``None`` once ``deadline`` (``perf_counter``) has passed."""
+        answer: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+
+        def settle(done: asyncio.Future[Outcome]) -> None:
+            if not answer.done():
+                if done.cancelled() or done.exception() is not None:
+                    answer.set_exception(done.exception() or asyncio.CancelledError())
+                else:
+                    answer.set_result(done.result())
+
+        work.add_done_callback(settle)
+        self._waiting[answer] = deadline
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._sweep())
+        try:
+            return await answer
+        finally:
+            self._waiting.pop(answer, None)
+
+    async def _sweep(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(SWEEP_S)
+            now = time.perf_counter()
+            for answer, deadline in list(self._waiting.items()):
+                if deadline <= now and not answer.done():
+                    answer.set_result(None)
+
+    def close(self) -> None:
+        """Stop the timer task."""
+        if self._task is not None:
+            self._task.cancel()
 
 
 class Call:

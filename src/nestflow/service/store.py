@@ -27,7 +27,8 @@ the server unseals it only for a request that presents that token. Nothing here 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self
 
 from nestflow.service.storage import audit as audit_records
@@ -44,9 +45,12 @@ from nestflow.service.storage.tokens import IssuedToken, Target, TokenGrant
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from sqlalchemy import Connection
+
 __all__ = [
     "AuditCall",
     "AuditRecord",
+    "Door",
     "IssuedToken",
     "Organisation",
     "RegisteredPipeline",
@@ -54,6 +58,35 @@ __all__ = [
     "TokenGrant",
     "open_store",
 ]
+
+
+class Door:
+    """The store as one admission sees it: the calls of ``Store`` in its one transaction."""
+
+    __slots__ = ("_clock", "_connection")
+
+    def __init__(self, connection: Connection, clock: Callable[[], float]) -> None:
+        self._connection, self._clock = connection, clock
+
+    def find_call(
+        self, org: str, name: str, token: str | None
+    ) -> tuple[RegisteredPipeline | None, TokenGrant | None]:
+        """The pipeline ``org/name`` and what ``token`` grants."""
+        found = registry.find_pipelines(self._connection, org, name)
+        grant = None if token is None else call_tokens.lookup(self._connection, token)
+        return (found[0] if found else None), grant
+
+    def record_nonce(self, token_id: int, nonce: str, expires_at: float) -> bool:
+        """``Store.record_nonce``, in this transaction."""
+        return kept_nonces.record(self._connection, token_id, nonce, expires_at, self._clock())
+
+    def audit_started(self, call: AuditCall) -> int:
+        """``Store.audit_started``, committed with the transaction."""
+        return audit_records.add(self._connection, call, self._clock())
+
+    def audit_rejected(self, call: AuditCall, reason: str) -> int:
+        """``Store.audit_rejected``, committed with the transaction."""
+        return audit_records.add(self._connection, call, self._clock(), reason)
 
 
 def open_store(url: str, *, clock: Callable[[], float] = time.time) -> Store:
@@ -183,15 +216,13 @@ class Store:
             grant = Target(registry.pipeline_id(connection, org, pipeline), holder or org)
             return call_tokens.revoke(connection, grant, self._clock())
 
-    def find_call(
-        self, org: str, name: str, token: str | None
-    ) -> tuple[RegisteredPipeline | None, TokenGrant | None]:
-        """The pipeline ``org/name`` and what ``token`` grants, read together (one
-        transaction: what every call needs first)."""
-        with self._db.reading() as connection:
-            found = registry.find_pipelines(connection, org, name)
-            grant = None if token is None else call_tokens.lookup(connection, token)
-        return (found[0] if found else None), grant
+    @contextmanager
+    def admitting(self) -> Iterator[Door]:
+        """One writing transaction for everything a call's admission reads and writes (its
+        pipeline and token, a nonce, the audit record), committed when the block ends: one
+        commit per call before its run starts."""
+        with self._db.writing() as connection:
+            yield Door(connection, self._clock)
 
     def lookup_token(self, token: str) -> TokenGrant | None:
         """What the presented ``token`` grants, or ``None`` when it is unknown or revoked."""

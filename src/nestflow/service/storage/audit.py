@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from sqlalchemy import bindparam, insert, or_, select, update
@@ -77,7 +77,9 @@ class AuditRecord:
 def add(connection: Connection, call: AuditCall, now: float, reason: str | None = None) -> int:
     """Insert a record for ``call``: ``started``, or ``rejected`` when there is a ``reason``."""
     status = "started" if reason is None else "rejected"
-    values = asdict(call) | {"time": now, "status": status, "reason": reason}
+    # Field by field: dataclasses.asdict deep-copies every value, on every call.
+    values = {name: getattr(call, name) for name in _CALL_FIELDS}
+    values |= {"time": now, "status": status, "reason": reason}
     return int(connection.execute(_ADD, values).scalar_one())
 
 
@@ -95,6 +97,7 @@ def finish(connection: Connection, record_id: int, outcome: Mapping[str, Any]) -
         raise LookupError(f"No started audit record has id {record_id}.")
 
 
+_CALL_FIELDS: Final = tuple(f.name for f in fields(AuditCall))
 _ADD: Final = insert(audit).returning(audit.c.id)
 """A new record (values given at execution): written for every call, so built once."""
 _FINISH: Final = update(audit).where(

@@ -15,8 +15,10 @@ connection from the engine's pool.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +37,9 @@ __all__ = ["Database", "redact_url", "upsert"]
 BUSY_TIMEOUT_S: Final = 30
 """How long a SQLite writer waits for another process's write lock before failing."""
 
+POOL_SIZE: Final = 16
+"""Connections kept open per store: enough for the threads of a service (its run workers and
+its checkers) to each hold one; up to as many more are opened for a burst."""
 _WRITE: Final = "nestflow_write"  # execution option: this transaction writes
 _SQLITE_DRIVERS: Final = frozenset({"sqlite", "sqlite+pysqlite"})
 _POSTGRES_DRIVERS: Final = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
@@ -47,10 +52,13 @@ class Database:
     def __init__(self, url: str) -> None:
         parsed = _parse(url)
         self.url = parsed.render_as_string(hide_password=True)
+        self._turn: contextlib.AbstractContextManager[Any]
         if parsed.drivername in _SQLITE_DRIVERS:
             self.engine = _sqlite_engine(parsed)
+            self._turn = threading.Lock()
         else:
             self.engine = _postgres_engine(parsed)
+            self._turn = contextlib.nullcontext()
 
     @property
     def is_postgres(self) -> bool:
@@ -65,8 +73,13 @@ class Database:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A transaction that writes, committed when the block ends without an exception."""
-        with self.engine.connect() as connection:
+        """A transaction that writes, committed when the block ends without an exception.
+
+        On SQLite the threads of this process take turns first (one lock): a writer that
+        meets SQLite's own lock waits in its busy handler, which sleeps in growing steps,
+        while a thread waiting here starts the moment the writer before it commits.
+        """
+        with self._turn, self.engine.connect() as connection:
             connection.execution_options(**{_WRITE: True})
             with connection.begin():
                 yield connection
@@ -112,6 +125,11 @@ def _sqlite_engine(url: URL) -> Engine:
     engine = create_engine(
         url.set(drivername="sqlite+pysqlite"),
         connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+        # Kept open for every thread that may use the store at once (the service's workers
+        # and checkers): a connection past the pool's size is closed on return, and opening
+        # one again (with its pragmas) costs more than the statements of a call.
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_SIZE,
     )
     event.listen(engine, "connect", _prepare_sqlite)
     event.listen(engine, "begin", _begin_sqlite)
@@ -148,7 +166,9 @@ def _switch_to_wal(cursor: Any) -> None:
 
 def _begin_sqlite(connection: Connection) -> None:
     writes = connection.get_execution_options().get(_WRITE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+    # On the driver's connection itself: a statement with nothing to bind or read back
+    # needs none of SQLAlchemy's execution machinery, and every call begins two of these.
+    connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if writes else "BEGIN")  # type: ignore[union-attr]
 
 
 def _postgres_engine(url: URL) -> Engine:
@@ -160,4 +180,9 @@ def _postgres_engine(url: URL) -> Engine:
             "Install it with: pip install 'nestflow[postgres]'"
         ) from exc
     # Pre-ping: a pooled connection that a PostgreSQL restart dropped is replaced, not used.
-    return create_engine(url.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
+    return create_engine(
+        url.set(drivername="postgresql+psycopg"),
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_SIZE,
+    )
