@@ -374,3 +374,69 @@ def _wait_for(read: Any, done: Any) -> Any:
         if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(0.02)
+
+
+# --- what ProgressCallback and LoggingCallback make of remote calls --------------------------
+
+
+def test_progress_shows_the_latest_remote_status_under_the_call_node(service: Service) -> None:
+    import io
+
+    from rich.console import Console
+
+    from nestflow import ProgressCallback
+
+    token = service.publish("counter", ["count", "shout"], "shout")
+    console = Console(record=True, width=200, file=io.StringIO())
+    progress = ProgressCallback(console=console, delay=0)
+    caller(service, token).with_callbacks([progress]).run({"text": "a b"})
+    lines = console.export_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if "remote_count" in line)
+    assert "↳ remote: counter ok" in lines[at + 1]
+
+
+def test_a_failed_call_is_logged_as_a_warning_with_its_error(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from nestflow import LoggingCallback
+
+    token = service.publish("counter", ["count", "shout"], "shout")
+    pipeline = caller(service, token + "-wrong").with_callbacks([LoggingCallback()])
+    with caplog.at_level(logging.INFO, logger="nestflow"):
+        outputs = pipeline.run({"text": "a"})
+    assert outputs["shout"] is None
+    ends = [r for r in caplog.records if getattr(r, "nestflow", {}).get("event") == "node_end"]
+    by_node = {r.nestflow["node"]: r for r in ends}  # type: ignore[attr-defined]
+    failed = by_node["remote_count"]
+    assert failed.levelno == logging.WARNING
+    assert failed.nestflow["error_type"] == "rejected"  # type: ignore[attr-defined]
+    message = failed.nestflow["error_message"]  # type: ignore[attr-defined]
+    assert isinstance(message, str)
+    assert message
+    assert by_node["report"].levelno == logging.INFO
+    assert token not in caplog.text
+
+
+def test_remote_events_are_logged_with_the_event(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from nestflow import LoggingCallback
+
+    token = service.publish("counter", ["count", "shout"], "shout")
+    with caplog.at_level(logging.INFO, logger="nestflow"):
+        caller(service, token).with_callbacks([LoggingCallback()]).run({"text": "a"})
+    remote = [
+        r.nestflow  # type: ignore[attr-defined]
+        for r in caplog.records
+        if getattr(r, "nestflow", {}).get("event") == "remote_event"
+    ]
+    assert [e["remote"]["node"] for e in remote if e["remote"]["kind"] == "node_end"] == [
+        "split",
+        "count",
+        "shout",
+    ]
+    assert {e["node"] for e in remote} == {"remote_count"}

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
+from nestflow.core.gates import ERROR_SUFFIX
 
 
 class LoggingCallback(PipelineCallback):
@@ -19,7 +20,10 @@ class LoggingCallback(PipelineCallback):
     to the log record as ``record.nestflow`` for handlers that want fields, not text.
     ``path`` is the root pipeline, the ids of the nested nodes that entered each level and
     the node (``retrieval > encode_corpus > embed``); ``pipeline`` is the level's pipeline.
-    Failures are logged at ``ERROR``, everything else at ``level``.
+    Failures are logged at ``ERROR``; a node whose call failed as data (a ``pipeline_call``
+    publishing ``<key>._error``) ends at ``WARNING`` with that error's type and message;
+    everything else at ``level``, the progress of a remote run (``on_remote_event``) with its
+    event as ``remote``.
     """
 
     def __init__(
@@ -36,6 +40,7 @@ class LoggingCallback(PipelineCallback):
         self, event: str, ctx: CallbackContext, node: str | None = None, **fields: Any
     ) -> None:
         error = fields.pop("error", None) or ctx.error
+        failure: Mapping[str, Any] | None = fields.pop("failure", None)
         # Levels are named by the ids of the nodes that entered them: one pipeline nested by
         # two nodes would otherwise log both under the same path.
         where = (ctx.hierarchy_path[0], *ctx.entered)
@@ -57,6 +62,11 @@ class LoggingCallback(PipelineCallback):
             "error_message": str(error) if error is not None else None,
         }
         level = logging.ERROR if error is not None else self.level
+        if failure is not None:
+            record["error_type"], record["error_message"] = failure["type"], failure["message"]
+            level = max(level, logging.WARNING)
+        if "remote" in fields:
+            record["remote"] = fields["remote"]
         if not self.logger.isEnabledFor(level):
             return
         text = json.dumps(record, default=repr) if self.structured else _line(record)
@@ -80,7 +90,7 @@ class LoggingCallback(PipelineCallback):
     def on_node_end(
         self, node_id: str, outputs: Mapping[str, Any], duration: float, ctx: CallbackContext
     ) -> None:
-        self._log("node_end", ctx, node_id, duration_s=duration)
+        self._log("node_end", ctx, node_id, duration_s=duration, failure=_failure(outputs))
 
     def on_node_cached(self, node_id: str, signature: str, ctx: CallbackContext) -> None:
         self._log("node_cached", ctx, node_id, cached=True, signature=signature, duration_s=0.0)
@@ -103,6 +113,22 @@ class LoggingCallback(PipelineCallback):
 
     def on_map_end(self, node_id: str, total_duration: float, ctx: CallbackContext) -> None:
         self._log("map_end", ctx, node_id, duration_s=total_duration)
+
+    def on_remote_event(self, node_id: str, event: Mapping[str, Any], ctx: CallbackContext) -> None:
+        self._log("remote_event", ctx, node_id, remote=dict(event))
+
+
+def _failure(outputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The error a node published as data (``<key>._error``: a failed ``pipeline_call``)."""
+    for name, value in outputs.items():
+        if (
+            name.endswith(ERROR_SUFFIX)
+            and isinstance(value, Mapping)
+            and "type" in value
+            and "message" in value
+        ):
+            return value
+    return None
 
 
 def _line(record: dict[str, Any]) -> str:

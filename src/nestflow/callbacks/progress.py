@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
-from nestflow.callbacks.progress_tree import Line, escaped, pieces, styled_text
+from nestflow.callbacks.progress_tree import Line, escaped, pieces, remote_status, styled_text
 from nestflow.core.gates import is_private
 
 if TYPE_CHECKING:
@@ -240,6 +240,12 @@ class ProgressCallback(PipelineCallback):
         if line is not None:
             line.cached += 1
             self._finished(line, 0.0)
+
+    def on_remote_event(self, node_id: str, event: Mapping[str, Any], ctx: CallbackContext) -> None:
+        """The latest status of the remote run a ``pipeline_call`` node waits for, under it."""
+        line = self._counted(node_id, ctx)
+        if line is not None:
+            line.remote = remote_status(event)
 
     def _finished(self, line: Line, duration: float) -> None:
         """Count one completion of ``line``, which took ``duration``; its next step starts."""

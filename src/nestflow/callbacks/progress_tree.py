@@ -7,7 +7,7 @@ style spans (a rich ``Text``) or with the escape codes of a console, printed as 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 BAR = 30
@@ -23,7 +23,7 @@ class Line:
 
     __slots__ = (
         "cached", "children", "done", "ended", "error", "failed", "is_node", "key", "labels",
-        "mapped", "name", "next", "started", "total", "workers",
+        "mapped", "name", "next", "remote", "started", "total", "workers",
     )  # fmt: skip
 
     def __init__(
@@ -40,6 +40,8 @@ class Line:
         self.children: list[tuple[str, ...]] = []
         self.next: Line | None = None
         """In a sequential level, the step that starts when this one first completes."""
+        self.remote = ""
+        """The latest status a remote pipeline reported to this (``pipeline_call``) node."""
 
 
 def pieces(
@@ -133,6 +135,8 @@ def _rows(
     rows.append((parts, _fraction(lines, line), shown, failed))
     if line.mapped:
         rows.append(([(pad + "   " + _map_stats(line, elapsed), "dim")], None, "", False))
+    if line.remote:
+        rows.append(([(pad + "   ↳ " + line.remote, "dim")], None, "", False))
     below = _halted(lines, line)
     for position, child in enumerate(line.children):
         last = position == len(line.children) - 1
@@ -186,3 +190,19 @@ def _clock(seconds: float) -> str:
 
 
 _CLOCKS: dict[int, str] = {}
+
+
+REMOTE_WIDTH = 60
+"""The longest remote status shown under a call node, in characters."""
+
+
+def remote_status(event: Mapping[str, Any]) -> str:
+    """``remote: summarise > split executed`` from one event of a remote run."""
+    where = event.get("path") or event.get("node") or event.get("kind") or "?"
+    parts = [str(where)]
+    if isinstance(event.get("item_index"), int):
+        parts.append(f"[item {event['item_index']}]")
+    if event.get("status"):
+        parts.append(str(event["status"]))
+    text = "remote: " + " ".join(parts)
+    return text if len(text) <= REMOTE_WIDTH else text[: REMOTE_WIDTH - 1] + "…"
