@@ -385,6 +385,23 @@ def test_cross_org_calls_are_refused_then_must_be_signed_fresh_and_once(service:
     ]
 
 
+def test_admissions_forget_expired_nonces_and_keep_live_ones(service: Service) -> None:
+    from sqlalchemy import select
+
+    from nestflow.service.storage.schema import nonces
+
+    service.register(SUMMARISER)
+    set_cross_org(service, True)
+    issued = service.token("summariser", holder="beta")
+    grant = service.store.lookup_token(issued["token"])
+    assert grant is not None
+    assert service.store.record_nonce(grant.token_id, "long-gone", time.time() - 1)
+    assert signed_call(service, issued, nonce="fresh-nonce-0123456789").status_code == 200
+    with service.store._db.reading() as connection:
+        kept = set(connection.scalars(select(nonces.c.nonce)))
+    assert kept == {"fresh-nonce-0123456789"}
+
+
 def test_the_owner_must_sign_too_once_cross_org_is_on(service: Service) -> None:
     service.register(SUMMARISER)
     set_cross_org(service, True)

@@ -26,6 +26,8 @@ from nestflow.service.store import AuditCall, Door, RegisteredPipeline, Store, T
 DEPTH_HEADER = "x-nestflow-depth"
 CHAIN_HEADER = "x-nestflow-call-chain"
 TRACE_HEADERS = ("traceparent", "tracestate")
+PURGE_EVERY_S = 60.0
+"""How often an admission also forgets the nonces that have expired."""
 _CONTRACTS_KEPT = 1024
 """Contracts kept read, at most (the registrations a server answers for)."""
 
@@ -76,6 +78,8 @@ class Gate:
         self._max_depth = max_call_depth
         self._clock = clock
         self._contracts: dict[tuple[str, str, str, str], Contract] = {}
+        self._next_purge = 0.0
+        """When expired nonces are next forgotten (by the admission that comes then)."""
 
     def document(self, incoming: Incoming) -> dict[str, Any]:
         """The contract document of ``GET``, once the token (and signature) are accepted."""
@@ -89,6 +93,9 @@ class Gate:
         raises ``Refusal``, recorded as ``rejected`` for a known pipeline."""
         refused: Refusal | None = None
         with self._store.admitting() as door:
+            if (now := self._clock()) >= self._next_purge:  # nonces are kept until expiry only
+                self._next_purge = now + PURGE_EVERY_S
+                door.purge_nonces()
             registered, found_grant = self._found(door, incoming)
             call = AuditCall(
                 incoming.org,

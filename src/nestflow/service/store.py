@@ -80,6 +80,10 @@ class Door:
         """``Store.record_nonce``, in this transaction."""
         return kept_nonces.record(self._connection, token_id, nonce, expires_at, self._clock())
 
+    def purge_nonces(self) -> int:
+        """``Store.purge_nonces``, in this transaction."""
+        return kept_nonces.purge(self._connection, self._clock())
+
     def audit_started(self, call: AuditCall) -> int:
         """``Store.audit_started``, committed with the transaction."""
         return audit_records.add(self._connection, call, self._clock())
