@@ -658,3 +658,26 @@ def test_one_pipeline_can_be_nested_in_two_parents() -> None:
     assert first.run(x=1) == {"doubled": 2, "tripled": 3}
     assert second.run(x=1) == {"doubled": 2, "tripled": 3, "result": 5}
     assert inner.run(x=2) == {"doubled": 4}
+
+
+def test_adding_callbacks_keeps_the_ones_a_pipeline_sets_itself() -> None:
+    from nestflow import PipelineCallback
+
+    class Seen(PipelineCallback):
+        def __init__(self) -> None:
+            self.ended: list[str] = []
+
+        def on_node_end(self, node_id: str, outputs: Any, duration: float, ctx: Any) -> None:
+            self.ended.append(node_id)
+
+    @node(output_name="y")
+    def inc(x: int) -> int:
+        return x + 1
+
+    own, added, more = Seen(), Seen(), Seen()
+    pipeline = Pipeline([inc], callbacks=[own]).with_callbacks([added], add=True)
+    pipeline.with_callbacks([more], add=True).run(x=1)
+    assert (own.ended, added.ended, more.ended) == (["inc"], ["inc"], ["inc"])
+    inherited = Pipeline([Pipeline([inc], name="inner").with_callbacks([added], add=True)])
+    inherited.with_callbacks([own]).run(x=1)
+    assert (own.ended, added.ended) == (["inc", "inc"], ["inc", "inc"])

@@ -19,7 +19,7 @@ import pytest
 from opentelemetry import trace
 from servers import serve
 
-from nestflow import Pipeline, node
+from nestflow import Pipeline, node, record_usage
 from nestflow.service import signing
 from nestflow.service.app import create_app
 from nestflow.service.call import pipeline_call
@@ -78,6 +78,7 @@ def read_own_record(ticket: str) -> str:
     """Reads the audit store from inside the run, as A12.5 asks, and notes the hop it runs at."""
     with open_store(probe.store_url) as store:
         probe.seen = [record.to_json() for record in store.audit_for("acme", 10)]
+    record_usage("llm_tokens", 412)  # the callee pays: counted in its audit record
     hop = current_hop()
     probe.seen.append({"hop": [hop.depth, list(hop.chain), hop.pipeline]})
     probe.trace_id = trace.get_current_span().get_span_context().trace_id
@@ -435,6 +436,7 @@ def test_a_node_sees_its_own_record_started_and_the_call_ends_ok(
     assert record["latency_ms"] > 0
     assert record["run_id"] == reply.json()["run_id"]
     assert {"wall_s", "cpu_s"} <= set(record["usage"])
+    assert record["usage"]["llm_tokens"] == 412
 
 
 def test_the_audit_listing_shows_a_call_to_caller_and_callee_only(service: Service) -> None:

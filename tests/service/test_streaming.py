@@ -440,3 +440,60 @@ def test_remote_events_are_logged_with_the_event(
         "shout",
     ]
     assert {e["node"] for e in remote} == {"remote_count"}
+
+
+# --- A12.10: one trace across the call -------------------------------------------------------
+
+callee_spans = __import__(
+    "opentelemetry.sdk.trace.export.in_memory_span_exporter", fromlist=["x"]
+).InMemorySpanExporter()
+
+
+def _provider(exporter: Any) -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def _traced_counter() -> Pipeline:
+    from nestflow import TelemetryCallback
+
+    return counter.with_name("traced").with_callbacks(
+        [TelemetryCallback(tracer_provider=_provider(callee_spans))]
+    )
+
+
+traced = _traced_counter()
+
+
+@pytest.mark.parametrize("mode", ["sync", "stream"])
+def test_a12_10_callee_spans_join_the_caller_trace_under_the_call_node(
+    service: Service, mode: str
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from nestflow import TelemetryCallback
+
+    token = service.publish("traced", ["count", "shout"], "shout")
+    callee_spans.clear()
+    caller_spans = InMemorySpanExporter()
+    call = pipeline_call(
+        f"{service.url}/v1/call/acme/traced", token, {"text": "text"}, "shout", mode=mode
+    )
+    pipeline = Pipeline([call, report], name="caller")
+    telemetry = TelemetryCallback(tracer_provider=_provider(caller_spans))
+    assert pipeline.with_callbacks([telemetry]).run({"text": "a b"})["report"] == "got A B"
+
+    (call_span,) = [s for s in caller_spans.get_finished_spans() if s.name == "node shout"]
+    remote = callee_spans.get_finished_spans()
+    (root,) = [s for s in remote if s.name == "pipeline traced"]
+    assert {s.context.trace_id for s in remote} == {call_span.context.trace_id}
+    assert root.parent is not None
+    assert root.parent.span_id == call_span.context.span_id
+    nodes = {
+        s.name for s in remote if s.parent is not None and s.parent.span_id == root.context.span_id
+    }
+    assert {"node split", "node count", "node shout"} <= nodes

@@ -212,10 +212,15 @@ class Pipeline:
         self, callbacks: Sequence[PipelineCallback] | Unset | None, *, add: bool = False
     ) -> Pipeline:
         """A copy with other callbacks (``[]`` disables, ``UNSET`` inherits); with
-        ``add=True``, these callbacks in addition to the ones it inherits."""
+        ``add=True``, these callbacks after the ones it has: its own if it sets some, else
+        the ones it inherits."""
         if add and callbacks not in (UNSET, None):
             checked_config(f"pipeline `{self.name}`", callbacks=callbacks)
-            return self._copy(callbacks=Added(callbacks))
+            own = self.__dict__["callbacks"]
+            kept: tuple[PipelineCallback, ...] = () if own in (UNSET, None) else tuple(own)
+            if own is UNSET or isinstance(own, Added):
+                return self._copy(callbacks=Added((*kept, *callbacks)))
+            return self._copy(callbacks=[*kept, *callbacks])
         return self._copy(**checked_config(f"pipeline `{self.name}`", callbacks=callbacks))
 
     def with_timeout(self, timeout: float | Unset | None) -> Pipeline:
