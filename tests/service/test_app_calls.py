@@ -282,6 +282,22 @@ def test_a_failing_run_gives_500_with_the_user_exception_and_its_run_id(service:
     (record,) = service.audit()
     assert (record["status"], record["error_type"]) == ("error", "ValueError")
     assert record["run_id"] == error["run_id"]
+    assert "traceback" not in error
+    assert "Traceback" not in reply.text
+
+
+def test_a_server_in_debug_mode_sends_the_traceback_of_a_failed_run(sqlite_url: str) -> None:
+    with open_store(sqlite_url) as store, serve(create_app(store, debug=True)) as url:
+        keys = {"acme": store.create_org("acme")}
+        with httpx.Client(timeout=WAIT_S) as http:
+            service = Service(url, store, keys, http)
+            service.register(ticket_contract("failing"))
+            token = service.token("failing")["token"]
+            reply = service.call("failing", token, {"ticket": "T-1"})
+    assert reply.status_code == 500
+    error = error_of(reply)
+    assert error["traceback"].startswith("Traceback (most recent call last)")
+    assert 'raise ValueError(f"cannot file {ticket}")' in error["traceback"]
 
 
 def test_outputs_that_are_not_json_give_500_and_an_error_record(service: Service) -> None:

@@ -43,6 +43,11 @@ from nestflow.cli.targets import put_current_directory_first
     show_default=True,
     help="The longest a streamed run may last.",
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Send the traceback of a failed run to the caller (for development only).",
+)
 def serve_command(
     db: str,
     host: str,
@@ -51,6 +56,7 @@ def serve_command(
     public_url: str | None,
     workers: int,
     stream_max_seconds: float,
+    debug: bool,
 ) -> None:
     """Serve the registered pipelines over HTTP until interrupted."""
     try:
@@ -70,5 +76,6 @@ def serve_command(
             max_call_depth=max_call_depth,
             workers=workers,
             stream_max_seconds=stream_max_seconds,
+            debug=debug,
         )
         uvicorn.run(app, host=host, port=port)

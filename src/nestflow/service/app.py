@@ -29,16 +29,21 @@ def create_app(
     workers: int = 4,
     stream_max_seconds: float = STREAM_MAX_SECONDS,
     ping_s: float = PING_S,
+    debug: bool = False,
 ) -> FastAPI:
     """The service app over ``store``.
 
     ``public_url`` prefixes the call URLs that registration returns (default: the URL the
     request came in on); a request deeper than ``max_call_depth`` is cut with 508; at most
     ``workers`` runs execute at once, in threads, off the event loop. A streamed run may last
-    ``stream_max_seconds`` and hears a ``: ping`` after ``ping_s`` seconds of silence.
+    ``stream_max_seconds`` and hears a ``: ping`` after ``ping_s`` seconds of silence. With
+    ``debug``, the error of a failed run carries its traceback (never in production: it shows
+    the server's code and paths to the caller).
     """
     gate = Gate(store, max_call_depth)
-    runner = Runner(store, workers, stream_max_seconds=stream_max_seconds, ping_s=ping_s)
+    runner = Runner(
+        store, workers, stream_max_seconds=stream_max_seconds, ping_s=ping_s, debug=debug
+    )
     app = FastAPI(title="nestflow service", on_shutdown=[runner.close])
     app.add_exception_handler(Refusal, _refused)
     app.add_exception_handler(RequestValidationError, _invalid)

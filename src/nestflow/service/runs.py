@@ -25,6 +25,7 @@ import functools
 import json
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Runner:
         *,
         stream_max_seconds: float = STREAM_MAX_SECONDS,
         ping_s: float = PING_S,
+        debug: bool = False,
     ) -> None:
         if workers < 1:
             raise ValueError(f"The service needs at least one worker, not {workers}.")
@@ -89,6 +91,7 @@ class Runner:
         self._stream_max_s = stream_max_seconds
         self._ping_s = ping_s
         self._deadlines = Deadlines()
+        self._debug = debug
 
     def close(self) -> None:
         """Stop taking runs; runs under way finish in their threads."""
@@ -122,7 +125,7 @@ class Runner:
         outcome = await self._deadlines.first(work, call.started + budget)
         if outcome is None:
             await self.checking(call.finish, None)
-        return JSONResponse(_body(call, outcome), _status(outcome))
+        return JSONResponse(_body(call, outcome, debug=self._debug), _status(outcome))
 
     def _start(self, call: Call, relay: Relay | None, limit_s: float) -> asyncio.Future[Outcome]:
         # Copy the context: OpenTelemetry keeps the current span in a contextvar, and pool
@@ -154,7 +157,7 @@ class Runner:
             yield _event("progress", event)
         if outcome is None:
             await self.checking(call.finish, None)
-        body = _body(call, outcome, self._stream_max_s)
+        body = _body(call, outcome, self._stream_max_s, debug=self._debug)
         yield _event("error" if body["status"] == "error" else "result", body)
 
     def _run(self, call: Call, relay: Relay | None, limit_s: float) -> Outcome:
@@ -320,8 +323,11 @@ def _status(outcome: Outcome | None) -> int:
     return 200 if outcome.error is None else 500
 
 
-def _body(call: Call, outcome: Outcome | None, limit_s: float | None = None) -> dict[str, Any]:
-    """The body of the answer: a synchronous reply, or the last event of a stream."""
+def _body(
+    call: Call, outcome: Outcome | None, limit_s: float | None = None, *, debug: bool = False
+) -> dict[str, Any]:
+    """The body of the answer: a synchronous reply, or the last event of a stream; with
+    ``debug``, a failed run's error carries its traceback."""
     admission = call.admission
     contract = admission.contract
     if outcome is None:
@@ -338,7 +344,9 @@ def _body(call: Call, outcome: Outcome | None, limit_s: float | None = None) -> 
             )
         return error_body("timeout", message, call.run_id)
     if outcome.error is not None:
-        return error_body(type(outcome.error).__name__, str(outcome.error), outcome.run_id)
+        error = outcome.error
+        shown = {"traceback": "".join(traceback.format_exception(error))} if debug else None
+        return error_body(type(error).__name__, str(error), outcome.run_id, shown)
     values = outcome.values or {}
     return {
         "status": "ok",
