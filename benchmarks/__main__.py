@@ -37,7 +37,7 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-GROUPS = ("core", "backends", "caching", "observability", "spec", "chain", "service")
+GROUPS = ("core", "backends", "caching", "cold", "observability", "spec", "chain", "service")
 """Each group runs in a fresh interpreter: no heap, threads or clusters left by another."""
 
 
