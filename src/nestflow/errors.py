@@ -39,7 +39,8 @@ argument type, a keyword given twice or in the wrong place); they are also the
     ├─ GuardError(RuntimeError)
     │  ├─ RecursionDepthError
     │  ├─ StepLimitError
-    │  └─ MemoryLimitError
+    │  ├─ MemoryLimitError
+    │  └─ TimeLimitError
     └─ ServiceError                       HTTP service
        ├─ AuthenticationError, AuthorizationError, SignatureError, ReplayError
        └─ ContractError(ValueError), CallDepthError, CallCycleError
