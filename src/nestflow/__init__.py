@@ -6,18 +6,12 @@ node too.
 
 from __future__ import annotations
 
+import importlib
 import typing as _typing
 
-from nestflow.cache.disk import DiskCache
 from nestflow.cache.fingerprint import register_fingerprint
-from nestflow.cache.redis import RedisCache
 from nestflow.cache.store import Cache, CacheEntry
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
-from nestflow.callbacks.logs import LoggingCallback
-from nestflow.callbacks.progress import ProgressCallback
-from nestflow.callbacks.recorder import RunRecorder
-from nestflow.callbacks.telemetry import TelemetryCallback
-from nestflow.chain import Chain, step
 from nestflow.core.config import UNSET, EffectiveConfig
 from nestflow.core.gates import Condition
 from nestflow.core.limits import Limits
@@ -27,9 +21,7 @@ from nestflow.core.pipeline import Pipeline
 from nestflow.core.retry import Retry
 from nestflow.core.usage import record_usage
 from nestflow.core.workspaces import Workspace
-from nestflow.diagram.dot import GraphvizStyle
 from nestflow.engines.backends import LocalBackend
-from nestflow.engines.dask import DaskBackend
 from nestflow.errors import (
     BackendError,
     BackendWarning,
@@ -78,8 +70,36 @@ from nestflow.runtime.report import Capture, ErrorRecord, NodeRecord, Outputs, R
 from nestflow.runtime.workspaces import workspace
 from nestflow.version import __version__ as __version__
 
-if _typing.TYPE_CHECKING:  # imported on first use (the client extra); typed for checkers here
+if _typing.TYPE_CHECKING:  # imported on first use (``_LAZY``); typed for checkers here
+    from nestflow.cache.disk import DiskCache
+    from nestflow.cache.redis import RedisCache
+    from nestflow.callbacks.logs import LoggingCallback
+    from nestflow.callbacks.progress import ProgressCallback
+    from nestflow.callbacks.recorder import RunRecorder
+    from nestflow.callbacks.telemetry import TelemetryCallback
+    from nestflow.chain import Chain, step
+    from nestflow.diagram.dot import GraphvizStyle
+    from nestflow.engines.dask import DaskBackend
     from nestflow.service.call import pipeline_call
+    from nestflow.spec.loader import load_yaml
+
+_LAZY = {
+    "DiskCache": "nestflow.cache.disk",
+    "RedisCache": "nestflow.cache.redis",
+    "LoggingCallback": "nestflow.callbacks.logs",
+    "ProgressCallback": "nestflow.callbacks.progress",
+    "RunRecorder": "nestflow.callbacks.recorder",
+    "TelemetryCallback": "nestflow.callbacks.telemetry",
+    "Chain": "nestflow.chain",
+    "step": "nestflow.chain",
+    "GraphvizStyle": "nestflow.diagram.dot",
+    "DaskBackend": "nestflow.engines.dask",
+    "load_yaml": "nestflow.spec.loader",
+    "pipeline_call": "nestflow.service.call",
+}
+"""Names imported on first use, by the module that defines them: a script that runs a
+pipeline imports no cache store, callback, diagram, chain, dask, workflow or HTTP code it
+does not use (and none of their dependencies)."""
 
 __all__ = [
     "UNSET",
@@ -165,13 +185,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # ``load_yaml`` brings in the workflow loader (PyYAML, Jinja2) on first use only.
-    if name == "load_yaml":
-        from nestflow.spec.loader import load_yaml
-
-        return load_yaml
-    if name == "pipeline_call":  # httpx (extra `client`) only when it is used
-        from nestflow.service.call import pipeline_call
-
-        return pipeline_call
-    raise AttributeError(f"module 'nestflow' has no attribute {name!r}")
+    found = _LAZY.get(name)
+    if found is None:
+        raise AttributeError(f"module 'nestflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(found), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value

@@ -13,18 +13,19 @@ pool slot that later calls wait for.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nestflow.core import usage
-from nestflow.engines import processes
-from nestflow.engines.protocol import NodeCall, Session
+from nestflow.engines.workers import WorkerTimeout
+
+if TYPE_CHECKING:  # concurrent.futures (and logging) load with the first call not run inline
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from nestflow.engines.protocol import NodeCall, Session
 
 
 class CallTimeout(Exception):
@@ -53,6 +54,8 @@ class Executor(Protocol):
 
 
 def _done(fn: Callable[[], Any]) -> Future[Any]:
+    from concurrent.futures import Future
+
     future: Future[Any] = Future()
     try:
         future.set_result(fn())
@@ -118,6 +121,8 @@ class Deadline:
         return sum(1 for thread in list(self._abandoned) if thread.is_alive())
 
     def submit(self, call: NodeCall) -> Future[Any]:
+        from concurrent.futures import Future
+
         future: Future[Any] = Future()
         context = contextvars.copy_context()
 
@@ -153,11 +158,15 @@ class Processes:
         self.size = size
 
     def submit(self, call: NodeCall) -> Future[Any]:
+        from nestflow.engines import processes  # multiprocessing, only when processes run
+
         payload = processes.dumps_call(call.fn, list(call.args), dict(call.kwargs))
         return self.submit_pickled(payload, call.timeout)
 
     def submit_pickled(self, payload: bytes, timeout: float | None = None) -> Future[Any]:
         """Run a call already pickled by ``processes.dumps_call``."""
+        from nestflow.engines import processes
+
         reply = processes.shared_pool(self.size).submit(payload, timeout)
         return processes.decoded(reply, usage.current())
 
@@ -221,23 +230,27 @@ def _abandon(executor: Executor, future: Future[Any]) -> None:
 
 def wait(executor: Executor, future: Future[Any], timeout: float | None) -> Any:
     """The result of ``future``, or ``CallTimeout`` after ``timeout`` seconds."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
     try:
         return future.result(timeout)
     except FutureTimeout:
         _abandon(executor, future)
         raise timed_out(executor) from None
-    except processes.WorkerTimeout:
+    except WorkerTimeout:
         raise timed_out(executor) from None
 
 
 async def settle(executor: Executor, future: Future[Any], timeout: float | None) -> Any:
     """Await ``future`` on the running loop, or ``CallTimeout`` after ``timeout`` seconds."""
+    import asyncio  # loaded already: a loop is running
+
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
     except TimeoutError:
         _abandon(executor, future)
         raise timed_out(executor) from None
-    except processes.WorkerTimeout:
+    except WorkerTimeout:
         raise timed_out(executor) from None
 
 

@@ -26,10 +26,9 @@ import cloudpickle
 
 from nestflow.core import usage
 from nestflow.core.usage import Usage
+from nestflow.engines import workers
+from nestflow.engines.workers import WorkerTimeout
 from nestflow.errors import BackendError
-
-IN_WORKER = False
-"""True inside a nestflow worker process (daemonic: it cannot start processes of its own)."""
 
 WORKER_NAME = "nestflow-worker"
 """The name of every worker process; a spawned child knows it is one while it starts."""
@@ -40,10 +39,6 @@ UNGUARDED_EXIT = 78
 
 _main_unguarded = False
 """Set once a worker exited with ``UNGUARDED_EXIT``: no later worker can start either."""
-
-
-class WorkerTimeout(Exception):
-    """A call ran past its deadline; its worker was terminated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +57,7 @@ ever equal to it."""
 
 
 def _worker_main(conn: Connection) -> None:
-    global IN_WORKER
-    IN_WORKER = True
+    workers.IN_WORKER = True
     from nestflow.engines import executors
 
     while True:
@@ -225,7 +219,7 @@ class ProcessPool:
 
     def __init__(self, size: int) -> None:
         _stop_if_bootstrapping()
-        if IN_WORKER:
+        if workers.IN_WORKER:
             raise BackendError("worker processes cannot start worker processes of their own")
         self.size = size
         self._queue: queue.SimpleQueue[tuple[bytes, float | None, Future[bytes]] | None] = (

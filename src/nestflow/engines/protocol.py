@@ -7,7 +7,7 @@ Scheduling, events, caching and reports stay in the coordinating process.
 
 from __future__ import annotations
 
-import asyncio
+import types
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,7 +31,9 @@ class NodeCall:
     def run(self) -> Any:
         """Execute the call where it stands (a worker); coroutines run to completion."""
         result = self.fn(*self.args, **self.kwargs)
-        if asyncio.iscoroutine(result):
+        if isinstance(result, types.CoroutineType):
+            import asyncio
+
             return asyncio.run(result)
         return result
 

@@ -11,7 +11,7 @@ from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nestflow.core import usage
-from nestflow.runtime import drive_async, drive_sync
+from nestflow.runtime import drive_sync
 from nestflow.runtime.context import Level, RunState
 from nestflow.runtime.drivers import forced
 from nestflow.runtime.failure import cleaned
@@ -111,6 +111,8 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
             else:  # nothing to announce, nothing unread: the level's steps alone
                 drive_sync.run_steps(level, values)
         else:
+            from nestflow.runtime import drive_async  # an async or concurrent run only
+
             state.drivers.append("async")
             run_sync(lambda: drive_async.run_level(level, values))
     except BaseException as exc:
@@ -133,6 +135,8 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
             state.uses("sync")
             drive_sync.run_level(level, values)
         else:
+            from nestflow.runtime import drive_async
+
             state.uses("async")
             await drive_async.run_level(level, values)
     except BaseException as exc:
@@ -197,4 +201,6 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
 
 
 def _amap(level: Level, call: _Call) -> Coroutine[Any, Any, dict[str, Any]]:
+    from nestflow.runtime import drive_async
+
     return drive_async.map_pipeline(level, call.map_call())

@@ -22,15 +22,15 @@ from nestflow.callbacks.dispatch import Dispatcher
 from nestflow.callbacks.events import CallbackContext
 from nestflow.core.config import EffectiveConfig
 from nestflow.core.usage import Usage
-from nestflow.engines import executors, processes
+from nestflow.engines import executors, workers
 from nestflow.engines.backends import LocalBackend
-from nestflow.engines.threads import ThreadPools
 from nestflow.errors import BackendWarning
 from nestflow.runtime.failure import ErrorContext
 from nestflow.runtime.plan import LevelPlan
 from nestflow.runtime.report import RunReport
 
 if TYPE_CHECKING:
+    from nestflow.engines.threads import ThreadPools
     from nestflow.runtime.step import Compiled
 
 _ids = random.Random(os.urandom(32))
@@ -156,6 +156,8 @@ class RunState:
     def pools(self) -> ThreadPools:
         """The run's thread pools, made on first use."""
         if self._pools is None:
+            from nestflow.engines.threads import ThreadPools  # a run that offloads calls
+
             self._pools = ThreadPools()
         return self._pools
 
@@ -462,7 +464,7 @@ def processes_available() -> bool:
     In a worker it may not: the level falls back to sequential, and the fallback is
     recorded for the coordinator, which emits one BackendWarning per run (SPEC 7.2).
     """
-    if not processes.IN_WORKER:
+    if not workers.IN_WORKER:
         return True
     notices = pending_fallbacks()
     if not notices:

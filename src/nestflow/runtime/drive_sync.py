@@ -10,7 +10,6 @@ by the step. A nested level that needs concurrency runs on the asynchronous driv
 
 from __future__ import annotations
 
-import asyncio
 import time
 from time import perf_counter
 from typing import Any
@@ -179,6 +178,8 @@ def _call(node: NodeStep, attempt: Any) -> Any:
 
 
 def _awaited(coroutine: Any, timeout: float | None) -> Any:
+    import asyncio  # an async node: an event loop runs it
+
     async def wrapped() -> Any:
         try:  # wait_for cancels the coroutine, so the node's `finally` blocks run
             return await asyncio.wait_for(coroutine, timeout)

@@ -6,9 +6,8 @@ block of notes, added where the failure happened and never again on the way out.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
+import functools
 import importlib.util
 import os
 import threading
@@ -76,28 +75,25 @@ def annotate(exc: BaseException, context: ErrorContext) -> None:
         exc.__nestflow__ = context  # type: ignore[attr-defined]
 
 
-def _folders() -> tuple[str, ...]:
+@functools.cache
+def _machinery() -> tuple[str, ...]:
     """Where the code that runs a node but is not the node lives: nestflow, and the parts
-    of the standard library and of the engines that call a node."""
+    of the standard library and of the engines that call a node (found when a traceback is
+    first cleaned, without importing any of them)."""
     found = [
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
-        os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep,
-        os.path.dirname(os.path.abspath(concurrent.futures.__file__)) + os.sep,
         os.path.abspath(threading.__file__),
         os.path.abspath(contextlib.__file__),
     ]
-    for engine in ("distributed", "tornado"):  # found without importing them
-        spec = importlib.util.find_spec(engine)
+    for package in ("asyncio", "concurrent", "distributed", "tornado"):
+        spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
             found += [os.path.abspath(place) + os.sep for place in spec.submodule_search_locations]
     return tuple(found)
 
 
-_MACHINERY = _folders()
-
-
 def _is_machinery(filename: str) -> bool:
-    return filename.startswith(_MACHINERY)
+    return filename.startswith(_machinery())
 
 
 def user_traceback(tb: TracebackType | None) -> TracebackType | None:

@@ -1,13 +1,20 @@
-"""Run a coroutine to completion from synchronous code, even inside a running event loop."""
+"""Run a coroutine to completion from synchronous code, even inside a running event loop.
+
+``asyncio`` (with ssl, sockets and subprocesses: tens of milliseconds to import) is imported
+by the functions here when they first run, so a run that needs no event loop never loads it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import os
+import sys
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -20,8 +27,10 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     copied there, so ``capture()`` and OpenTelemetry spans keep working.
     """
     # Asked without an exception handler, so no failure of the run is raised "during
-    # handling" of the RuntimeError that means "no loop here".
-    if asyncio._get_running_loop() is None:
+    # handling" of the RuntimeError that means "no loop here". No loop runs anywhere in a
+    # process that has not imported asyncio.
+    running = sys.modules.get("asyncio")
+    if running is None or running._get_running_loop() is None:
         return run_here(make())
     return _run_in_helper_thread(make)
 
@@ -32,6 +41,8 @@ class _Held:
     __slots__ = ("loop", "pid")
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self.pid = os.getpid()
 
@@ -50,6 +61,8 @@ def run_here(coro: Coroutine[Any, Any, T]) -> T:
     whole small run; the loop is kept per thread (and per process, for forks) instead.
     Tasks a run leaves behind are cancelled when it ends, as ``asyncio.run`` would.
     """
+    import asyncio
+
     held: _Held | None = getattr(_threads, "held", None)
     if held is None or held.loop.is_closed() or held.pid != os.getpid():
         held = _threads.held = _Held()
@@ -67,6 +80,8 @@ def run_here(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    import asyncio
+
     leftovers = asyncio.all_tasks(loop)
     if not leftovers:
         return
@@ -87,6 +102,8 @@ def _discard(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _run_in_helper_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    import asyncio
+
     context = contextvars.copy_context()
     outcome: dict[str, Any] = {}
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nestflow.callbacks.dispatch import implements
 from nestflow.core import gates
@@ -31,9 +30,8 @@ from nestflow.core.node import Node
 from nestflow.core.retry import Retry
 from nestflow.engines import executors
 from nestflow.engines.backends import LocalBackend
-from nestflow.engines.protocol import NodeCall
 from nestflow.errors import GuardError, NodeTimeoutError
-from nestflow.runtime import caching, guard, shipping, sites, tracing, workspaces
+from nestflow.runtime import caching, guard, sites, tracing, workspaces
 from nestflow.runtime.caching import REP, Batch, Signer, Unread, UnreadPart
 from nestflow.runtime.calls import REQUIRED, CallSpec, call_spec
 from nestflow.runtime.context import Level
@@ -42,6 +40,11 @@ from nestflow.runtime.items import MapCall, collections
 from nestflow.runtime.plan import LevelPlan, Step
 from nestflow.runtime.report import ErrorRecord
 from nestflow.runtime.settings import child_config
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from nestflow.engines.protocol import NodeCall
 
 Blocked = dict[str, str]
 """Output names that are ``None`` because a node failed (continued past) or was skipped ->
@@ -506,6 +509,8 @@ class NodeStep:
 
     def node_call(self, attempt: Attempt) -> NodeCall:
         """The call as a task for an executor that is not this thread."""
+        from nestflow.engines.protocol import NodeCall
+
         return NodeCall(
             attempt.fn,
             tuple(attempt.args),
@@ -517,6 +522,8 @@ class NodeStep:
     def submit(self, attempt: Attempt) -> Future[Any]:
         """Hand the call to the attempt's executor; a value that cannot travel is named."""
         executor, level = attempt.executor, attempt.level
+        from nestflow.runtime import shipping  # cloudpickle: only for calls that leave
+
         if executor.kind == "session" and getattr(executor, "remote", False):
             shipping.dumps_node_call(level, self.id, self.spec, attempt.args, attempt.kwargs)
         try:
@@ -640,6 +647,8 @@ class NodeStep:
                 level.run.report.abandoned_threads.append(level.path(self.id) + items)
             return self._timeout_error(level, exc.stopped)
         if attempt.executor.kind == "processes":
+            from nestflow.runtime import shipping
+
             return shipping.translated(attempt.level.path(self.id), exc)
         return exc
 
