@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import typing as _typing
 
-from nestflow.cache.fingerprint import register_fingerprint
 from nestflow.cache.store import Cache, CacheEntry
 from nestflow.callbacks.events import CallbackContext, PipelineCallback
 from nestflow.core.config import UNSET, EffectiveConfig
@@ -72,6 +71,7 @@ from nestflow.version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:  # imported on first use (``_LAZY``); typed for checkers here
     from nestflow.cache.disk import DiskCache
+    from nestflow.cache.fingerprint import register_fingerprint
     from nestflow.cache.redis import RedisCache
     from nestflow.callbacks.logs import LoggingCallback
     from nestflow.callbacks.progress import ProgressCallback
@@ -84,6 +84,7 @@ if _typing.TYPE_CHECKING:  # imported on first use (``_LAZY``); typed for checke
     from nestflow.spec.loader import load_yaml
 
 _LAZY = {
+    "register_fingerprint": "nestflow.cache.fingerprint",
     "DiskCache": "nestflow.cache.disk",
     "RedisCache": "nestflow.cache.redis",
     "LoggingCallback": "nestflow.callbacks.logs",

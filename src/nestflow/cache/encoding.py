@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from nestflow.cache.code import qualified_name
+from nestflow.cache.unhashable import Unhashable
 
 #: Containers nested deeper than this raise :class:`Unhashable` instead of being truncated.
 MAX_DEPTH = 64
@@ -57,34 +58,6 @@ Encode = Callable[[Any], bytes]
 LENGTH = struct.Struct(">Q").pack
 DOUBLE = struct.Struct(">d").pack
 NAN = DOUBLE(math.nan)
-
-
-class Unhashable(TypeError):
-    """A value, or something inside it, has no deterministic fingerprint.
-
-    ``type_name`` is the qualified type of the offending value; ``where`` is its access
-    path inside the fingerprinted value (``"items[2].conn"``; ``""`` at the top level).
-    """
-
-    def __init__(self, type_name: str, reason: str) -> None:
-        super().__init__(type_name, reason)
-        self.type_name = type_name
-        self.reason = reason
-        self.where = ""
-        self._path = ""
-
-    def add_step(self, step: str) -> None:
-        """Prepend one access step (``.name``, ``[2]``) while the error unwinds."""
-        self._path = step + self._path
-        self.where = self._path.removeprefix(".")
-
-    def __str__(self) -> str:
-        at = f" at {self.where}" if self.where else ""
-        return (
-            f"Cannot fingerprint {self.type_name}{at}: {self.reason}. Define __cache_key__() "
-            "on its class, register a fingerprinter with nestflow.register_fingerprint(), or "
-            "set cache=False on the node."
-        )
 
 
 # --- scalars: one function per exact type, returning the encoding ------------------------------

@@ -48,7 +48,6 @@ from nestflow.cache.encoding import (
     Encode,
     Encoder,
     Handler,
-    Unhashable,
     prefixed,
     raw_bytes,
     scalar,
@@ -57,6 +56,7 @@ from nestflow.cache.encoding import (
     tracked,
     zone,
 )
+from nestflow.cache.unhashable import Unhashable
 from nestflow.errors import CacheWarning
 
 __all__ = ["MAX_DEPTH", "Unhashable", "code_fingerprint", "fingerprint", "register_fingerprint"]

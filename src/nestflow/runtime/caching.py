@@ -22,11 +22,12 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nestflow.cache.fingerprint import Unhashable, code_fingerprints, fingerprint
 from nestflow.cache.store import CacheMiss
+from nestflow.cache.unhashable import Unhashable
 from nestflow.errors import UnhashableInputError
 
 if TYPE_CHECKING:
+    from nestflow.cache.code import AnalysisStore
     from nestflow.core.config import EffectiveConfig
     from nestflow.runtime.context import Level
     from nestflow.runtime.plan import LevelPlan
@@ -46,6 +47,29 @@ def _salt() -> bytes:
 
         _SALT.append(".".join(__version__.split(".")[:2]).encode())
     return _SALT[0]
+
+
+def fingerprint(value: Any) -> bytes:
+    """``cache.fingerprint.fingerprint``; its rules (and their imports) load when a run first
+    signs a value, and this name is then the function itself."""
+    found: bytes = _rules().fingerprint(value)
+    return found
+
+
+def code_fingerprints(
+    fns: Sequence[Callable[..., Any]], analyses: AnalysisStore | None = None
+) -> tuple[list[bytes], bool]:
+    """``cache.fingerprint.code_fingerprints``, loaded as ``fingerprint`` is."""
+    found: tuple[list[bytes], bool] = _rules().code_fingerprints(fns, analyses)
+    return found
+
+
+def _rules() -> Any:
+    global fingerprint, code_fingerprints
+    from nestflow.cache import fingerprint as rules
+
+    fingerprint, code_fingerprints = rules.fingerprint, rules.code_fingerprints
+    return rules
 
 
 # --- values read on first use ---------------------------------------------------------------
