@@ -26,6 +26,7 @@ that other nodes can read it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,19 +75,30 @@ def _private_problem(name: str) -> str | None:
 def wired_name_problem(name: object) -> str | None:
     """``input_name_problem`` for a name a node reads, private names and error outputs
     allowed."""
-    if isinstance(name, str) and is_private(name):
-        return _private_problem(name)
-    if isinstance(name, str) and name.endswith(ERROR_SUFFIX):
-        return _error_output_problem(name)
-    return input_name_problem(name)
+    return _wired_problem(name) if isinstance(name, str) else input_name_problem(name)
 
 
 def member_name_problem(name: object) -> str | None:
     """``name_problem`` for a node id or an output, private names and error outputs
     allowed."""
-    if isinstance(name, str) and is_private(name):
+    return _member_problem(name) if isinstance(name, str) else name_problem(name)
+
+
+# Every node of every pipeline asks, and names repeat: a str's answer is kept.
+@functools.lru_cache(maxsize=4096)
+def _wired_problem(name: str) -> str | None:
+    if is_private(name):
         return _private_problem(name)
-    if isinstance(name, str) and name.endswith(ERROR_SUFFIX):
+    if name.endswith(ERROR_SUFFIX):
+        return _error_output_problem(name)
+    return input_name_problem(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _member_problem(name: str) -> str | None:
+    if is_private(name):
+        return _private_problem(name)
+    if name.endswith(ERROR_SUFFIX):
         return _error_output_problem(name)
     return name_problem(name)
 

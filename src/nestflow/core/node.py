@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_VARARGS, CO_VARKEYWORDS
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from nestflow.core.config import UNSET
@@ -241,6 +243,10 @@ class _Function(NamedTuple):
 
 
 def _function_of(func: Callable[..., Any]) -> _Function:
+    if type(func) is FunctionType:
+        found = _plain_function(func)
+        if found is not None:
+            return found
     if not callable(func):
         raise TypeError(f"@node needs a callable, got {type(func).__name__}: {func!r}.")
     func_name = getattr(func, "__name__", type(func).__name__)
@@ -252,6 +258,39 @@ def _function_of(func: Callable[..., Any]) -> _Function:
         {p: v.default for p, v in parameters.items() if v.default is not inspect.Parameter.empty},
         frozenset(p for p, v in parameters.items() if v.kind is v.KEYWORD_ONLY),
         _is_async(func),
+    )
+
+
+_READ_ELSEWHERE = CO_VARARGS | CO_VARKEYWORDS | CO_ASYNC_GENERATOR
+"""Code flags of functions ``_plain_function`` leaves to ``inspect`` (which explains them)."""
+
+
+def _plain_function(func: FunctionType) -> _Function | None:
+    """What ``inspect.signature`` would say of a plain ``def`` function, read from its code
+    object directly (a node is made for every function of every script; ``inspect`` costs
+    more than the rest of making it). ``None`` for anything it would read differently: a
+    wrapper (``__wrapped__``), a declared ``__signature__``, variadic parameters or an async
+    generator, which take the general path."""
+    code = func.__code__
+    if code.co_flags & _READ_ELSEWHERE or "__wrapped__" in func.__dict__:
+        return None
+    if "__signature__" in func.__dict__:
+        return None
+    positional, keyword_only = code.co_argcount, code.co_kwonlyargcount
+    names = code.co_varnames[: positional + keyword_only]
+    defaults: dict[str, Any] = {}
+    given = func.__defaults__
+    if given:
+        defaults.update(zip(names[positional - len(given) : positional], given, strict=True))
+    if keyword_only and func.__kwdefaults__:
+        defaults.update(func.__kwdefaults__)
+    return _Function(
+        func,
+        func.__name__,
+        names,
+        defaults,
+        frozenset(names[positional:]),
+        bool(code.co_flags & CO_COROUTINE),
     )
 
 
