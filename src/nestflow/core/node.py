@@ -121,14 +121,15 @@ class Node:
         func, func_name, params = function.func, function.name, function.params
         outputs = _outputs_of(output_name, func_name, name)
         sources = dict(input_sources or {})
-        check_node_options(name or func_name, cache, timeout, retries, on_error)
+        if not (cache is True and timeout is UNSET and retries is UNSET and on_error == "raise"):
+            check_node_options(name or func_name, cache, timeout, retries, on_error)
         node_name = name if name is not None else func_name
         _check_names(node_name, outputs, sources, params)
         condition = condition_of(node_name, when)
-        wired = tuple(sources.get(p, p) for p in params)
-        inputs = wired + tuple(
-            n for n in dict.fromkeys(condition.inputs if condition else ()) if n not in wired
-        )
+        wired = tuple(sources.get(p, p) for p in params) if sources else params
+        inputs = wired
+        if condition is not None:
+            inputs += tuple(n for n in dict.fromkeys(condition.inputs) if n not in wired)
         fields: dict[str, Any] = {
             "func": func,
             "name": node_name,
@@ -138,7 +139,9 @@ class Node:
             "outputs": outputs,
             "output_name": output_name if output_name is not None else func_name,
             "defaults": function.defaults,
-            "input_sources": {p: sources.get(p, p) for p in params},
+            "input_sources": {p: sources.get(p, p) for p in params}
+            if sources
+            else dict(zip(params, params, strict=True)),
             "keyword_params": function.keyword_params,
             "is_async": function.is_async,
             "cache": cache,
@@ -148,7 +151,9 @@ class Node:
             "cache_version": cache_version,
             "when": condition,
             "outcome": outcome_of(node_name, outcome, outputs),
-            "tolerates": tolerated(node_name, tolerates, inputs),
+            "tolerates": frozenset()
+            if tolerates == ()
+            else tolerated(node_name, tolerates, inputs),
             "__wrapped__": func,
             "__doc__": getattr(func, "__doc__", None),
             "__name__": func_name,
