@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,21 +26,17 @@ class CallSpec:
     """The wired names of the positional parameters."""
     names: tuple[str, ...] = field(init=False)
     """Every wired input name, positional and keyword."""
+    simple: bool = field(init=False)
+    """One output, positional parameters only, no defaults: the fast loop inlines it."""
 
     def __post_init__(self) -> None:
-        # Read for every call on the loops: made once here, not per read.
+        # Read for every call on the loops (and every compile): made once here, not per read.
         arg_names = tuple(name for name, _ in self.positional)
         object.__setattr__(self, "arg_names", arg_names)
         object.__setattr__(self, "names", (*arg_names, *(n for _, n, _ in self.keyword)))
-
-    @property
-    def simple(self) -> bool:
-        """One output, positional parameters only, no defaults: the fast loop inlines it."""
-        return (
-            len(self.outs) == 1
-            and not self.keyword
-            and all(d is REQUIRED for _, d in self.positional)
-        )
+        simple = len(self.outs) == 1 and not self.keyword
+        simple = simple and all(d is REQUIRED for _, d in self.positional)
+        object.__setattr__(self, "simple", simple)
 
     def arguments(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Positional and keyword arguments; a missing optional input takes its default."""
@@ -67,7 +64,23 @@ REQUIRED: Any = object()
 
 
 def call_spec(node_id: str, node: Node) -> CallSpec:
-    """Precompute how ``node`` is called."""
+    """How ``node`` is called, worked out once per node and id: a node is immutable, and a
+    new pipeline object made of the same nodes (a script run again, a notebook cell) then
+    compiles without doing it again."""
+    specs = _SPECS.get(node)
+    if specs is None:
+        specs = _SPECS[node] = {}
+    found = specs.get(node_id)
+    if found is None:
+        found = specs[node_id] = _call_spec(node_id, node)
+    return found
+
+
+_SPECS: weakref.WeakKeyDictionary[Node, dict[str, CallSpec]] = weakref.WeakKeyDictionary()
+"""Each node's call specs by node id, kept while the node lives (nodes are immutable)."""
+
+
+def _call_spec(node_id: str, node: Node) -> CallSpec:
     positional, keyword = [], []
     for param in node.params:
         wired = node.input_sources[param]
