@@ -41,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from nestflow.cache import fingerprint as _rules  # noqa: F401 (a cached run signs: load them with the cache)
 from nestflow.cache.entries import blob_problem
 from nestflow.cache.sqlite import SqliteDatabase
 from nestflow.cache.store import Cache, CacheEntry, CacheMiss, checksum_of

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from nestflow.cache import fingerprint as _rules  # noqa: F401 (a cached run signs: load them with the cache)
 from nestflow.cache.store import Cache, CacheEntry
 from nestflow.errors import CacheStoreError
 

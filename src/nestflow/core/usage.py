@@ -22,6 +22,7 @@ import math
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Protocol
 
 from nestflow.errors import InvalidOptionError
 
@@ -55,9 +56,20 @@ class Usage:
         return bool(self._amounts)
 
 
-_current: contextvars.ContextVar[Usage | None] = contextvars.ContextVar(
+class Meter(Protocol):
+    """What ``record_usage`` adds to: a ``Usage``, or a run that makes one when first used."""
+
+    def add(self, name: str, amount: float) -> None: ...
+
+    def merge(self, amounts: Mapping[str, float]) -> None: ...
+
+
+_current: contextvars.ContextVar[Meter | None] = contextvars.ContextVar(
     "nestflow_usage", default=None
 )
+METER = _current
+"""What ``record_usage`` adds to here: the runtime sets it for each run (``METER.set(run)``,
+then ``METER.reset(token)``), directly, as every run does it."""
 
 
 def record_usage(name: str, amount: float = 1) -> None:
@@ -85,26 +97,23 @@ def record_usage(name: str, amount: float = 1) -> None:
         usage.add(name, float(amount))
 
 
-def current() -> Usage | None:
-    """The usage that ``record_usage`` adds to here (``None`` outside a run)."""
+def current() -> Meter | None:
+    """What ``record_usage`` adds to here (``None`` outside a run)."""
     return _current.get()
-
-
-def enter(usage: Usage) -> contextvars.Token[Usage | None]:
-    """Make ``usage`` current (a run starting); ``leave`` with the token it returns."""
-    return _current.set(usage)
-
-
-def leave(token: contextvars.Token[Usage | None]) -> None:
-    """Make current again what was before ``enter``."""
-    _current.reset(token)
 
 
 @contextmanager
 def collecting(usage: Usage) -> Iterator[Usage]:
     """Make ``usage`` the one ``record_usage`` adds to inside."""
-    token = _current.set(usage)
-    try:
+    with counting(usage):
         yield usage
+
+
+@contextmanager
+def counting(meter: Meter) -> Iterator[None]:
+    """Make ``meter`` (a ``Usage``, or a run) what ``record_usage`` adds to inside."""
+    token = _current.set(meter)
+    try:
+        yield
     finally:
         _current.reset(token)

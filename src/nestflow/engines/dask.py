@@ -21,7 +21,7 @@ from concurrent.futures import Future, InvalidStateError
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from nestflow.core import usage
-from nestflow.core.usage import Usage
+from nestflow.core.usage import Meter, Usage
 from nestflow.engines.backends import MODES, Mode
 from nestflow.engines.protocol import Dimension
 from nestflow.errors import BackendError
@@ -93,7 +93,7 @@ class _Used:
         self.amounts = amounts
 
 
-def _unused(value: Any, sink: Usage | None) -> Any:
+def _unused(value: Any, sink: Meter | None) -> Any:
     """``value`` without the usage it carries, which is added to ``sink``."""
     if isinstance(value, _Replace):
         value.outcome = _unused(value.outcome, sink)
@@ -424,7 +424,7 @@ def _canceller(remote: Any) -> Callable[[Future[Any]], None]:
     return cancel_remote
 
 
-def _bridge(client: Any, remote: Any, sink: Usage | None = None) -> Future[Any]:
+def _bridge(client: Any, remote: Any, sink: Meter | None = None) -> Future[Any]:
     local: Future[Any] = Future()
 
     def settle(done: Any) -> None:

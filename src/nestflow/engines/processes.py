@@ -25,7 +25,7 @@ from typing import Any
 import cloudpickle
 
 from nestflow.core import usage
-from nestflow.core.usage import Usage
+from nestflow.core.usage import Meter, Usage
 from nestflow.engines import workers
 from nestflow.engines.workers import WorkerTimeout
 from nestflow.errors import BackendError
@@ -106,7 +106,7 @@ def _dump_error(
     return bytes(cloudpickle.dumps(("error", (blob, failure), used)))
 
 
-def decode(message: bytes, sink: Usage | None = None) -> Any:
+def decode(message: bytes, sink: Meter | None = None) -> Any:
     """The value a worker sent back, or raise what it raised; the usage the call reported
     is added to ``sink`` either way.
 
@@ -341,7 +341,7 @@ def close_pools() -> None:
         pool.close()
 
 
-def decoded(reply: Future[bytes], sink: Usage | None = None) -> Future[Any]:
+def decoded(reply: Future[bytes], sink: Meter | None = None) -> Future[Any]:
     """A future of the decoded value (or raised exception) of a worker's reply; the usage
     the call reported is added to ``sink``."""
     result: Future[Any] = Future()

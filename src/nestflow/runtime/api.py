@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nestflow.core import usage
+from nestflow.core.usage import METER
 from nestflow.runtime import drive_sync
 from nestflow.runtime.context import Level, RunState
 from nestflow.runtime.drivers import forced
@@ -102,7 +102,7 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     announce(state.report)
     level = Level.root(state, compiled(call.plan, root_config(pipeline)))
     values = dict(call.values)
-    current = usage.enter(state.usage)
+    current = METER.set(state)  # record_usage adds to this run
     try:
         if level.compiled.sync and forced.get() != "async":
             state.drivers.append("sync")
@@ -119,7 +119,7 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
         close(state, exc)
         raise cleaned(exc)  # noqa: B904 (it is the exception being handled: no chaining)
     finally:
-        usage.leave(current)
+        METER.reset(current)
     close(state, None)
     return call.shape(values, state.report)
 
@@ -129,7 +129,7 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     call = _Call(pipeline, positional, kwargs, "arun")
     state, level = call.root()
     values = dict(call.values)
-    current = usage.enter(state.usage)
+    current = METER.set(state)  # record_usage adds to this run
     try:
         if call.synchronous(level):
             state.uses("sync")
@@ -143,7 +143,7 @@ async def arun(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
         close(state, exc)
         raise cleaned(exc)  # noqa: B904
     finally:
-        usage.leave(current)
+        METER.reset(current)
     close(state, None)
     return call.shape(values, state.report)
 
@@ -162,7 +162,7 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     """Run ``pipeline`` once per item; see ``Pipeline.map``."""
     call = _Call(pipeline, positional, kwargs, "map")
     state, level = call.root()
-    current = usage.enter(state.usage)
+    current = METER.set(state)  # record_usage adds to this run
     try:
         if call.synchronous(level):
             state.uses("sync")
@@ -174,7 +174,7 @@ def map(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
         close(state, exc)
         raise cleaned(exc)  # noqa: B904
     finally:
-        usage.leave(current)
+        METER.reset(current)
     close(state, None)
     return call.shape(results, state.report)
 
@@ -183,7 +183,7 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
     """Map on the caller's event loop."""
     call = _Call(pipeline, positional, kwargs, "amap")
     state, level = call.root()
-    current = usage.enter(state.usage)
+    current = METER.set(state)  # record_usage adds to this run
     try:
         if call.synchronous(level):
             state.uses("sync")
@@ -195,7 +195,7 @@ async def amap(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> A
         close(state, exc)
         raise cleaned(exc)  # noqa: B904
     finally:
-        usage.leave(current)
+        METER.reset(current)
     close(state, None)
     return call.shape(results, state.report)
 

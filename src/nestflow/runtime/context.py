@@ -14,6 +14,7 @@ import os
 import random
 import threading
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,10 @@ class RelayedEvent:
     attempt: int
 
 
+_MAKING_USAGE = threading.Lock()
+"""Taken only while a run makes its ``Usage``, the first time a node reports some."""
+
+
 class RunState:
     """What the levels of one run share: ids, the report, the dispatcher and the callback store."""
 
@@ -108,8 +113,8 @@ class RunState:
         """The last number taken from ``step_count``."""
         self.memory: Any = None
         """The memory watch of a run with a memory limit (``runtime.guard``)."""
-        self.usage = Usage()
-        """What the run's nodes report with ``record_usage`` (current while the run runs)."""
+        self.usage: Usage | None = None
+        """What the run's nodes report with ``record_usage`` (made when first reported)."""
         self._store: dict[str, Any] | None = None
         self._dispatcher: Dispatcher | None = None
         self._pools: ThreadPools | None = None
@@ -197,6 +202,22 @@ class RunState:
             if end_run is not None:
                 end_run()
 
+    def add(self, name: str, amount: float) -> None:
+        """``record_usage`` in this run (the run is current while it runs): counted in a
+        ``Usage`` made the first time, from whichever thread."""
+        usage = self.usage
+        if usage is None:
+            with _MAKING_USAGE:
+                usage = self.usage
+                if usage is None:
+                    usage = self.usage = Usage()
+        usage.add(name, amount)
+
+    def merge(self, amounts: Mapping[str, float]) -> None:
+        """Add what a worker counted for this run."""
+        for name, amount in amounts.items():
+            self.add(name, amount)
+
     def finish(self, error: BaseException | None) -> RunReport:
         """Close the report: duration, status, drivers and callback failures."""
         report = self.report
@@ -205,7 +226,7 @@ class RunState:
             error = self.flush_failure
         report.duration_s = perf_counter() - self.started
         report.drivers = tuple(self.drivers)
-        if self.usage:
+        if self.usage is not None:
             report.usage = self.usage.totals()
         if error is not None:
             report.status = "failed"

@@ -196,7 +196,7 @@ class ItemRun:
         result = ItemResult(values={})
         try:
             # User spans nest under the item's span; record_usage adds to the item's run.
-            with tracing.attached(self.carrier), usage.collecting(state.usage):
+            with tracing.attached(self.carrier), usage.counting(state):
                 _run_and_read(level, values, self.outputs)
         except Exception as exc:
             result.error = exc
@@ -214,7 +214,7 @@ class ItemRun:
         result.errors = state.report.errors
         result.cache_hits = state.report.cache_hits
         result.cache_misses = state.report.cache_misses
-        result.usage = state.usage.totals()
+        result.usage = {} if state.usage is None else state.usage.totals()
         result.abandoned_threads = state.report.abandoned_threads
         result.maps = state.report.maps or []
         notices = context.pending_fallbacks()
@@ -505,7 +505,7 @@ def absorb(level: Level, result: ItemResult) -> dict[str, Any]:
     report.cache_hits += result.cache_hits
     report.cache_misses += result.cache_misses
     if result.usage:
-        level.run.usage.merge(result.usage)
+        level.run.merge(result.usage)
     if level.config.limits.value("max_total_steps") is not None:  # counted here too
         ran = sum(1 for r in result.records if r.status in ("executed", "failed"))
         guard.add(level.run, ran)
