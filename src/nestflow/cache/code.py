@@ -25,6 +25,7 @@ import pickle
 import threading
 import warnings
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import astuple, dataclass
 from enum import Enum
@@ -142,6 +143,10 @@ def _stable(value: Any) -> bool:
 # --- the fingerprinter ------------------------------------------------------------------------
 
 
+GROUPS_KEPT = 64
+"""Closed groups whose fingerprints a process keeps by their code objects."""
+
+
 class CodeFingerprinter:
     """Code fingerprints of functions, methods and classes (SPEC 8.2).
 
@@ -163,6 +168,10 @@ class CodeFingerprinter:
         self._statics: weakref.WeakValueDictionary[CodeType, _Static]
         self._statics = weakref.WeakValueDictionary()
         self._class_sources: weakref.WeakKeyDictionary[type, bytes] = weakref.WeakKeyDictionary()
+        self._groups: OrderedDict[tuple[CodeType, ...], list[bytes]] = OrderedDict()
+        """Fingerprints of closed groups by their code objects, the latest ``GROUPS_KEPT``:
+        a new pipeline object made of the same functions finds them without hashing its
+        code objects again or asking the store."""
 
     def __call__(self, fn: Callable[..., Any], analyses: AnalysisStore | None = None) -> bytes:
         """32-byte code fingerprint of ``fn``; ``analyses`` keeps analyses across processes."""
@@ -193,17 +202,30 @@ class CodeFingerprinter:
         """
         plain = analyses is not None and all(_bare(fn) for fn in fns)
         key = ""
+        codes: tuple[CodeType, ...] = ()
         if plain:
             codes = tuple(fn.__code__ for fn in fns)
+            known = self._groups.get(codes)
+            if known is not None:
+                self._groups.move_to_end(codes)
+                return list(known), True
             key = "closed:" + sha256(marshal.dumps(codes)).hexdigest()
             kept = analyses.get(key)  # type: ignore[union-attr]  # plain: not None
             if kept is not None and len(kept) == 32 * len(fns):
-                return [kept[i : i + 32] for i in range(0, len(kept), 32)], True
+                found = [kept[i : i + 32] for i in range(0, len(kept), 32)]
+                self._keep(codes, found)
+                return found, True
         found = [self(fn, analyses) for fn in fns]
         closed = plain and all(self._closed_code(fn.__code__) for fn in fns)
         if closed:
             analyses.put(key, b"".join(found))  # type: ignore[union-attr]
+            self._keep(codes, found)
         return found, closed
+
+    def _keep(self, codes: tuple[CodeType, ...], found: list[bytes]) -> None:
+        self._groups[codes] = list(found)
+        if len(self._groups) > GROUPS_KEPT:
+            self._groups.popitem(last=False)
 
     def _closed_code(self, code: CodeType) -> bool:
         static = self._statics.get(code)

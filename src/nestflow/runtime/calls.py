@@ -22,6 +22,8 @@ class CallSpec:
     keyword: tuple[tuple[str, str, Any], ...]
     """(parameter, wired name, default) per keyword-only parameter."""
     outs: tuple[str, ...]
+    wired: tuple[tuple[str, str, Any], ...] = ()
+    """(parameter, wired name, default) by parameter name: what a signature reads."""
     arg_names: tuple[str, ...] = field(init=False)
     """The wired names of the positional parameters."""
     names: tuple[str, ...] = field(init=False)
@@ -95,6 +97,12 @@ def _call_spec(node_id: str, node: Node) -> CallSpec:
         positional=tuple(positional),
         keyword=tuple(keyword),
         outs=node.outputs,
+        wired=tuple(
+            sorted(
+                (param, node.input_sources[param], node.defaults.get(param, REQUIRED))
+                for param in node.params
+            )
+        ),
     )
 
 

@@ -33,7 +33,7 @@ from nestflow.engines.backends import LocalBackend
 from nestflow.errors import GuardError, NodeTimeoutError
 from nestflow.runtime import caching, guard, sites, tracing, workspaces
 from nestflow.runtime.caching import REP, Batch, Signer, Unread, UnreadPart
-from nestflow.runtime.calls import REQUIRED, CallSpec, call_spec
+from nestflow.runtime.calls import CallSpec, call_spec
 from nestflow.runtime.context import Level
 from nestflow.runtime.failure import annotate, is_annotated, user_traceback
 from nestflow.runtime.items import MapCall, collections
@@ -278,7 +278,10 @@ class NodeStep:
         self.when, self.outcome = node.when, node.outcome
         self.gated = node.when is not None
         """It has a condition: the drivers ask ``skip`` before every execution."""
-        self.blocking = tuple(a for a in step.args if a not in node.tolerates)
+        tolerates = node.tolerates
+        self.blocking = (
+            tuple(a for a in step.args if a not in tolerates) if tolerates else step.args
+        )
         """Inputs that skip this node when their producer failed or was skipped."""
         self.cached = config.cache is not None and node.cache
         limits = config.limits
@@ -286,10 +289,7 @@ class NodeStep:
         """The limits a run checks before and after each execution of this node."""
         self.position = -1
         """Index among the level's signed nodes (cached ones)."""
-        self.wired: list[tuple[str, str, Any]] = sorted(
-            (param, node.input_sources[param], node.defaults.get(param, REQUIRED))
-            for param in node.params
-        )
+        self.wired: tuple[tuple[str, str, Any], ...] = self.spec.wired
         """(parameter, wired name, default) by parameter name: what a signature reads."""
         self.starts = "on_node_start" in hooks
         self.ends = "on_node_end" in hooks
@@ -690,7 +690,10 @@ class NestedStep:
         self.when, self.outcome = node.when, node.outcome
         self.gated = node.when is not None
         """It has a condition: the drivers ask ``skip`` before every execution."""
-        self.blocking = tuple(a for a in step.args if a not in node.tolerates)
+        tolerates = node.tolerates
+        self.blocking = (
+            tuple(a for a in step.args if a not in tolerates) if tolerates else step.args
+        )
         """Inputs that skip the child when their producer failed or was skipped."""
         self.workspace = node.workspace
         self.plain: bool = (
