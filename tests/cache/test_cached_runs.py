@@ -924,3 +924,37 @@ def test_a_node_given_new_code_is_run_again_not_served_from_the_kept_fingerprint
     result = pipeline.run(x=1)
     assert result["y"] == 11
     assert result.report.cache_misses == 1
+
+
+def test_a_process_keeps_a_closed_group_by_its_code_objects(tmp_path: Path) -> None:
+    """A new pipeline object of the same functions finds the group's fingerprints without
+    asking the store; new code is a new group."""
+    from nestflow.cache.fingerprint import code_fingerprints
+
+    namespace: dict[str, object] = {}
+    exec("def one(a):\n    return a + 1\ndef two(b):\n    return b * 2\n", namespace)
+    one, two = namespace["one"], namespace["two"]
+
+    class Counting:
+        def __init__(self) -> None:
+            self.kept: dict[str, bytes] = {}
+            self.gets = 0
+
+        def get(self, key: str) -> bytes | None:
+            self.gets += 1
+            return self.kept.get(key)
+
+        def put(self, key: str, value: bytes) -> None:
+            self.kept[key] = value
+
+    store = Counting()
+    first, closed = code_fingerprints([one, two], store)  # type: ignore[list-item, arg-type]
+    assert closed is True
+    asked = store.gets
+    again, closed_again = code_fingerprints([one, two], store)  # type: ignore[list-item, arg-type]
+    assert (again, closed_again) == (first, True)
+    assert store.gets == asked  # found in the process, not in the store
+    one.__code__ = compile("def one(a):\n    return a + 2\n", "<new>", "exec").co_consts[0]  # type: ignore[attr-defined]
+    changed, _ = code_fingerprints([one, two], store)  # type: ignore[list-item, arg-type]
+    assert changed[0] != first[0]
+    assert changed[1] == first[1]
