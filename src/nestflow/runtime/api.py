@@ -102,9 +102,10 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     announce(state.report)
     level = Level.root(state, compiled(call.plan, root_config(pipeline)))
     values = dict(call.values)
+    synchronous = level.compiled.sync and forced.get() != "async"
     current = METER.set(state)  # record_usage adds to this run
     try:
-        if level.compiled.sync and forced.get() != "async":
+        if synchronous:
             state.drivers.append("sync")
             if level.hooks or state.cached:
                 drive_sync.run_level(level, values)
