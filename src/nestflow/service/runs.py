@@ -218,11 +218,14 @@ class Deadlines:
         answer: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
 
         def settle(done: asyncio.Future[Outcome]) -> None:
-            if not answer.done():
-                if done.cancelled() or done.exception() is not None:
-                    answer.set_exception(done.exception() or asyncio.CancelledError())
-                else:
-                    answer.set_result(done.result())
+            if answer.done():
+                return
+            if done.cancelled():  # the pool shut down before the run started
+                answer.cancel()
+            elif (error := done.exception()) is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(done.result())
 
         work.add_done_callback(settle)
         self._waiting[answer] = deadline
