@@ -31,8 +31,13 @@ WAIT_S = 10.0
 # --- served pipelines -----------------------------------------------------------------------
 
 
+SPLIT: list[str] = []
+"""Every text ``split`` was run on, in order."""
+
+
 @node(output_name="words")
 def split(text: str) -> list[str]:
+    SPLIT.append(text)
     record_usage("llm_tokens", 7)
     return text.split()
 
@@ -497,3 +502,104 @@ def test_a12_10_callee_spans_join_the_caller_trace_under_the_call_node(
         s.name for s in remote if s.parent is not None and s.parent.span_id == root.context.span_id
     }
     assert {"node split", "node count", "node shout"} <= nodes
+
+
+# --- calls whose caller or budget is gone before their run starts -----------------------------
+
+
+def test_a_stream_whose_caller_is_gone_before_the_first_event_still_runs_and_is_audited(
+    sqlite_url: str,
+) -> None:
+    """The ASGI app is driven directly, with a connection that fails on the first send."""
+    import asyncio
+
+    from nestflow.service.app import create_app
+
+    with open_store(sqlite_url) as store:
+        store.create_org("acme")
+        app = create_app(store)
+        from nestflow.service.contract import Contract
+        from nestflow.service.registration import register
+
+        register(store, "acme", Contract.from_mapping(contract("counter", ["count"], "count")))
+        token = store.issue_token("acme", "counter").token
+        body = json.dumps({"inputs": {"text": "a b"}}).encode()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/call/acme/counter",
+            "raw_path": b"/v1/call/acme/counter",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [
+                (b"authorization", f"Bearer {token}".encode()),
+                (b"accept", b"text/event-stream"),
+                (b"content-type", b"application/json"),
+            ],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 2),
+        }
+
+        async def drive() -> None:
+            sent = False
+
+            async def receive() -> dict[str, Any]:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                await asyncio.sleep(3600)
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                raise OSError("the caller is gone")
+
+            with pytest.raises(Exception):  # noqa: B017 (whatever the framework makes of it)
+                await app(scope, receive, send)
+
+        asyncio.run(drive())
+        record = _wait_for(lambda: store.audit_for("acme", 1)[0], lambda r: r.status != "started")
+        assert (record.status, record.mode) == ("ok", "stream"), record
+        assert record.usage["llm_tokens"] == 7
+
+
+def test_a_call_answered_504_while_it_waits_for_a_worker_never_runs(
+    sqlite_url: str, held_gate: Gate
+) -> None:
+    ran: list[str] = []
+    for service in started(sqlite_url, workers=1):
+        holding = service.publish("waiting", ["count"], "count")
+        counting = service.publish("counter", ["count", "shout"], "shout")
+        headers = {"Authorization": f"Bearer {holding}"}
+        first = threading.Thread(
+            target=service.http.post,
+            args=(f"{service.url}/v1/call/acme/waiting",),
+            kwargs={"json": {"inputs": {"text": "x"}}, "headers": headers},
+        )
+        first.start()
+        assert held_gate.entered.wait(WAIT_S)  # the one worker is busy now
+        reply = service.http.post(
+            f"{service.url}/v1/call/acme/counter",
+            json={"inputs": {"text": "never"}},
+            headers={"Authorization": f"Bearer {counting}"},
+        )
+        assert reply.status_code == 504  # its budget (1 s) passed in the queue
+        assert reply.json()["error"]["run_id"] is None  # no run started
+        held_gate.release.set()
+        first.join(WAIT_S)
+        # A third call runs only after the worker has taken (and dropped) the queued one.
+        again = service.http.post(
+            f"{service.url}/v1/call/acme/counter",
+            json={"inputs": {"text": "a"}},
+            headers={"Authorization": f"Bearer {counting}"},
+        )
+        assert again.status_code == 200
+        records = [r for r in service.store.audit_for("acme", 10) if r.pipeline == "counter"]
+        ran = [r.status for r in records]
+    assert ran == ["ok", "timeout"]
+    assert records[1].run_id is None
+    assert "never" not in SPLIT  # the queued call's node never ran
+    assert "a" in SPLIT

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field, replace
-from time import perf_counter
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -54,8 +54,9 @@ class Location:
     trace_id: str
     steps_taken: int = 0
     """Node executions the run had counted when the item was sent (``max_total_steps``)."""
-    elapsed_s: float = 0.0
-    """How long the run had lasted when the item was sent (``max_run_seconds``)."""
+    started_at: float = 0.0
+    """When the run started (Unix seconds): a worker's clock for ``max_run_seconds`` goes
+    on from there, however long the item waited to be taken."""
 
 
 @dataclass(slots=True)
@@ -182,7 +183,7 @@ class ItemRun:
         where = self.location
         state.run_id, state.trace_id = where.run_id, where.trace_id
         state.steps_taken = where.steps_taken  # the count goes on from there
-        state.started = perf_counter() - where.elapsed_s  # and so does the clock
+        state.started = perf_counter() - (time() - where.started_at)  # and so does the clock
         level = Level.at(
             state,
             compiled(plan_for(self.pipeline, self.outputs), self.config, relay=self.relay),
@@ -296,7 +297,7 @@ def item_run(level: Level, values: dict[str, Any], shared: ItemShared) -> ItemRu
             run_id=run.run_id,
             trace_id=run.trace_id,
             steps_taken=run.steps_taken,
-            elapsed_s=perf_counter() - run.started,
+            started_at=time() - (perf_counter() - run.started),
         ),
     )
 

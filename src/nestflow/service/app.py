@@ -67,8 +67,12 @@ def create_app(
 
 async def _incoming(request: Request) -> Incoming:
     scope = request.scope
-    # The raw header list (names are lower case in ASGI), and the path as received.
-    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    # The raw header list (names are lower case in ASGI); a header sent more than once is
+    # its values joined by ", ", as HTTP reads a repeated list header.
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
     body = await request.body()
     params = scope["path_params"]
     return Incoming(

@@ -93,10 +93,10 @@ class Gate:
         raises ``Refusal``, recorded as ``rejected`` for a known pipeline."""
         refused: Refusal | None = None
         with self._store.admitting() as door:
+            registered, found_grant = self._found(door, incoming)  # a 404 commits nothing
             if (now := self._clock()) >= self._next_purge:  # nonces are kept until expiry only
                 self._next_purge = now + PURGE_EVERY_S
                 door.purge_nonces()
-            registered, found_grant = self._found(door, incoming)
             call = AuditCall(
                 incoming.org,
                 incoming.pipeline,

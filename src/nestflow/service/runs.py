@@ -20,6 +20,7 @@ A caller that goes away does not stop the run: its audit record is finished when
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import json
@@ -115,34 +116,56 @@ class Runner:
         """Run the admitted call and answer it: 200, 500 (the run failed) or 504 (budget);
         a streamed call is answered 200 with its events."""
         if call.admission.call.mode == "stream":
+            # The run starts here, not when the response first asks for an event: a caller
+            # gone before that still gets its run done and its record finished.
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+            def sink(event: dict[str, Any]) -> None:  # called in the run's thread
+                # A loop closed under a run (the server stopping) has no caller left to tell.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+
+            work = self._start(call, Relay(sink), self._stream_max_s)
+            work.add_done_callback(lambda _: queue.put_nowait(None))
             return StreamingResponse(
-                self._events(call),
+                self._events(call, work, queue),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         budget = call.admission.contract.time_budget_s
         work = self._start(call, None, budget)
-        outcome = await self._deadlines.first(work, call.started + budget)
-        if outcome is None:
-            await self.checking(call.finish, None)
+        try:
+            outcome = await self._deadlines.first(work, call.started + budget)
+        except asyncio.CancelledError:
+            outcome = None  # the pool shut down before the run started
+        outcome = await self._settled(call, outcome)
         return JSONResponse(_body(call, outcome, debug=self._debug), _status(outcome))
 
-    def _start(self, call: Call, relay: Relay | None, limit_s: float) -> asyncio.Future[Outcome]:
+    async def _settled(self, call: Call, outcome: Outcome | None) -> Outcome | None:
+        """``outcome``; or, when the wait ended without one, the run's own outcome if it
+        finished meanwhile (reply and record must agree), else ``None`` (a timeout)."""
+        if outcome is not None:
+            return outcome
+        if await self.checking(call.finish, None):
+            return None
+        return call.outcome
+
+    def _start(
+        self, call: Call, relay: Relay | None, limit_s: float
+    ) -> asyncio.Future[Outcome | None]:
         # Copy the context: OpenTelemetry keeps the current span in a contextvar, and pool
         # threads start empty.
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(self._pool, context.run, self._run, call, relay, limit_s)
 
-    async def _events(self, call: Call) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-        def sink(event: dict[str, Any]) -> None:  # called in the run's thread
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        work = self._start(call, Relay(sink), self._stream_max_s)
-        work.add_done_callback(lambda _: queue.put_nowait(None))
+    async def _events(
+        self,
+        call: Call,
+        work: asyncio.Future[Outcome | None],
+        queue: asyncio.Queue[dict[str, Any] | None],
+    ) -> AsyncIterator[str]:
         deadline = call.started + self._stream_max_s
         outcome: Outcome | None = None
         while (left := deadline - time.perf_counter()) > 0:
@@ -152,17 +175,21 @@ class Runner:
                 yield ": ping\n\n"
                 continue
             if event is None:
-                outcome = work.result()
+                if not work.cancelled() and work.exception() is None:
+                    outcome = work.result()
                 break
             yield _event("progress", event)
-        if outcome is None:
-            await self.checking(call.finish, None)
+        outcome = await self._settled(call, outcome)
         body = _body(call, outcome, self._stream_max_s, debug=self._debug)
         yield _event("error" if body["status"] == "error" else "result", body)
 
-    def _run(self, call: Call, relay: Relay | None, limit_s: float) -> Outcome:
+    def _run(self, call: Call, relay: Relay | None, limit_s: float) -> Outcome | None:
         """Run the call here (a pool thread) and finish its record: the outcome is audited
         even when nobody waits for it any more (a stream whose caller went away)."""
+        if call.finished or time.perf_counter() - call.started >= limit_s:
+            # Answered with 504 while it waited for a worker: it does not run at all.
+            call.finish(None)
+            return None
         outcome = self._execute(call, relay, limit_s)
         call.finish(outcome)
         return outcome
@@ -213,11 +240,11 @@ class Deadlines:
         self._waiting: dict[asyncio.Future[Outcome | None], float] = {}
         self._task: asyncio.Task[None] | None = None
 
-    async def first(self, work: asyncio.Future[Outcome], deadline: float) -> Outcome | None:
+    async def first(self, work: asyncio.Future[Outcome | None], deadline: float) -> Outcome | None:
         """What ``work`` gives, or ``None`` once ``deadline`` (``perf_counter``) has passed."""
         answer: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
 
-        def settle(done: asyncio.Future[Outcome]) -> None:
+        def settle(done: asyncio.Future[Outcome | None]) -> None:
             if answer.done():
                 return
             if done.cancelled():  # the pool shut down before the run started
@@ -258,6 +285,8 @@ class Call:
         self.started = time.perf_counter()
         self.latency_ms = 0.0
         self.finished = False
+        self.outcome: Outcome | None = None
+        """What the record was finished with (``None``: a timeout, or not finished yet)."""
         self.runs: Capture | None = None
         """The runs of the call as they start (set in the worker, when it takes the call)."""
         self._lock = threading.Lock()
@@ -268,12 +297,15 @@ class Call:
         started = None if self.runs is None else self.runs.started
         return started[0].run_id if started else None
 
-    def finish(self, outcome: Outcome | None) -> None:
-        """Complete the record with ``outcome`` (``None``: the run ran out of time)."""
+    def finish(self, outcome: Outcome | None) -> bool:
+        """Complete the record with ``outcome`` (``None``: the run ran out of time); whether
+        this was the finish (``False``: the record was finished already, with
+        ``self.outcome``)."""
         with self._lock:
             if self.finished:
-                return
+                return False
             self.finished = True
+            self.outcome = outcome
             self.latency_ms = (time.perf_counter() - self.started) * 1000
         if outcome is None:
             self._store.audit_finished(
@@ -284,7 +316,7 @@ class Call:
                 run_id=self.run_id,
                 usage={"wall_s": self.latency_ms / 1000},
             )
-            return
+            return True
         error = outcome.error
         self._store.audit_finished(
             self.record,
@@ -295,6 +327,7 @@ class Call:
             run_id=outcome.run_id,
             usage=outcome.usage,
         )
+        return True
 
 
 def _event(kind: str, data: dict[str, Any]) -> str:
