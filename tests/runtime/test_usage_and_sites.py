@@ -112,6 +112,20 @@ def test_usage_of_a_failed_run_is_kept() -> None:
     assert captured.reports[-1].usage == {"llm_tokens": 9.0}
 
 
+@pytest.mark.parametrize("where", ["parallel node", "dask node"])
+def test_usage_of_a_call_that_fails_in_a_worker_is_kept(where: str, dask_backend: Any) -> None:
+    from nestflow import capture
+
+    backend = (
+        dask_backend
+        if where == "dask node"
+        else LocalBackend(node_execution="parallel", max_workers=1)
+    )
+    with capture() as captured, pytest.raises(RuntimeError, match="refused"):
+        Pipeline([ask_then_fail], backend=backend).run({"prompt": "x"})
+    assert captured.reports[-1].usage == {"llm_tokens": 9.0}
+
+
 def test_the_report_keeps_usage_through_json(tmp_path: Any) -> None:
     report = Pipeline([ask]).run({"prompt": "a b"}).report
     loaded = RunReport.load(report.save(tmp_path))

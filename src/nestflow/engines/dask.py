@@ -66,6 +66,9 @@ def _run_task(task: Task) -> Any:
         with usage.collecting(collected):
             value = task.run()
     except BaseException as exc:
+        if collected:  # a failed call's usage counts too: it travels on the exception
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.__nestflow_usage__ = collected.totals()  # type: ignore[attr-defined]
         if executors.runaway():
             return _Replace(_distributed().get_worker().address, exc, failed=True)
         raise
@@ -93,9 +96,20 @@ class _Used:
         self.amounts = amounts
 
 
+def _unused_by(error: BaseException, sink: Meter | None) -> BaseException:
+    """``error`` without the usage its failed call recorded, which is added to ``sink``."""
+    used = error.__dict__.pop("__nestflow_usage__", None) if hasattr(error, "__dict__") else None
+    if used and sink is not None:
+        sink.merge(used)
+    return error
+
+
 def _unused(value: Any, sink: Meter | None) -> Any:
     """``value`` without the usage it carries, which is added to ``sink``."""
     if isinstance(value, _Replace):
+        if value.failed:
+            value.outcome = _unused_by(value.outcome, sink)
+            return value
         value.outcome = _unused(value.outcome, sink)
     elif isinstance(value, _Used):
         if sink is not None:
@@ -431,7 +445,7 @@ def _bridge(client: Any, remote: Any, sink: Meter | None = None) -> Future[Any]:
         try:
             value = done.result()
         except BaseException as exc:
-            _settle(local, False, exc)
+            _settle(local, False, _unused_by(exc, sink))
         else:
             value = _unused(value, sink)
             _settle(local, True, value, client, remote)
