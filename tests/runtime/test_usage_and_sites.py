@@ -8,6 +8,7 @@ marked ``__nestflow_site__`` sees its pipeline and node while it runs, and its e
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from collections.abc import Mapping
@@ -174,7 +175,7 @@ class Talker:
     __nestflow_site__ = True
 
     def __init__(self) -> None:
-        self.__signature__ = __import__("inspect").signature(lambda text: None)
+        self.__signature__ = inspect.signature(lambda text: None)
 
     def __call__(self, text: str) -> str:
         site = current_site()

@@ -230,11 +230,9 @@ def _abandon(executor: Executor, future: Future[Any]) -> None:
 
 def wait(executor: Executor, future: Future[Any], timeout: float | None) -> Any:
     """The result of ``future``, or ``CallTimeout`` after ``timeout`` seconds."""
-    from concurrent.futures import TimeoutError as FutureTimeout
-
     try:
         return future.result(timeout)
-    except FutureTimeout:
+    except TimeoutError:  # what concurrent.futures raises (an alias since Python 3.11)
         _abandon(executor, future)
         raise timed_out(executor) from None
     except WorkerTimeout:

@@ -521,17 +521,22 @@ class NodeStep:
 
     def submit(self, attempt: Attempt) -> Future[Any]:
         """Hand the call to the attempt's executor; a value that cannot travel is named."""
-        executor, level = attempt.executor, attempt.level
-        from nestflow.runtime import shipping  # cloudpickle: only for calls that leave
-
+        executor = attempt.executor
         if executor.kind == "session" and getattr(executor, "remote", False):
-            shipping.dumps_node_call(level, self.id, self.spec, attempt.args, attempt.kwargs)
+            self._check_shipping(attempt)
         try:
             return executor.submit(self.node_call(attempt))
         except Exception:
             if executor.kind == "processes":  # raises the error naming what cannot be pickled
-                shipping.dumps_node_call(level, self.id, self.spec, attempt.args, attempt.kwargs)
+                self._check_shipping(attempt)
             raise
+
+    def _check_shipping(self, attempt: Attempt) -> None:
+        """Raise the error naming what of the call cannot travel to a worker, if anything."""
+        from nestflow.runtime import shipping  # cloudpickle: only for calls that leave
+
+        args, kwargs = attempt.args, attempt.kwargs
+        shipping.dumps_node_call(attempt.level, self.id, self.spec, args, kwargs)
 
     def limit(self, attempt: Attempt) -> float | None:
         """How long a driver waits for the call (worker processes enforce their own)."""

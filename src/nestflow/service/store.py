@@ -241,25 +241,25 @@ class Store:
         One atomic statement: of two processes recording the same nonce at once, exactly one
         gets ``True``. A kept nonce that has expired may be used again.
         """
-        with self._db.writing() as connection:
-            return kept_nonces.record(connection, token_id, nonce, expires_at, self._clock())
+        with self.admitting() as door:
+            return door.record_nonce(token_id, nonce, expires_at)
 
     def purge_nonces(self) -> int:
         """Forget expired nonces; returns how many. The server calls it from time to time."""
-        with self._db.writing() as connection:
-            return kept_nonces.purge(connection, self._clock())
+        with self.admitting() as door:
+            return door.purge_nonces()
 
     # --- audit ---------------------------------------------------------------------------
 
     def audit_started(self, call: AuditCall) -> int:
         """Insert and commit a ``started`` record for ``call`` before its run starts; its id."""
-        with self._db.writing() as connection:
-            return audit_records.add(connection, call, self._clock())
+        with self.admitting() as door:
+            return door.audit_started(call)
 
     def audit_rejected(self, call: AuditCall, reason: str) -> int:
         """Record a call refused for a known pipeline, and why; its id."""
-        with self._db.writing() as connection:
-            return audit_records.add(connection, call, self._clock(), reason)
+        with self.admitting() as door:
+            return door.audit_rejected(call, reason)
 
     def audit_finished(
         self,
