@@ -262,7 +262,9 @@ def test_the_run_time_limit_reaches_map_items_in_worker_processes() -> None:
         limits=Limits(max_run_seconds=0.5),
         backend=LocalBackend(map_execution="parallel", max_workers=2),
     )
-    with pytest.raises(TimeLimitError, match="outer > napper > then_this"):
+    # The item's second node is past the limit; on a slow start of the worker processes,
+    # its first one already is: either way a node inside the item is the one not started.
+    with pytest.raises(TimeLimitError, match=r"outer > napper > (then_this|nap)`"):
         outer.run(n=2)
 
 
