@@ -158,6 +158,26 @@ def new_object_row(folder: Path, pf_folder: Path) -> Row:
     return row
 
 
+def new_nodes_row(folder: Path, pf_folder: Path) -> Row:
+    """As ``new_object_row``, but the nodes are new too (a cell that wraps its functions again):
+    nothing of an earlier pipeline object's plans can be shared."""
+    funcs, outs = chain()
+    last = outs[-1]
+
+    def make() -> Callable[[], Any]:
+        pipeline = Pipeline(nodes_of(funcs, outs), name="chain", cache=DiskCache(folder))
+        return lambda: pipeline.run(v0=0, output_name=last)
+
+    name = "  the same with new nodes too (no plan to share): per node"
+    row = Row(name, "µs", 0.0, 0.0, "-")
+    row.nestflow = median_first_run(make) / CHAIN * 1e6
+    if peers.installed("pipefunc"):
+        row.peers["pipefunc"] = (
+            median_first_run(_pipefunc_hit(funcs, outs, pf_folder)) / CHAIN * 1e6
+        )
+    return row
+
+
 def _pipefunc_hit(funcs: list[Any], outs: list[str], folder: Path) -> Callable[[], Any]:
     import pipefunc
 
@@ -246,7 +266,11 @@ def rows() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="nestflow-bench-") as tmp:
         folder, pf_folder = Path(tmp, "nestflow"), Path(tmp, "pipefunc")
         env = child_env(Path(tmp, "pycache"))
-        found = [new_object_row(folder, pf_folder), new_process_row(env, folder, pf_folder)]
+        found = [
+            new_object_row(folder, pf_folder),
+            new_nodes_row(folder, pf_folder),
+            new_process_row(env, folder, pf_folder),
+        ]
         return [*found, build_row(), *first_run_rows(env)]
 
 

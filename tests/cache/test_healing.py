@@ -282,9 +282,12 @@ def test_a_long_lived_cache_follows_a_repair_made_by_another_process(tmp_path: P
         old.refresh()
         assert len(old.lookup([sig(i) for i in range(300)])) == 300  # connected, front filled
         damage(tmp_path / "cache.sqlite3", "bad header")
-        with recorded() as caught, DiskCache(tmp_path) as repairer:
-            assert repairer.lookup([sig(1)]) == {}
-        assert len(cache_warnings(caught)) == 1
+        # Another process: in this one, a second DiskCache on the folder shares old's database.
+        found = subprocess.run(
+            [sys.executable, "-c", REPAIRER, str(tmp_path), sig(1)],
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout.split()  # fmt: skip
+        assert found == ["0", "1"], "the other process found nothing and moved the file aside"
         old.refresh()  # the generation changed: forget, and reconnect to the fresh file
         assert old.lookup([sig(i) for i in range(300)]) == {}
         old.store(sig("new"), "p > n", ("out",), "seen by others")
@@ -292,6 +295,16 @@ def test_a_long_lived_cache_follows_a_repair_made_by_another_process(tmp_path: P
     with DiskCache(tmp_path) as other:
         assert other.read_values([sig("new")]) == {sig("new"): "seen by others"}
 
+
+REPAIRER = """
+import sys, warnings
+from nestflow.cache.disk import DiskCache
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with DiskCache(sys.argv[1]) as cache:
+        found = cache.lookup([sys.argv[2]])
+print(len(found), sum("moved aside" in str(w.message) for w in caught))
+"""
 
 OPENER = """
 import sys, warnings
@@ -423,36 +436,70 @@ def test_runs_on_a_read_only_folder_hit_what_is_there_and_recompute_the_rest(
     assert len(cache_warnings(caught)) == 1
 
 
+WRITER = """
+import sys
+from nestflow.cache.disk import DiskCache
+cache = DiskCache(sys.argv[1])
+for line in sys.stdin:  # each line: signature and value; the database stays open meanwhile
+    signature, value = line.split()
+    cache.store(signature, "p > n", ("out",), value)
+    cache.flush()
+    print("stored", flush=True)
+"""
+
+
 def test_a_read_only_reader_sees_what_a_writer_stores_meanwhile(shared_folder: Path) -> None:
     # While a writer has the database open its -shm index exists, and the reader shares it
-    # (mode=ro) instead of reading a frozen copy.
-    with DiskCache(shared_folder) as writer:
-        writer.store(sig(1), "p > n", ("out",), "first")
-        writer.flush()
+    # (mode=ro) instead of reading a frozen copy. The writer is another process: in this
+    # one, every cache on the folder shares one database (``SqliteDatabase.of``).
+    command = [sys.executable, "-c", WRITER, str(shared_folder)]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as writer:
+        assert writer.stdin is not None
+        assert writer.stdout is not None
+
+        def store(signature: str, value: str) -> None:
+            writer.stdin.write(f"{signature} {value}\n")
+            writer.stdin.flush()
+            assert writer.stdout.readline() == "stored\n"
+
+        store(sig(1), "first")
         with ReadOnlyFolder(shared_folder), recorded() as caught:
             reader = DiskCache(shared_folder)
             assert reader.read_values([sig(1)]) == {sig(1): "first"}
-            writer.store(sig(2), "p > n", ("out",), "second")  # its files are open already
-            writer.flush()
+            store(sig(2), "second")  # its files are open already
             reader.refresh()
             assert reader.read_values([sig(2)]) == {sig(2): "second"}
             reader.close()
-        assert len(cache_warnings(caught)) == 1
+        writer.stdin.close()
+        assert writer.wait(timeout=60) == 0
+    assert len(cache_warnings(caught)) == 1
+
+
+FILLER = """
+import hashlib, sys
+from nestflow.cache.disk import DiskCache
+with DiskCache(sys.argv[1]) as cache:
+    for i in range(int(sys.argv[2]), int(sys.argv[3])):
+        signature = hashlib.sha256(repr(i).encode()).hexdigest()  # as sig(i)
+        cache.store(signature, "p > n", ("out",), {"i": i, "pad": "x" * 300})
+"""
 
 
 def test_a_read_only_reader_sees_from_its_next_run_what_a_later_writer_stored(
     shared_folder: Path,
 ) -> None:
     # No writer had it open, so the reader froze the file (immutable): it must not keep
-    # reading that frozen copy once a writer has been at work.
+    # reading that frozen copy once a writer (another process) has been at work.
     fill(shared_folder, 3)
     with ReadOnlyFolder(shared_folder) as folder, recorded() as caught:
         reader = DiskCache(shared_folder)
         reader.refresh()
         assert len(reader.read_values([sig(i) for i in range(3)])) == 3
-        with folder.lifted(), DiskCache(shared_folder) as writer:
-            for i in range(3, 300):
-                writer.store(sig(i), "p > n", ("out",), {"i": i, "pad": "x" * 300})
+        with folder.lifted():
+            command = [sys.executable, "-c", FILLER, str(shared_folder), "3", "300"]
+            subprocess.run(command, check=True, timeout=60)
         reader.refresh()
         found = reader.read_values([sig(i) for i in range(300)])
         assert found == {sig(i): {"i": i, "pad": "x" * 300} for i in range(300)}

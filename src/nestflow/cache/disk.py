@@ -279,7 +279,7 @@ class DiskCache(Cache):
         cache_version: str | None = None,
         strict: bool = False,
     ) -> None:
-        database = SqliteDatabase(path)
+        database = SqliteDatabase.of(path)
         super().__init__(
             DiskMetaStore(database),
             DiskBlobStore(database),

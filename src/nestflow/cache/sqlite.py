@@ -69,6 +69,16 @@ CREATE TABLE IF NOT EXISTS code (key TEXT PRIMARY KEY, analysis BLOB NOT NULL);
 _INHERITED: list[sqlite3.Connection] = []
 
 
+_OPEN: weakref.WeakValueDictionary[str, SqliteDatabase] = weakref.WeakValueDictionary()
+"""The database of each folder open in this process (``SqliteDatabase.of``), by absolute path;
+an entry goes when no cache uses it any more."""
+_OPEN_LOCK = threading.Lock()
+
+
+def _database_of(root: Path) -> SqliteDatabase:
+    return SqliteDatabase.of(root)
+
+
 def _prepare(conn: sqlite3.Connection, deadline: float) -> None:
     """Switch to WAL and create the tables, retrying while another process does the same.
 
@@ -134,13 +144,34 @@ class _Handle:
 
 
 class SqliteDatabase:
-    """The SQLite file of a DiskCache: a connection per thread and per process, opened lazily."""
+    """The SQLite file of a DiskCache: a connection per thread and per process, opened lazily.
+
+    ``SqliteDatabase.of(folder)`` gives one object per folder and process while any cache
+    uses it, so a new ``DiskCache`` on a folder already open reuses its prepared connections
+    (a connect and its pragmas cost more than a cached run's whole lookup) and its
+    read-only and salvage state, which belong to the folder, not to one cache object.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.path = self.root / DATABASE
         self._told_read_only = False
         self._reset()
+
+    @classmethod
+    def of(cls, root: str | os.PathLike[str]) -> SqliteDatabase:
+        """The database of folder ``root`` in this process, shared by every cache using it."""
+        key = os.path.abspath(root)
+        found = _OPEN.get(key)
+        if found is None:
+            with _OPEN_LOCK:
+                found = _OPEN.get(key)
+                if found is None:
+                    found = _OPEN[key] = cls(root)
+        return found
+
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        return _database_of, (self.root,)  # a plain function: cloudpickle ships it by name
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -152,15 +183,6 @@ class SqliteDatabase:
         self._token: str | None = None
         self.read_only = False
         """Whether the last connection opened is read-only (the folder cannot be written)."""
-
-    def __getstate__(self) -> dict[str, Path]:
-        return {"root": self.root}
-
-    def __setstate__(self, state: dict[str, Path]) -> None:
-        self.root = state["root"]
-        self.path = self.root / DATABASE
-        self._told_read_only = False
-        self._reset()
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use (and again after a fork)."""

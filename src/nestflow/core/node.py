@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from nestflow.core.retry import Retry
 
 OnError = Literal["raise", "continue"]
+SHARED_PLANS = "_nestflow_plans"
+"""Where a member of a pipeline keeps the plans shared by pipelines it comes first in
+(``runtime/plan.py``): an entry of its ``__dict__``, left out when it is pickled."""
+
 _OPTION_NAMES = (
     "output_name", "name", "cache", "timeout", "retries", "on_error", "cache_version", "when",
     "outcome", "tolerates",
@@ -168,6 +172,10 @@ class Node:
 
     def __delattr__(self, key: str) -> None:
         self.__setattr__(key, None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Plans shared by pipelines starting with this node (``runtime/plan.py``) stay here.
+        return {k: v for k, v in self.__dict__.items() if k != SHARED_PLANS}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)

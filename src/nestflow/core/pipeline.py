@@ -164,6 +164,19 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, nodes={list(self.node_ids)!r})"
 
+    def bare(self) -> Pipeline:
+        """This pipeline's structure with no configuration: what a shared plan keeps of it.
+
+        Same name, members, ids and bound inputs; every aspect unset and no declared input
+        types, so it holds on to no cache, callback or backend (see ``runtime/plan.py``).
+        """
+        found = self.memo.get("bare")
+        if found is None:
+            unset = dict.fromkeys(ASPECTS, UNSET)
+            found = self.memo["bare"] = self._copy(**unset, input_types={})
+        assert isinstance(found, Pipeline)
+        return found
+
     # --- introspection -----------------------------------------------------------------------
 
     @property

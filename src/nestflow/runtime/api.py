@@ -81,7 +81,7 @@ class _Call:
         """The run's state and its root level."""
         state = RunState(self.pipeline.name)
         announce(state.report)
-        level = Level.root(state, compiled(self.plan, root_config(self.pipeline)))
+        level = Level.root(state, compiled(self.pipeline, self.plan, root_config(self.pipeline)))
         if self.is_map and level.hooks:
             level.register(mapped=True)
         return state, level
@@ -100,7 +100,7 @@ def run(pipeline: Pipeline, positional: Any, kwargs: dict[str, Any]) -> Any:
     call = _Call(pipeline, positional, kwargs, "run")
     state = RunState(pipeline.name)
     announce(state.report)
-    level = Level.root(state, compiled(call.plan, root_config(pipeline)))
+    level = Level.root(state, compiled(pipeline, call.plan, root_config(pipeline)))
     values = dict(call.values)
     synchronous = level.compiled.sync and forced.get() != "async"
     current = METER.set(state)  # record_usage adds to this run

@@ -258,7 +258,11 @@ class Signer:
         level.run.looks_up(self.cache)
         self.hierarchy = level.hierarchy
         self.nodes: tuple[NodeStep, ...] = compiled.signed
-        self._memo: dict[Any, list[str]] = compiled.signatures
+        self._memo: dict[Any, list[str]] = self.plan.memo.setdefault(
+            ("signatures", self.cache.cache_version), {}
+        )
+        """Signatures per (code fingerprints, input representations): they depend on nothing
+        else but the plan and the cache version, so every pipeline sharing the plan reuses them."""
         self.codes = self._codes(level)
         self._signing: list[_Signing] | None = None
 
@@ -444,7 +448,7 @@ def code_fingerprints_below(
     for step in plan.steps:
         if step.child is not None:
             child = step.child
-            below = child_config(child.pipeline, config)
+            below = child_config(step.node.pipeline, config)  # type: ignore[union-attr]
             found.update(
                 code_fingerprints_below(child, below, (*hierarchy, child.name), child_config)
             )

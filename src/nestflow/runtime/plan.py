@@ -1,4 +1,13 @@
-"""ExecutionPlan: compiled once per (pipeline, requested outputs) and memoised on the pipeline.
+"""ExecutionPlan: compiled once per pipeline structure and requested outputs.
+
+A plan depends only on a pipeline's structure: its name, its members (by identity: nodes are
+immutable), their ids and the names of its bound inputs. Pipeline objects of the same
+structure share their plans, so a script or notebook cell that builds its pipeline again
+from the same nodes (with another cache object, say) does not plan again. The shared plans
+of a structure are kept on its first member (``Shared``), living as long as the nodes do; a
+plan's ``pipeline`` is a copy with no configuration, so nothing a run configures (cache,
+callbacks, backend) is kept alive by it, and the configuration is always read from the
+pipeline a run was asked of.
 
 Selection is minimal and reaches into nested pipelines: walking the nodes in reverse
 execution order, a node is kept only when it publishes a name that is still wanted,
@@ -14,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nestflow.core.gates import produced
 from nestflow.core.nesting import PipelineNode
-from nestflow.core.node import Node
+from nestflow.core.node import SHARED_PLANS, Node
 from nestflow.errors import RecursionDepthError, UnknownOutputError
 
 if TYPE_CHECKING:
@@ -51,6 +60,8 @@ class LevelPlan:
     """The selected steps of one pipeline level, in execution order."""
 
     pipeline: Pipeline
+    """A pipeline of this structure without configuration (``bare``): read its structure
+    (name, nodes, bound inputs), never its settings, which belong to the pipeline run."""
     steps: tuple[Step, ...]
     outputs: tuple[str, ...]
     inputs: tuple[str, ...]
@@ -68,7 +79,7 @@ class LevelPlan:
 
 
 def plan_for(pipeline: Pipeline, requested: tuple[str, ...] | None = None) -> LevelPlan:
-    """The memoised plan computing ``requested`` (``None``: every output)."""
+    """The plan computing ``requested`` (``None``: every output), memoised per structure."""
     found = _memoised(pipeline, requested)
     if found is not None:
         return found
@@ -86,6 +97,9 @@ def plan_for(pipeline: Pipeline, requested: tuple[str, ...] | None = None) -> Le
             if finished.value.nesting > MAX_NESTING_DEPTH:
                 raise _too_deep([p for p, _, _ in stack], finished.value) from None
             reply = level.memo[("plan", wanted)] = finished.value
+            shared = _shared(level)
+            if shared is not None:
+                shared.keep((*_structure(level), wanted), reply)
             continue
         reply = _memoised(child, child_wanted)
         if reply is None:
@@ -95,9 +109,59 @@ def plan_for(pipeline: Pipeline, requested: tuple[str, ...] | None = None) -> Le
 
 
 def _memoised(pipeline: Pipeline, requested: tuple[str, ...] | None) -> LevelPlan | None:
-    found = pipeline.memo.get(("plan", requested))
+    memo = pipeline.memo
+    found = memo.get(("plan", requested))
+    if found is None:
+        shared = _shared(pipeline)
+        if shared is not None:
+            found = shared.plans.get((*_structure(pipeline), requested))
+            if found is not None:
+                memo[("plan", requested)] = found
     assert found is None or isinstance(found, LevelPlan)
     return found
+
+
+class Shared:
+    """The plans of the pipeline structures whose first member is one node.
+
+    Kept in the node's ``__dict__`` under ``SHARED_PLANS`` (never pickled, never copied): a
+    plan refers to its nodes, so a table outside them would keep them alive for ever, where
+    this cycle goes with them. At most ``KEPT`` plans per node; the oldest goes first.
+    """
+
+    __slots__ = ("plans",)
+    KEPT = 16
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple[Any, ...], LevelPlan] = {}
+
+    def keep(self, key: tuple[Any, ...], plan: LevelPlan) -> None:
+        """Share ``plan`` under ``key``."""
+        plans = self.plans
+        if len(plans) >= self.KEPT:
+            del plans[next(iter(plans))]
+        plans[key] = plan
+
+
+def _shared(pipeline: Pipeline) -> Shared | None:
+    """Where plans of ``pipeline``'s structure are shared; ``None``: not shared.
+
+    A pipeline with bound inputs keeps its plans to itself: a nested level reads its bound
+    values from its plan's pipeline, and values are no part of a structure.
+    """
+    if not pipeline.nodes or pipeline.bound_inputs:
+        return None
+    members = pipeline.nodes[0].__dict__
+    found = members.get(SHARED_PLANS)
+    if found is None:
+        found = members[SHARED_PLANS] = Shared()
+    assert isinstance(found, Shared)
+    return found
+
+
+def _structure(pipeline: Pipeline) -> tuple[Any, ...]:
+    """What a plan depends on besides the outputs asked for (members compared by identity)."""
+    return (pipeline.name, pipeline.nodes, pipeline.node_ids)
 
 
 def check_outputs(pipeline: Pipeline, requested: tuple[str, ...]) -> None:
@@ -182,7 +246,7 @@ def _level(pipeline: Pipeline, steps: tuple[Step, ...], outputs: tuple[str, ...]
             if name not in produced and name not in pipeline.bound_inputs:
                 needs.setdefault(name, []).extend(paths)
     return LevelPlan(
-        pipeline=pipeline,
+        pipeline=pipeline.bare(),
         steps=steps,
         outputs=outputs,
         inputs=tuple(inputs),

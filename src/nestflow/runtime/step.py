@@ -44,6 +44,7 @@ from nestflow.runtime.settings import child_config
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from nestflow.core.pipeline import Pipeline
     from nestflow.engines.protocol import NodeCall
 
 Blocked = dict[str, str]
@@ -78,7 +79,6 @@ class Compiled:
         "producers",
         "relay",
         "segments",
-        "signatures",
         "signed",
         "steps",
         "sync",
@@ -103,8 +103,6 @@ class Compiled:
             for hook in self.hooks
         }
         """``(callback, bound hook)`` per implemented hook, in list order."""
-        self.signatures: dict[Any, list[str]] = {}
-        """A plain run's signatures per (code fingerprints, input representations)."""
         self.depth_limit: int | None = config.limits.value("max_depth")
         """The deepest level this one may be at (``Limits.max_depth``), checked on entering."""
         self.backend_label = config.backend.label
@@ -212,15 +210,21 @@ def _segments(
 
 
 _KEPT = 64
-"""Compiled forms (and child configurations) kept per plan (pipeline); older ones are dropped."""
+"""Compiled forms (and child configurations) kept per pipeline; older ones are dropped."""
 
 
-def compiled(plan: LevelPlan, config: EffectiveConfig, relay: bool = False) -> Compiled:
-    """The compiled form of ``plan`` at ``config`` (memoised on the plan per configuration)."""
-    kept: dict[Any, Compiled] = plan.memo.setdefault("compiled", {})
-    key = (id(config), relay)
+def compiled(
+    owner: Pipeline, plan: LevelPlan, config: EffectiveConfig, relay: bool = False
+) -> Compiled:
+    """The compiled form of ``plan`` (a plan of ``owner``) at ``config``, memoised on ``owner``.
+
+    Not on the plan: plans are shared by pipelines of one structure (``runtime/plan.py``),
+    and a compiled form holds its configuration, which is the pipeline's own.
+    """
+    kept: dict[Any, Compiled] = owner.memo.setdefault("compiled", {})
+    key = (id(plan), id(config), relay)
     found = kept.get(key)
-    if found is None or found.config is not config:
+    if found is None or found.config is not config or found.plan is not plan:
         found = Compiled(plan, config, relay)
         if len(kept) >= _KEPT:
             kept.clear()
@@ -685,7 +689,7 @@ class NestedStep:
         assert isinstance(node, PipelineNode)
         assert step.child is not None
         self.index, self.id, self.step, self.node = index, step.id, step, node
-        self.child = compiled_child(step.child, compiled.config, compiled.relay)
+        self.child = compiled_child(step, compiled.config, compiled.relay)
         self.continues = node.on_error == "continue"
         self.mapped: tuple[str, ...] = tuple(node.map_over)
         self.mode = node.map_mode
@@ -739,7 +743,7 @@ class NestedStep:
 
     def inputs(self, values: dict[str, Any]) -> dict[str, Any]:
         """The child's inputs: its bound values, then the values it is given from here."""
-        sub = dict(self.child.plan.pipeline.bound_inputs)
+        sub = dict(self.node.pipeline.bound_inputs)
         for outer, inner in self.step.child_inputs:
             if outer in values:
                 sub[inner] = values[outer]
@@ -864,16 +868,19 @@ def level_below(level: Level, chain: tuple[NestedStep, ...]) -> Level:
     return level
 
 
-def compiled_child(plan: LevelPlan, parent: EffectiveConfig, relay: bool = False) -> Compiled:
-    """The compiled child level under a parent level with configuration ``parent``."""
+def compiled_child(step: Step, parent: EffectiveConfig, relay: bool = False) -> Compiled:
+    """The compiled child level of nested ``step`` under a level with configuration ``parent``."""
+    assert isinstance(step.node, PipelineNode)
+    assert step.child is not None
+    pipeline = step.node.pipeline
     kept: dict[int, tuple[EffectiveConfig, EffectiveConfig]]
-    kept = plan.pipeline.memo.setdefault("child-configs", {})
+    kept = pipeline.memo.setdefault("child-configs", {})
     found = kept.get(id(parent))
     if found is None or found[0] is not parent:
         if len(kept) >= _KEPT:
             kept.clear()
-        found = kept[id(parent)] = (parent, child_config(plan.pipeline, parent))
-    return compiled(plan, found[1], relay)
+        found = kept[id(parent)] = (parent, child_config(pipeline, parent))
+    return compiled(pipeline, step.child, found[1], relay)
 
 
 # --- the events that frame levels and items -------------------------------------------------
