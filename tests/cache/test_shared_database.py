@@ -12,7 +12,7 @@ from pathlib import Path
 import cloudpickle
 
 from nestflow import DiskCache, Pipeline, node
-from nestflow.cache.sqlite import SqliteDatabase
+from nestflow.cache.sqlite import RECENT_KEPT, SqliteDatabase
 
 
 @node(output_name="y")
@@ -55,13 +55,17 @@ def test_closing_one_cache_leaves_the_others_working(tmp_path: Path) -> None:
     assert Pipeline([inc], name="p", cache=second).run(x=1).report.cache_hits == 1
 
 
-def test_the_database_goes_when_no_cache_uses_it(tmp_path: Path) -> None:
+def test_a_database_stays_open_for_the_next_cache_then_goes(tmp_path: Path) -> None:
     cache = DiskCache(tmp_path)
-    cache._database.connection()
-    gone = weakref.ref(cache._database)
+    opened = cache._database.connection()
+    kept = weakref.ref(cache._database)
     del cache
     gc.collect()
-    assert gone() is None
+    assert DiskCache(tmp_path)._database.connection() is opened, "a cache made per run reuses it"
+    for index in range(RECENT_KEPT):  # other folders opened since
+        DiskCache(tmp_path / str(index)).lookup(["0" * 64])
+    gc.collect()
+    assert kept() is None, "closed once no cache uses it and it is not among the latest"
     assert DiskCache(tmp_path).lookup(["0" * 64]) == {}, "a later cache opens it again"
 
 

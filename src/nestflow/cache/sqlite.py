@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -70,8 +71,11 @@ _INHERITED: list[sqlite3.Connection] = []
 
 
 _OPEN: weakref.WeakValueDictionary[str, SqliteDatabase] = weakref.WeakValueDictionary()
-"""The database of each folder open in this process (``SqliteDatabase.of``), by absolute path;
-an entry goes when no cache uses it any more."""
+"""The database of each folder open in this process (``SqliteDatabase.of``), by absolute path."""
+_RECENT: OrderedDict[str, SqliteDatabase] = OrderedDict()
+"""The folders opened last, kept open when no cache uses them any more: a script that makes a
+new DiskCache per run (and drops the last) still opens the database once."""
+RECENT_KEPT = 8
 _OPEN_LOCK = threading.Lock()
 
 
@@ -162,12 +166,14 @@ class SqliteDatabase:
     def of(cls, root: str | os.PathLike[str]) -> SqliteDatabase:
         """The database of folder ``root`` in this process, shared by every cache using it."""
         key = os.path.abspath(root)
-        found = _OPEN.get(key)
-        if found is None:
-            with _OPEN_LOCK:
-                found = _OPEN.get(key)
-                if found is None:
-                    found = _OPEN[key] = cls(root)
+        with _OPEN_LOCK:
+            found = _OPEN.get(key)
+            if found is None:
+                found = _OPEN[key] = cls(root)
+            _RECENT[key] = found
+            _RECENT.move_to_end(key)
+            if len(_RECENT) > RECENT_KEPT:
+                _RECENT.popitem(last=False)
         return found
 
     def __reduce__(self) -> tuple[Any, tuple[Path]]:
