@@ -4,41 +4,50 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from nestflow.core.node import Node
 from nestflow.errors import NodeOutputError
 
 
-@dataclass(frozen=True, slots=True)
 class CallSpec:
-    """Argument wiring and output publishing of one function node."""
+    """Argument wiring and output publishing of one function node.
 
-    node_id: str
-    fn: Callable[..., Any]
-    positional: tuple[tuple[str, Any], ...]
-    """(wired name, default) per positional parameter, in order."""
-    keyword: tuple[tuple[str, str, Any], ...]
-    """(parameter, wired name, default) per keyword-only parameter."""
-    outs: tuple[str, ...]
-    wired: tuple[tuple[str, str, Any], ...] = ()
-    """(parameter, wired name, default) by parameter name: what a signature reads."""
-    arg_names: tuple[str, ...] = field(init=False)
-    """The wired names of the positional parameters."""
-    names: tuple[str, ...] = field(init=False)
-    """Every wired input name, positional and keyword."""
-    simple: bool = field(init=False)
-    """One output, positional parameters only, no defaults: the fast loop inlines it."""
+    A plain slotted class, not a frozen dataclass, for the import time of a process's first
+    run (see ``runtime/plan.py``'s ``Step``).
+    """
 
-    def __post_init__(self) -> None:
+    __slots__ = ("arg_names", "fn", "keyword", "names", "node_id", "outs", "positional",
+                 "simple", "wired")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        fn: Callable[..., Any],
+        positional: tuple[tuple[str, Any], ...],
+        keyword: tuple[tuple[str, str, Any], ...],
+        outs: tuple[str, ...],
+        wired: tuple[tuple[str, str, Any], ...] = (),
+    ) -> None:
+        self.node_id, self.fn, self.outs = node_id, fn, outs
+        self.positional = positional
+        """(wired name, default) per positional parameter, in order."""
+        self.keyword = keyword
+        """(parameter, wired name, default) per keyword-only parameter."""
+        self.wired = wired
+        """(parameter, wired name, default) by parameter name: what a signature reads."""
         # Read for every call on the loops (and every compile): made once here, not per read.
-        arg_names = tuple(name for name, _ in self.positional)
-        object.__setattr__(self, "arg_names", arg_names)
-        object.__setattr__(self, "names", (*arg_names, *(n for _, n, _ in self.keyword)))
-        simple = len(self.outs) == 1 and not self.keyword
-        simple = simple and all(d is REQUIRED for _, d in self.positional)
-        object.__setattr__(self, "simple", simple)
+        arg_names = tuple(name for name, _ in positional)
+        self.arg_names = arg_names
+        """The wired names of the positional parameters."""
+        self.names: tuple[str, ...] = (*arg_names, *(n for _, n, _ in keyword))
+        """Every wired input name, positional and keyword."""
+        self.simple = len(outs) == 1 and not keyword and all(d is REQUIRED for _, d in positional)
+        """One output, positional parameters only, no defaults: the fast loop inlines it."""
+
+    def __repr__(self) -> str:
+        return f"CallSpec(node_id={self.node_id!r}, names={self.names!r}, outs={self.outs!r})"
 
     def arguments(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Positional and keyword arguments; a missing optional input takes its default."""

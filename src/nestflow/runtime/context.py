@@ -15,7 +15,6 @@ import random
 import threading
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
@@ -54,18 +53,42 @@ _NO_CODES: dict[tuple[str, ...], bytes] = {}
 """No code fingerprints were shipped with this run (never written: a worker's run replaces it)."""
 
 
-@dataclass(frozen=True, slots=True)
 class RelayedEvent:
-    """One hook call recorded in a worker, with where it happened."""
+    """One hook call recorded in a worker, with where it happened.
 
-    hook: str
-    args: tuple[Any, ...]
-    entered: tuple[str, ...]
-    item_path: tuple[int, ...]
-    item_total: int | None
-    node_id: str | None
-    error: BaseException | None
-    attempt: int
+    A plain slotted class, not a frozen dataclass, for the import time of a process's first
+    run (see ``runtime/plan.py``'s ``Step``).
+    """
+
+    __slots__ = ("args", "attempt", "entered", "error", "hook", "item_path", "item_total",
+                 "node_id")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        hook: str,
+        args: tuple[Any, ...],
+        entered: tuple[str, ...],
+        item_path: tuple[int, ...],
+        item_total: int | None,
+        node_id: str | None,
+        error: BaseException | None,
+        attempt: int,
+    ) -> None:
+        self.hook, self.args, self.entered = hook, args, entered
+        self.item_path, self.item_total = item_path, item_total
+        self.node_id, self.error, self.attempt = node_id, error, attempt
+
+    def with_args(self, args: tuple[Any, ...]) -> RelayedEvent:
+        """A copy with other arguments."""
+        return RelayedEvent(
+            hook=self.hook, args=args, entered=self.entered, item_path=self.item_path,
+            item_total=self.item_total, node_id=self.node_id, error=self.error,
+            attempt=self.attempt,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"RelayedEvent(hook={self.hook!r}, node_id={self.node_id!r})"
 
 
 _MAKING_USAGE = threading.Lock()

@@ -18,7 +18,6 @@ pulls in only their ancestors.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nestflow.core.gates import produced
@@ -35,19 +34,35 @@ run (``runtime/step.py``) and running it still recurse once per level, so far de
 nesting would exhaust the interpreter's recursion limit mid-run."""
 
 
-@dataclass(frozen=True, slots=True)
 class Step:
-    """One selected node of a level, with everything a run needs precomputed."""
+    """One selected node of a level, with everything a run needs precomputed.
 
-    id: str
-    node: Node | PipelineNode
-    args: tuple[str, ...]
-    outs: tuple[str, ...]
-    child: LevelPlan | None = None
-    child_inputs: tuple[tuple[str, str], ...] = ()
-    """(outer name, inner name) pairs fed to the child."""
-    child_outputs: tuple[tuple[str, str], ...] = ()
-    """(inner name, outer name) pairs published by the child."""
+    Plan classes are plain slotted classes, not dataclasses: creating a frozen slotted
+    dataclass costs about 0.7 ms at import, which a process pays before its first run.
+    """
+
+    __slots__ = ("args", "child", "child_inputs", "child_outputs", "id", "node", "outs")
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        node: Node | PipelineNode,
+        args: tuple[str, ...],
+        outs: tuple[str, ...],
+        child: LevelPlan | None = None,
+        child_inputs: tuple[tuple[str, str], ...] = (),
+        child_outputs: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.id, self.node, self.args, self.outs = id, node, args, outs
+        self.child = child
+        self.child_inputs = child_inputs
+        """(outer name, inner name) pairs fed to the child."""
+        self.child_outputs = child_outputs
+        """(inner name, outer name) pairs published by the child."""
+
+    def __repr__(self) -> str:
+        return f"Step(id={self.id!r}, args={self.args!r}, outs={self.outs!r})"
 
     @property
     def is_function(self) -> bool:
@@ -55,22 +70,39 @@ class Step:
         return self.child is None
 
 
-@dataclass(frozen=True, slots=True)
 class LevelPlan:
     """The selected steps of one pipeline level, in execution order."""
 
-    pipeline: Pipeline
-    """A pipeline of this structure without configuration (``bare``): read its structure
-    (name, nodes, bound inputs), never its settings, which belong to the pipeline run."""
-    steps: tuple[Step, ...]
-    outputs: tuple[str, ...]
-    inputs: tuple[str, ...]
-    needs: dict[str, tuple[tuple[str, ...], ...]]
-    """Required external input -> node paths (pipeline names then node id) that need it."""
-    function_count: int
-    nesting: int = 0
-    """Levels of nested pipelines below this one, along its deepest chain (0: none)."""
-    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    __slots__ = (
+        "function_count", "inputs", "memo", "needs", "nesting", "outputs", "pipeline", "steps",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        steps: tuple[Step, ...],
+        outputs: tuple[str, ...],
+        inputs: tuple[str, ...],
+        needs: dict[str, tuple[tuple[str, ...], ...]],
+        function_count: int,
+        nesting: int = 0,
+    ) -> None:
+        self.pipeline = pipeline
+        """A pipeline of this structure without configuration (``bare``): read its
+        structure (name, nodes, bound inputs), never its settings, which belong to the
+        pipeline run."""
+        self.steps, self.outputs, self.inputs = steps, outputs, inputs
+        self.needs = needs
+        """Required external input -> node paths (pipeline names then node id) that need it."""
+        self.function_count = function_count
+        self.nesting = nesting
+        """Levels of nested pipelines below this one, along its deepest chain (0: none)."""
+        self.memo: dict[Any, Any] = {}
+        """Derived data shared by every run of the plan (never run-time state)."""
+
+    def __repr__(self) -> str:
+        return f"LevelPlan(name={self.name!r}, steps={[s.id for s in self.steps]!r})"
 
     @property
     def name(self) -> str:

@@ -265,7 +265,7 @@ def _sendable(result: ItemResult, where: str) -> ItemResult:
             "from the worker. Use map_execution='threaded', or return plain data."
         )
     if not _travels(result.events):
-        result.events = [replace(e, args=tuple(map(_shown, e.args))) for e in result.events]
+        result.events = [e.with_args(tuple(map(_shown, e.args))) for e in result.events]
     return result
 
 
