@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from nestflow import node
-from nestflow.core.node import _Function, _function_of, _plain_function
-from nestflow.errors import InvalidNodeError
+from nestflow.core.node import Node, _Function, _function_of, _plain_function
+from nestflow.errors import InvalidNameError, InvalidNodeError
 
 
 def positional(a, b):  # type: ignore[no-untyped-def]
@@ -121,3 +121,16 @@ def test_a_node_of_a_plain_function_runs_with_its_defaults() -> None:
     assert made.params == ("a", "b", "c", "d")
     assert made.defaults == {"b": 1, "c": 2, "d": 4}
     assert Pipeline([made]).run(a=1)["total"] == 8
+
+
+def test_a_bad_name_fails_every_time_it_is_written_even_though_checks_are_remembered() -> None:
+    def f(x: int) -> int:
+        return x
+
+    for _ in range(2):
+        with pytest.raises(InvalidNameError, match="output name"):
+            node(f, output_name="bad name")
+    assert node(f, output_name="good").outputs == ("good",)
+    for _ in range(2):
+        with pytest.raises(InvalidNodeError, match="has no parameter y"):
+            Node(f, output_name="good", input_sources={"y": "z"})

@@ -6,6 +6,7 @@ pipeline needs (inputs, outputs, defaults, options) is read once, here.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_VARARGS, CO_VARKEYWORDS
@@ -358,6 +359,20 @@ def _outputs_of(
 def _check_names(
     name: str, outputs: tuple[str, ...], sources: Mapping[str, str], params: tuple[str, ...]
 ) -> None:
+    """Raise for a bad node, output or input name, or a source naming no parameter."""
+    _names_checked(name, outputs, tuple(sources.items()) if sources else (), params)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_checked(
+    name: str,
+    outputs: tuple[str, ...],
+    wiring: tuple[tuple[str, str], ...],
+    params: tuple[str, ...],
+) -> None:
+    """``_check_names`` remembered: a script makes nodes of the same names again and again,
+    and the answer depends on nothing else (an error is raised again each time, not kept)."""
+    sources = dict(wiring)
     problems = []
     if (problem := member_name_problem(name)) is not None:
         hint = " Give it one with name='...'." if name == "<lambda>" else ""
