@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import threading
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -123,3 +124,25 @@ def test_a_new_cache_version_signs_anew_with_a_shared_plan(tmp_path: Path) -> No
     bumped = DiskCache(tmp_path, cache_version="2")
     assert Pipeline([inc, double], name="v", cache=bumped).run(x=1).report.cache_hits == 0
     assert CALLS == ["inc", "double"]
+
+
+def test_threads_planning_one_structure_at_once_all_get_right_answers() -> None:
+    failures: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for index in range(60):
+                name = f"t{(offset + index) % 20}"  # more structures than a node keeps
+                pipeline = Pipeline([inc, double], name=name)
+                wanted = ("y",) if index % 2 else ("z",)
+                got = pipeline.run(x=index, output_name=wanted[0])
+                assert got == (index + 1 if index % 2 else (index + 1) * 2)
+        except BaseException as exc:  # reported below, from the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

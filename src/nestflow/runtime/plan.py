@@ -158,7 +158,7 @@ class Shared:
 
     Kept in the node's ``__dict__`` under ``SHARED_PLANS`` (never pickled, never copied): a
     plan refers to its nodes, so a table outside them would keep them alive for ever, where
-    this cycle goes with them. At most ``KEPT`` plans per node; the oldest goes first.
+    this cycle goes with them. At most ``KEPT`` plans per node; past that, they start over.
     """
 
     __slots__ = ("plans",)
@@ -171,7 +171,7 @@ class Shared:
         """Share ``plan`` under ``key``."""
         plans = self.plans
         if len(plans) >= self.KEPT:
-            del plans[next(iter(plans))]
+            plans.clear()  # one step, safe while another thread plans the same structure
         plans[key] = plan
 
 
