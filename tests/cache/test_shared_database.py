@@ -5,11 +5,14 @@ from __future__ import annotations
 import gc
 import pickle
 import sqlite3
+import subprocess
+import sys
 import threading
 import weakref
 from pathlib import Path
 
 import cloudpickle
+import pytest
 
 from nestflow import DiskCache, Pipeline, node
 from nestflow.cache.sqlite import RECENT_KEPT, SqliteDatabase
@@ -48,11 +51,77 @@ def test_threads_still_get_their_own_connections(tmp_path: Path) -> None:
     assert there[0] is not here
 
 
-def test_closing_one_cache_leaves_the_others_working(tmp_path: Path) -> None:
+def test_closing_one_cache_leaves_the_others_connections_open(tmp_path: Path) -> None:
+    # Closing a connection another thread is querying can crash the interpreter: a cache
+    # closing must not close the connections of the other caches on its folder.
     first, second = DiskCache(tmp_path), DiskCache(tmp_path)
     Pipeline([inc], name="p", cache=first).run(x=1)
+    opened = first._database.connection()
     first.close()
+    assert second._database.connection() is opened
+    assert opened.execute("SELECT COUNT(*) FROM entries").fetchone() == (1,)
     assert Pipeline([inc], name="p", cache=second).run(x=1).report.cache_hits == 1
+    second.close()  # the last one: now they close
+    with pytest.raises(sqlite3.ProgrammingError):
+        opened.execute("SELECT 1")
+    assert Pipeline([inc], name="p", cache=first).run(x=1).report.cache_hits == 1, "reopened"
+
+
+CLOSING = """
+import sys, threading, time
+from nestflow import DiskCache, Pipeline, node
+
+@node(output_name="y")
+def inc(x):
+    return x + 1
+
+failures, stop = [], threading.Event()
+
+def run():
+    cache = DiskCache(sys.argv[1], strict=True)
+    pipeline = Pipeline([inc], name="p", cache=cache)
+    index = 0
+    while not stop.is_set():
+        try:
+            assert pipeline.run(x=index % 50)["y"] == index % 50 + 1
+            cache.flush()
+        except Exception as exc:
+            failures.append(repr(exc))
+        index += 1
+
+worker = threading.Thread(target=run)
+worker.start()
+deadline = time.monotonic() + 2
+while time.monotonic() < deadline:
+    DiskCache(sys.argv[1]).close()
+stop.set()
+worker.join()
+print(len(failures), failures[:1])
+"""
+
+
+def test_closing_caches_while_another_thread_runs_on_the_folder(tmp_path: Path) -> None:
+    # In a process of its own: closing a connection in use can crash the interpreter.
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSING, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "0 []"
+
+
+def test_a_relative_folder_is_the_one_it_named_when_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    relative = DiskCache("c")
+    monkeypatch.chdir(tmp_path / "b")
+    absolute = DiskCache(tmp_path / "a" / "c")
+    assert absolute.path == relative.path == tmp_path / "a" / "c"
+    Pipeline([inc], name="p", cache=absolute).run(x=1)
+    assert (tmp_path / "a" / "c" / "cache.sqlite3").exists()
+    assert not (tmp_path / "b" / "c").exists()
 
 
 def test_a_database_stays_open_for_the_next_cache_then_goes(tmp_path: Path) -> None:

@@ -37,6 +37,11 @@ def double(y: int) -> int:
     return y * 2
 
 
+@node(output_name="x")
+def start(v: int) -> int:
+    return v + 1
+
+
 class Seen(PipelineCallback):
     def __init__(self) -> None:
         self.nodes: list[str] = []
@@ -146,3 +151,15 @@ def test_threads_planning_one_structure_at_once_all_get_right_answers() -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_nothing_a_nested_run_was_configured_with_outlives_its_pipelines(tmp_path: Path) -> None:
+    seen, cache = Seen(), DiskCache(tmp_path)
+    inner = Pipeline([inc, double], name="inner", callbacks=[seen])
+    outer = Pipeline([start, inner.as_node(name="n")], name="outer")  # a module-level node first
+    assert outer.with_cache(cache).run(v=0)["z"] == 4
+    heard, stored = weakref.ref(seen), weakref.ref(cache)
+    del seen, cache, inner, outer
+    gc.collect()
+    assert heard() is None, "the module-level nodes live on, but not the inner callback"
+    assert stored() is None, "nor the cache of the outer run"

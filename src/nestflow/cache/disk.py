@@ -280,6 +280,7 @@ class DiskCache(Cache):
         strict: bool = False,
     ) -> None:
         database = SqliteDatabase.of(path)
+        database.use(self)
         super().__init__(
             DiskMetaStore(database),
             DiskBlobStore(database),
@@ -305,6 +306,17 @@ class DiskCache(Cache):
         """Write buffered entries, then the code analyses made meanwhile."""
         super().flush()
         self.analyses.flush()
+
+    def refresh(self) -> None:
+        self._database.use(self)  # again, if it was closed since
+        super().refresh()
+
+    def close(self) -> None:
+        """Flush, then let go of the folder's database: its connections close when no other
+        DiskCache on the folder in this process uses it (they reconnect if used again)."""
+        self.flush()
+        self.end_run()
+        self._database.release(self)
 
     @property
     def _database(self) -> SqliteDatabase:

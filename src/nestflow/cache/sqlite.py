@@ -160,6 +160,7 @@ class SqliteDatabase:
         self.root = Path(root)
         self.path = self.root / DATABASE
         self._told_read_only = False
+        self._users: weakref.WeakSet[Any] = weakref.WeakSet()
         self._reset()
 
     @classmethod
@@ -169,7 +170,7 @@ class SqliteDatabase:
         with _OPEN_LOCK:
             found = _OPEN.get(key)
             if found is None:
-                found = _OPEN[key] = cls(root)
+                found = _OPEN[key] = cls(key)  # absolute: the working directory may change
             _RECENT[key] = found
             _RECENT.move_to_end(key)
             if len(_RECENT) > RECENT_KEPT:
@@ -361,6 +362,24 @@ class SqliteDatabase:
                 ),
                 stacklevel=2,
             )
+
+    def use(self, user: object) -> None:
+        """``user`` (a cache) works with this database: ``release`` leaves it open for it."""
+        with self._handles_lock:
+            self._users.add(user)
+
+    def release(self, user: object) -> None:
+        """``user`` is done: the connections close when no other user is left.
+
+        Closing a connection another thread is using can crash the interpreter, so a cache
+        closing (``DiskCache.close``, the end of a ``with``) never closes them under the feet
+        of the other caches on its folder.
+        """
+        with self._handles_lock:
+            self._users.discard(user)
+            last = not self._users
+        if last:
+            self.close()
 
     def close(self) -> None:
         """Close every connection of this process; the next use opens new ones."""

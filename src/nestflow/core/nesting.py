@@ -19,7 +19,7 @@ from nestflow.core.gates import (
     wired_name_problem,
 )
 from nestflow.core.names import RULE
-from nestflow.core.node import SHARED_PLANS, OnError
+from nestflow.core.node import OnError
 from nestflow.core.options import on_error_problem
 from nestflow.core.workspaces import Workspace, workspace_of
 from nestflow.errors import InvalidNameError, InvalidOptionError, MappingError
@@ -113,9 +113,6 @@ class PipelineNode:
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError(f"PipelineNode `{self.name}` is immutable; call as_node(...) again.")
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != SHARED_PLANS}
 
     def __repr__(self) -> str:
         extra = f", map_over={self.map_over!r}" if self.map_over else ""

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 OnError = Literal["raise", "continue"]
 SHARED_PLANS = "_nestflow_plans"
-"""Where a member of a pipeline keeps the plans shared by pipelines it comes first in
+"""Where a node keeps the plans shared by the pipelines it comes first in
 (``runtime/plan.py``): an entry of its ``__dict__``, left out when it is pickled."""
 
 _OPTION_NAMES = (
@@ -176,7 +176,9 @@ class Node:
 
     def __getstate__(self) -> dict[str, Any]:
         # Plans shared by pipelines starting with this node (``runtime/plan.py``) stay here.
-        return {k: v for k, v in self.__dict__.items() if k != SHARED_PLANS}
+        fields = dict(self.__dict__)  # one step: another thread may be adding its plans
+        fields.pop(SHARED_PLANS, None)
+        return fields
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -360,7 +362,11 @@ def _check_names(
     name: str, outputs: tuple[str, ...], sources: Mapping[str, str], params: tuple[str, ...]
 ) -> None:
     """Raise for a bad node, output or input name, or a source naming no parameter."""
-    _names_checked(name, outputs, tuple(sources.items()) if sources else (), params)
+    wiring = tuple(sources.items()) if sources else ()
+    try:
+        _names_checked(name, outputs, wiring, params)
+    except TypeError:  # something unhashable: a name of the wrong type, said as such below
+        _names_checked.__wrapped__(name, outputs, wiring, params)
 
 
 @functools.lru_cache(maxsize=4096)

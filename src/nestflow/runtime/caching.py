@@ -241,6 +241,17 @@ _Signing = tuple[Any, list[tuple[str, str, bytes, Any]], list[tuple[str, bytes]]
 """Per node: hash prefix, (input, representation key, tag, default), (rep key, output name)."""
 
 
+def _signatures(plan: LevelPlan, version: str | None) -> dict[Any, list[str]]:
+    """The plan's memo of signatures under cache version ``version`` (a few versions kept)."""
+    kept: dict[str | None, dict[Any, list[str]]] = plan.memo.setdefault("signatures", {})
+    found = kept.get(version)
+    if found is None:
+        if len(kept) >= 8:
+            kept.clear()
+        found = kept[version] = {}
+    return found
+
+
 class Signer:
     """How the cached function nodes of one compiled level sign, made once per run.
 
@@ -258,9 +269,7 @@ class Signer:
         level.run.looks_up(self.cache)
         self.hierarchy = level.hierarchy
         self.nodes: tuple[NodeStep, ...] = compiled.signed
-        self._memo: dict[Any, list[str]] = self.plan.memo.setdefault(
-            ("signatures", self.cache.cache_version), {}
-        )
+        self._memo: dict[Any, list[str]] = _signatures(self.plan, self.cache.cache_version)
         """Signatures per (code fingerprints, input representations): they depend on nothing
         else but the plan and the cache version, so every pipeline sharing the plan reuses them."""
         self.codes = self._codes(level)

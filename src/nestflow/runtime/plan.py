@@ -178,10 +178,15 @@ class Shared:
 def _shared(pipeline: Pipeline) -> Shared | None:
     """Where plans of ``pipeline``'s structure are shared; ``None``: not shared.
 
-    A pipeline with bound inputs keeps its plans to itself: a nested level reads its bound
-    values from its plan's pipeline, and values are no part of a structure.
+    A pipeline with bound inputs keeps its plans to itself (values are no part of a
+    structure), and so does one with nested pipelines: their plans' steps hold the nested
+    pipelines, whose memos hold the settings of the runs that used them, which a plan kept
+    as long as its first node must not keep alive. A nested pipeline is mostly wrapped anew
+    for each parent anyway (``as_node`` makes a new member), so this shares little less.
     """
     if not pipeline.nodes or pipeline.bound_inputs:
+        return None
+    if any(type(member) is not Node for member in pipeline.nodes):
         return None
     members = pipeline.nodes[0].__dict__
     found = members.get(SHARED_PLANS)
