@@ -457,7 +457,7 @@ def code_fingerprints_below(
     for step in plan.steps:
         if step.child is not None:
             child = step.child
-            below = child_config(step.node.pipeline, config)  # type: ignore[union-attr]
+            below = child_config(step.inner, config)
             found.update(
                 code_fingerprints_below(child, below, (*hierarchy, child.name), child_config)
             )

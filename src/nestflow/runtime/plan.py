@@ -1,9 +1,10 @@
 """ExecutionPlan: compiled once per pipeline structure and requested outputs.
 
 A plan depends only on a pipeline's structure: its name, its members (by identity: nodes are
-immutable), their ids and the names of its bound inputs. Pipeline objects of the same
-structure share their plans, so a script or notebook cell that builds its pipeline again
-from the same nodes (with another cache object, say) does not plan again. The shared plans
+immutable) and their ids. Pipeline objects of the same structure share their plans, so a
+script or notebook cell that builds its pipeline again from the same nodes (with another
+cache object, say) does not plan again; pipelines with bound inputs or nested pipelines
+keep theirs to themselves (``_shared``). The shared plans
 of a structure are kept on its first member (``Shared``), living as long as the nodes do; a
 plan's ``pipeline`` is a copy with no configuration, so nothing a run configures (cache,
 callbacks, backend) is kept alive by it, and the configuration is always read from the
@@ -68,6 +69,12 @@ class Step:
     def is_function(self) -> bool:
         """A function node (not a nested pipeline)."""
         return self.child is None
+
+    @property
+    def inner(self) -> Pipeline:
+        """The pipeline a nested step runs: its settings are the child level's own."""
+        assert isinstance(self.node, PipelineNode)
+        return self.node.pipeline
 
 
 class LevelPlan:

@@ -24,7 +24,6 @@ import cloudpickle
 
 from nestflow.core import usage
 from nestflow.core.config import EffectiveConfig
-from nestflow.core.nesting import PipelineNode
 from nestflow.engines import dask as dask_engine
 from nestflow.engines import executors, processes
 from nestflow.engines.backends import LocalBackend
@@ -34,7 +33,7 @@ from nestflow.runtime.caching import Batch
 from nestflow.runtime.context import Level, RelayedEvent, RunState, new_key
 from nestflow.runtime.items import MapCall
 from nestflow.runtime.loop import run_here
-from nestflow.runtime.plan import LevelPlan, Step, plan_for
+from nestflow.runtime.plan import LevelPlan, plan_for
 from nestflow.runtime.report import ErrorRecord, NodeRecord
 from nestflow.runtime.settings import child_config
 
@@ -479,15 +478,9 @@ def listens(plan: LevelPlan, config: EffectiveConfig) -> bool:
     if config.callbacks:
         return True
     return any(
-        step.child is not None and listens(step.child, child_config(_inner(step), config))
+        step.child is not None and listens(step.child, child_config(step.inner, config))
         for step in plan.steps
     )
-
-
-def _inner(step: Step) -> Pipeline:
-    """The pipeline a nested step runs, whose settings its level takes."""
-    assert isinstance(step.node, PipelineNode)
-    return step.node.pipeline
 
 
 def absorb(level: Level, result: ItemResult) -> dict[str, Any]:

@@ -870,9 +870,8 @@ def level_below(level: Level, chain: tuple[NestedStep, ...]) -> Level:
 
 def compiled_child(step: Step, parent: EffectiveConfig, relay: bool = False) -> Compiled:
     """The compiled child level of nested ``step`` under a level with configuration ``parent``."""
-    assert isinstance(step.node, PipelineNode)
     assert step.child is not None
-    pipeline = step.node.pipeline
+    pipeline = step.inner
     kept: dict[int, tuple[EffectiveConfig, EffectiveConfig]]
     kept = pipeline.memo.setdefault("child-configs", {})
     found = kept.get(id(parent))
