@@ -24,7 +24,7 @@ def inc(x: int) -> int:
 
 
 def test_caches_on_one_folder_share_the_connection_of_a_thread(tmp_path: Path) -> None:
-    first, second = DiskCache(tmp_path), DiskCache(str(tmp_path / "." / ""))
+    first, second = DiskCache(tmp_path), DiskCache(f"{tmp_path}/./")
     assert first._database is second._database
     assert first._database.connection() is second._database.connection()
     assert DiskCache(tmp_path / "other")._database is not first._database
